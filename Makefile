@@ -1,0 +1,49 @@
+# semcache developer entry points. `make run` and `make test` do their own set-up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+MODEL_STAMP := $(VENV)/.model-ready
+PROTOS := $(wildcard protos/semcache/v1/*.proto)
+
+.PHONY: setup run test lint format protos model bench clean
+
+setup: $(INSTALLED) $(MODEL_STAMP)
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $@
+
+# Builds the int8 model into ~/.cache/semcache (keyed by recipe) unless it is there already.
+# Depends on the recipe files, so a changed recipe rebuilds.
+$(MODEL_STAMP): $(INSTALLED) $(wildcard embed_svc/build/*)
+	$(BIN)/python -m embed_svc.build
+	touch $@
+
+model: $(INSTALLED)
+	$(BIN)/python -m embed_svc.build
+
+protos: $(INSTALLED)
+	$(BIN)/python -m semcache.protos
+
+run: setup
+	$(BIN)/python -m semcache.cli up
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(INSTALLED)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,203 @@
+"""One micro-batcher shared by every caller of the embedder.
+
+Texts from all concurrent calls wait in one FIFO queue. Whenever an inference worker is
+free, the dispatcher takes what is queued (up to a batch limit by count and by padded
+tokens) and runs it on that worker, off the event loop. While the workers are busy the
+queue fills, so batches grow with load without any idle wait; at low load a text runs
+alone, at once. The queue is bounded: beyond it, callers are refused, never left hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from embed_svc import metrics
+from embed_svc.model import EmbeddingModel, Tokens
+
+
+class QueueFullError(Exception):
+    """The batcher's queue cannot take more texts; try again later."""
+
+
+class BatcherClosedError(Exception):
+    """The batcher was closed before the text was embedded."""
+
+
+@dataclass(frozen=True, slots=True)
+class Embedded:
+    vector: np.ndarray  # float32, L2-normalised
+    token_count: int
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    max_texts: int = 32
+    #: Rows x longest row: what a padded batch really costs.
+    max_padded_tokens: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.max_texts < 1 or self.max_padded_tokens < 1:
+            raise ValueError(f"batch limits must be positive: {self}")
+
+
+def batch_size(token_counts: Sequence[int], limits: BatchLimits) -> int:
+    """How many of the queued texts, taken in order, form the next batch (at least one).
+
+    A batch stops before the text that would push it past `max_texts`, or past
+    `max_padded_tokens` once padded to its longest text. One text always fits, however long.
+    """
+    longest = 0
+    for n, count in enumerate(token_counts[: limits.max_texts]):
+        longest = max(longest, count)
+        if n > 0 and (n + 1) * longest > limits.max_padded_tokens:
+            return n
+    return min(len(token_counts), limits.max_texts)
+
+
+@dataclass(slots=True)
+class _Pending:
+    tokens: Tokens
+    future: asyncio.Future[np.ndarray]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class MicroBatcher:
+    """Embeds texts for many concurrent callers in shared batches.
+
+    Use as an async context manager, or call `start()` and `aclose()`.
+    """
+
+    def __init__(
+        self,
+        model: EmbeddingModel,
+        *,
+        limits: BatchLimits | None = None,
+        workers: int = 2,
+        max_queue: int = 4096,
+        max_wait: float = 0.0,
+    ) -> None:
+        if workers < 1 or max_queue < 1 or max_wait < 0:
+            raise ValueError("workers and max_queue must be >= 1, max_wait >= 0")
+        self._model = model
+        self.limits = limits or BatchLimits()
+        self.max_queue = max_queue
+        self.max_wait = max_wait
+        self._workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._queue: deque[_Pending] = deque()
+        self._reserved = 0  # texts admitted and not yet embedded (tokenizing or queued)
+        self._work = asyncio.Event()
+        self._idle_workers: asyncio.Semaphore | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> MicroBatcher:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def start(self) -> None:
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="embed")
+        self._idle_workers = asyncio.Semaphore(self._workers)
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="micro-batcher")
+
+    async def aclose(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            await asyncio.gather(self._dispatcher, return_exceptions=True)
+            self._dispatcher = None
+        while self._queue:
+            pending = self._queue.popleft()
+            if not pending.future.done():
+                pending.future.set_exception(BatcherClosedError("embedder is shutting down"))
+        if self._pool is not None:
+            # Let running batches finish (they deliver through the loop) without blocking it.
+            await asyncio.to_thread(self._pool.shutdown, wait=True)
+            self._pool = None
+
+    @property
+    def queued(self) -> int:
+        return self._reserved
+
+    async def embed(self, texts: list[str]) -> list[Embedded]:
+        """Embeds `texts`, batched with whatever else is queued. Raises QueueFullError."""
+        if self._dispatcher is None:
+            raise BatcherClosedError("batcher is not running")
+        if self._reserved + len(texts) > self.max_queue:
+            metrics.REJECTED_TEXTS.inc(len(texts))
+            raise QueueFullError(
+                f"embedding queue full ({self._reserved} queued, limit {self.max_queue})"
+            )
+        self._reserved += len(texts)
+        try:
+            tokens = await asyncio.to_thread(self._model.tokenize, texts)
+            loop = asyncio.get_running_loop()
+            pending = [_Pending(t, loop.create_future()) for t in tokens]
+            self._queue.extend(pending)
+            metrics.QUEUE_DEPTH.set(len(self._queue))
+            self._work.set()
+            vectors = await asyncio.gather(*(p.future for p in pending))
+        finally:
+            self._reserved -= len(texts)
+        metrics.TEXTS.inc(len(texts))
+        metrics.TOKENS.inc(sum(t.count for t in tokens))
+        return [
+            Embedded(vector=v, token_count=t.count, truncated=t.truncated)
+            for v, t in zip(vectors, tokens, strict=True)
+        ]
+
+    async def _dispatch(self) -> None:
+        assert self._idle_workers is not None
+        while True:
+            await self._work.wait()
+            await self._idle_workers.acquire()
+            if self.max_wait and len(self._queue) < self.limits.max_texts:
+                await asyncio.sleep(self.max_wait)
+            batch = self._take_batch()
+            if not batch:
+                self._idle_workers.release()
+                continue
+            self._run(batch)
+
+    def _take_batch(self) -> list[_Pending]:
+        # Callers that gave up (cancelled) leave their texts behind: drop them unrun.
+        live = [p for p in self._queue if not p.future.done()]
+        self._queue = deque(live)
+        n = batch_size([p.tokens.count for p in live], self.limits)
+        batch = [self._queue.popleft() for _ in range(n)]
+        if not self._queue:
+            self._work.clear()
+        metrics.QUEUE_DEPTH.set(len(self._queue))
+        return batch
+
+    def _run(self, batch: list[_Pending]) -> None:
+        assert self._pool is not None and self._idle_workers is not None
+        started = time.perf_counter()
+        for pending in batch:
+            metrics.QUEUE_WAIT.observe(started - pending.enqueued)
+        metrics.BATCH_SIZE.observe(len(batch))
+        loop = asyncio.get_running_loop()
+        inference = loop.run_in_executor(self._pool, self._model.run, [p.tokens for p in batch])
+
+        def deliver(done: asyncio.Future[np.ndarray]) -> None:
+            self._idle_workers.release()
+            metrics.INFERENCE_SECONDS.observe(time.perf_counter() - started)
+            error = done.exception()
+            for row, pending in enumerate(batch):
+                if pending.future.done():
+                    continue
+                if error is not None:
+                    pending.future.set_exception(error)
+                else:
+                    pending.future.set_result(done.result()[row])
+
+        inference.add_done_callback(deliver)

@@ -1,0 +1,1 @@
+"""semcache: a distributed semantic cache for LLM calls."""

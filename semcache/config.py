@@ -1,0 +1,187 @@
+"""All configuration, typed and validated in one place.
+
+Each service reads one section. Sources, later ones winning: the dataclass defaults, the
+TOML file named by `--config` or `$SEMCACHE_CONFIG` (section `[embedder]`, ...), environment
+variables `SEMCACHE_<SECTION>_<FIELD>` (e.g. `SEMCACHE_EMBEDDER_PORT=6000`), and command-line
+flags (`--port 6000`). Every field is a flag, generated from the dataclass, so the three
+sources can never drift apart. A bad value stops the process at start with a message that
+names the field and the source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, malformed or out of range."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """What every gRPC process has."""
+
+    SECTION: typing.ClassVar[str] = ""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    #: Prometheus text exposition on this HTTP port; 0 picks a free one, -1 turns it off.
+    metrics_port: int = -1
+    log_level: str = "INFO"
+    #: Seconds in-flight calls get to finish on shutdown.
+    grace_seconds: float = 5.0
+
+    def validate(self) -> None:
+        _check(0 <= self.port <= 65535, "port", f"must be in [0, 65535], got {self.port}")
+        _check(
+            -1 <= self.metrics_port <= 65535,
+            "metrics_port",
+            f"must be in [-1, 65535], got {self.metrics_port}",
+        )
+        _check(
+            self.log_level.upper() in LOG_LEVELS,
+            "log_level",
+            f"must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}",
+        )
+        _check(self.grace_seconds >= 0, "grace_seconds", "must be >= 0")
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Adds `--config` and one flag per field (default None: "not given")."""
+        parser.add_argument("--config", type=Path, help="TOML config file ($SEMCACHE_CONFIG)")
+        for f in dataclasses.fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                default=None,
+                metavar=f.name.upper(),
+                help=f"(default {f.default!r}; ${_env_name(cls, f.name)})",
+            )
+
+    @classmethod
+    def load(
+        cls, args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
+    ) -> Self:
+        """Merges defaults, file, environment and flags; validates; raises ConfigError."""
+        environ = os.environ if environ is None else environ
+        raw: dict[str, tuple[str, Any]] = {}
+        file = getattr(args, "config", None) or environ.get("SEMCACHE_CONFIG")
+        if file:
+            for name, value in _read_section(Path(file), cls.SECTION).items():
+                raw[name] = (f"{file} [{cls.SECTION}]", value)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - names)
+        if unknown:
+            raise ConfigError(f"{file} [{cls.SECTION}]: unknown setting(s) {', '.join(unknown)}")
+        for name in names:
+            env = _env_name(cls, name)
+            if env in environ:
+                raw[name] = (f"${env}", environ[env])
+            value = getattr(args, name, None)
+            if value is not None:
+                raw[name] = ("--" + name.replace("_", "-"), value)
+        hints = typing.get_type_hints(cls)
+        values = {
+            name: _convert(value, hints[name], f"{name} ({source})")
+            for name, (source, value) in raw.items()
+        }
+        config = cls(**values)
+        config.validate()
+        return config
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbedderConfig(ServerConfig):
+    SECTION: typing.ClassVar[str] = "embedder"
+
+    port: int = 50053
+    metrics_port: int = 9102
+    #: A built model artifact; default: the cached build of the current recipe.
+    model_dir: Path | None = None
+    #: Inference threads; each runs onnxruntime with one intra-op thread.
+    workers: int = 2
+    max_batch_texts: int = 32
+    #: Batch cost cap: rows x longest row, in word-piece tokens.
+    max_batch_tokens: int = 4096
+    #: Texts waiting (all callers); beyond it calls get RESOURCE_EXHAUSTED.
+    max_queue: int = 4096
+    #: Extra wait for a batch to fill. 0: none; batches grow only while workers are busy.
+    max_wait_ms: float = 0.0
+    max_texts_per_call: int = 256
+    max_text_bytes: int = 32 * 1024
+
+    def validate(self) -> None:
+        super().validate()
+        for name in (
+            "workers",
+            "max_batch_texts",
+            "max_batch_tokens",
+            "max_queue",
+            "max_texts_per_call",
+            "max_text_bytes",
+        ):
+            _check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        _check(self.max_wait_ms >= 0, "max_wait_ms", "must be >= 0")
+        _check(
+            self.max_queue >= self.max_texts_per_call,
+            "max_queue",
+            "must be >= max_texts_per_call, or a full call could never be queued",
+        )
+
+
+def _check(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}: {message}")
+
+
+def _env_name(cls: type[ServerConfig], name: str) -> str:
+    return f"SEMCACHE_{cls.SECTION.upper()}_{name.upper()}"
+
+
+def _read_section(path: Path, section: str) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"config file {path}: {e}") from e
+    value = data.get(section, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"config file {path}: [{section}] must be a table")
+    return value
+
+
+def _convert(value: Any, hint: Any, what: str) -> Any:
+    """Turns a raw value (TOML-typed, or a string from env/flags) into `hint`'s type."""
+    if isinstance(hint, types.UnionType):  # `X | None`
+        if value in (None, "", "none", "None"):
+            return None
+        (hint,) = [h for h in typing.get_args(hint) if h is not type(None)]
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"not a boolean: {value!r}")
+        if hint is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"not an integer: {value!r}")
+        converted = hint(value)
+        if isinstance(converted, float) and not math.isfinite(converted):
+            raise ValueError(f"not a finite number: {value!r}")
+        return converted
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{what}: {e}") from e

@@ -1,0 +1,138 @@
+"""The grpc.aio bootstrap every service uses: health, reflection, metrics, shutdown.
+
+    async with GrpcServer(config, [Service(descriptor, add_fn, servicer)]) as server:
+        await server.wait_for_signal()
+
+On the way out the health status turns NOT_SERVING first (so probes and routers stop
+sending), then in-flight calls get `grace_seconds` to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from semcache.config import ServerConfig
+
+log = logging.getLogger(__name__)
+
+#: Generous message limits: a call may carry up to 256 texts of 32 KiB; the servicers
+#: enforce the real limits with clear errors.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A servicer and how to register it."""
+
+    descriptor: ServiceDescriptor
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    servicer: object
+
+    @property
+    def name(self) -> str:
+        return self.descriptor.full_name
+
+
+class GrpcServer:
+    """One grpc.aio server with the standard health and reflection services and metrics."""
+
+    def __init__(self, config: ServerConfig, services: Sequence[Service]) -> None:
+        self.config = config
+        self.services = list(services)
+        self.health = health.aio.HealthServicer()
+        self.port: int = 0
+        self.metrics_port: int | None = None
+        self._server: grpc.aio.Server | None = None
+        self._metrics_http: Any = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.host}:{self.port}"
+
+    async def __aenter__(self) -> GrpcServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        for service in self.services:
+            service.add_to_server(service.servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        names = [s.name for s in self.services]
+        reflection.enable_server_reflection(
+            [
+                *names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            server,
+        )
+        self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.config.host}:{self.config.port}")
+        await server.start()
+        self._server = server
+        if self.config.metrics_port >= 0:
+            self._metrics_http, _ = start_http_server(
+                self.config.metrics_port, addr=self.config.host
+            )
+            self.metrics_port = self._metrics_http.server_port
+        for name in ("", *names):  # "" is the server as a whole
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "serving",
+            extra={"address": self.address, "services": names, "metrics_port": self.metrics_port},
+        )
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        await self.health.enter_graceful_shutdown()
+        await self._server.stop(self.config.grace_seconds)
+        self._server = None
+        if self._metrics_http is not None:
+            await asyncio.to_thread(self._metrics_http.shutdown)
+            self._metrics_http.server_close()
+            self._metrics_http = None
+        log.info("stopped", extra={"address": self.address})
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *(s.name for s in self.services)):
+            await self.health.set(name, status)
+
+    async def wait_for_signal(self) -> None:
+        """Returns on SIGINT or SIGTERM."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)

@@ -1,0 +1,120 @@
+"""Shared fixtures: the real int8 model and a real embedder server on 127.0.0.1:0."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import pytest_asyncio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from embed_svc.build import recipe
+from embed_svc.model import OnnxEmbedder, Tokens
+from embed_svc.service import running_embedder
+from semcache.config import EmbedderConfig
+from semcache.server import GrpcServer
+from semcache.v1 import embedder_pb2, embedder_pb2_grpc
+
+DATA = Path(__file__).parent / "data"
+
+
+def load_pairs() -> list[dict]:
+    with (DATA / "pairs.jsonl").open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def sentences() -> list[str]:
+    return [s for s in recipe.SENTENCES.read_text(encoding="utf-8").splitlines() if s.strip()]
+
+
+@pytest.fixture(scope="session")
+def model() -> OnnxEmbedder:
+    return OnnxEmbedder()
+
+
+class GatedModel:
+    """The real model, but `run` waits until the test opens the gate (and counts batches).
+
+    Lets a test hold the inference workers busy at a moment of its choosing, so queueing,
+    batching and back-pressure can be checked without depending on timing luck.
+    """
+
+    def __init__(self, model: OnnxEmbedder) -> None:
+        self._model = model
+        self.gate = threading.Event()
+        self.batches: list[int] = []
+        self.model_id, self.dimension = model.model_id, model.dimension
+
+    def tokenize(self, texts: list[str]) -> list[Tokens]:
+        return self._model.tokenize(texts)
+
+    def run(self, batch: list[Tokens]) -> np.ndarray:
+        self.batches.append(len(batch))
+        if not self.gate.wait(timeout=30):
+            raise TimeoutError("test never opened the gate")
+        return self._model.run(batch)
+
+
+def embedder_config(**overrides: object) -> EmbedderConfig:
+    settings: dict[str, object] = {"port": 0, "metrics_port": -1, "grace_seconds": 0}
+    return EmbedderConfig(**(settings | overrides))
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def embedder_server() -> AsyncIterator[GrpcServer]:
+    async with running_embedder(embedder_config(metrics_port=0)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def embedder_address(embedder_server: GrpcServer) -> str:
+    return embedder_server.address
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def embedder_stub(embedder_address: str) -> AsyncIterator[embedder_pb2_grpc.EmbedderStub]:
+    async with grpc.aio.insecure_channel(embedder_address) as channel:
+        yield embedder_pb2_grpc.EmbedderStub(channel)
+
+
+def vectors(response: embedder_pb2.EmbedResponse) -> np.ndarray:
+    return np.stack([np.frombuffer(e.vector, dtype="<f4") for e in response.embeddings])
+
+
+async def eventually(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Waits (bounded) until `condition()` holds: for states set by other tasks or threads."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - polls state that has no event to await
+            await asyncio.sleep(0.001)
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (for servers in subprocesses)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_serving(address: str, timeout: float = 60.0) -> None:
+    """Polls the standard health service until SERVING; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{address} not SERVING after {timeout} s")
+            time.sleep(0.1)

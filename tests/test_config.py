@@ -1,0 +1,59 @@
+"""Configuration: precedence of sources, type conversion, validation messages."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from semcache.config import ConfigError, EmbedderConfig
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    EmbedderConfig.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_defaults_match_the_documented_ports() -> None:
+    config = EmbedderConfig.load(parse([]), environ={})
+    assert (config.port, config.metrics_port, config.workers) == (50053, 9102, 2)
+
+
+def test_flags_beat_environment_beat_file(tmp_path: Path) -> None:
+    file = tmp_path / "semcache.toml"
+    file.write_text("[embedder]\nport = 6001\nworkers = 3\nmax_wait_ms = 1.5\n")
+    env = {"SEMCACHE_CONFIG": str(file), "SEMCACHE_EMBEDDER_PORT": "6002"}
+    config = EmbedderConfig.load(parse(["--port", "6003"]), environ=env)
+    assert (config.port, config.workers, config.max_wait_ms) == (6003, 3, 1.5)
+    assert EmbedderConfig.load(parse([]), environ=env).port == 6002
+
+
+def test_optional_path_field(tmp_path: Path) -> None:
+    config = EmbedderConfig.load(parse(["--model-dir", str(tmp_path)]), environ={})
+    assert config.model_dir == tmp_path
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--port", "abc"], {}, "port (--port): invalid literal"),
+        (["--port", "70000"], {}, "port: must be in [0, 65535], got 70000"),
+        ([], {"SEMCACHE_EMBEDDER_WORKERS": "0"}, "workers: must be >= 1, got 0"),
+        (["--max-wait-ms", "nan"], {}, "max_wait_ms (--max-wait-ms): not a finite number"),
+        (["--log-level", "LOUD"], {}, "log_level: must be one of"),
+        (["--max-queue", "10"], {}, "max_queue: must be >= max_texts_per_call"),
+    ],
+)
+def test_bad_values_name_the_field_and_source(argv, env, message) -> None:
+    with pytest.raises(ConfigError, match=None) as error:
+        EmbedderConfig.load(parse(argv), environ=env)
+    assert message in str(error.value)
+
+
+def test_unknown_file_settings_are_refused(tmp_path: Path) -> None:
+    file = tmp_path / "semcache.toml"
+    file.write_text("[embedder]\nprot = 1\n")
+    with pytest.raises(ConfigError, match="unknown setting"):
+        EmbedderConfig.load(parse(["--config", str(file)]), environ={})
