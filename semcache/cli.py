@@ -8,29 +8,16 @@ Today the mesh is the embedding service; shards and the router join it as they a
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from semcache.probe import wait_until_serving
 
-
-def _wait_until_serving(address: str, child: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if child.poll() is not None:
-                raise SystemExit(f"semcache: {address} exited with code {child.returncode}")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                time.sleep(0.2)
-    raise SystemExit(f"semcache: {address} did not become healthy within {timeout:.0f} s")
+#: grpcurl from the dev tools, beside this interpreter when installed in the venv.
+GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grpcurl"
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -45,11 +32,15 @@ def up(args: argparse.Namespace) -> None:
          "--metrics-port", str(args.embedder_metrics_port)],
     )  # fmt: skip
     try:
-        _wait_until_serving(address, child, timeout=120)
+        try:
+            wait_until_serving(address, timeout=120, process=child)
+        except (RuntimeError, TimeoutError) as e:
+            raise SystemExit(f"semcache: {e}") from None
         print(
             f"\nsemcache is up (embedder only: cache shards and the router are not built yet)\n"
             f"  embedder  {address}   metrics http://127.0.0.1:{args.embedder_metrics_port}/metrics\n"
-            f'  try:      grpcurl -plaintext -d \'{{"texts": ["hello world"]}}\' '
+            f"  try:      {GRPCURL} -plaintext"
+            f' -d \'{{"texts": ["hello world"]}}\' '
             f"{address} semcache.v1.Embedder/Embed\n"
             f"  Ctrl-C stops it.\n",
             flush=True,

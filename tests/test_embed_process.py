@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import free_port, wait_until_serving
+from semcache.probe import free_port, wait_until_serving
 
 GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
 
@@ -28,7 +28,7 @@ def embed_process():
         text=True,
     )
     try:
-        wait_until_serving(f"127.0.0.1:{port}")
+        wait_until_serving(f"127.0.0.1:{port}", process=process)
         yield process, f"127.0.0.1:{port}"
     finally:
         if process.poll() is None:

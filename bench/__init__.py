@@ -1,0 +1,1 @@
+"""Benchmarks and quality evaluations (`make bench`); not part of `make test`."""

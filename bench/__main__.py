@@ -1,0 +1,23 @@
+"""`python -m bench [NAME ...]`: run the named benchmarks (all by default)."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import embed
+
+BENCHMARKS = {"embed": embed.main}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("names", nargs="*", help=f"any of: {', '.join(BENCHMARKS)}")
+    names = parser.parse_args().names or list(BENCHMARKS)
+    if unknown := set(names) - set(BENCHMARKS):
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    for name in names:
+        BENCHMARKS[name]()
+
+
+if __name__ == "__main__":
+    main()

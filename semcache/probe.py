@@ -1,0 +1,42 @@
+"""Blocking helpers for supervising processes: free ports and health probes."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (for servers started in subprocesses)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_serving(
+    address: str, timeout: float = 60.0, process: subprocess.Popen | None = None
+) -> None:
+    """Polls `grpc.health.v1` at `address` until SERVING.
+
+    Raises TimeoutError after `timeout` seconds, or RuntimeError as soon as `process` (the
+    server being waited for, when given) has exited.
+    """
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"{address}: the server exited with code {process.returncode}")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{address} not SERVING after {timeout:.0f} s")
+            time.sleep(0.1)
