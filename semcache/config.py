@@ -142,6 +142,60 @@ class EmbedderConfig(ServerConfig):
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class ShardConfig(ServerConfig):
+    SECTION: typing.ClassVar[str] = "shard"
+
+    port: int = 50052
+    metrics_port: int = 9110
+    shard_id: str = "shard-0"
+    embedder: str = "127.0.0.1:50053"
+    #: Seconds a shard waits for one embedding before degrading to exact-match only.
+    embedder_timeout: float = 2.0
+    #: redis://host:port/db; empty: memory-only (entries die with the shard).
+    redis: str | None = None
+    redis_timeout: float = 1.0
+    #: Writes queued while Redis is away; beyond it they are dropped (and counted).
+    redis_backlog: int = 100_000
+    #: Hit threshold: cosine similarity in [-1, 1] (not a distance).
+    threshold: float = 0.9
+    default_ttl_seconds: float = 24 * 3600.0
+    max_entries: int = 100_000
+    max_bytes: int = 1024 * 1024 * 1024
+    eviction: str = "lru"
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    hnsw_ef: int = 64
+    sweep_interval_seconds: float = 30.0
+    #: LLM backend for read-through misses: "echo" or "openai".
+    llm: str = "echo"
+    echo_delay_ms: float = 0.0
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key_env: str = "OPENAI_API_KEY"
+    llm_timeout: float = 60.0
+    max_prompt_bytes: int = 32 * 1024
+
+    def validate(self) -> None:
+        super().validate()
+        _check(-1 <= self.threshold <= 1, "threshold",
+               f"must be a cosine similarity in [-1, 1], got {self.threshold} "
+               "(a similarity, not a distance: 0.9 means close)")  # fmt: skip
+        _check(self.eviction in ("lru", "lfu"), "eviction",
+               f"must be lru or lfu, got {self.eviction!r}")  # fmt: skip
+        _check(self.llm in ("echo", "openai"), "llm", f"must be echo or openai, got {self.llm!r}")
+        for name in ("max_entries", "max_bytes", "redis_backlog", "hnsw_m",
+                     "hnsw_ef_construction", "hnsw_ef", "max_prompt_bytes"):  # fmt: skip
+            _check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        for name in ("embedder_timeout", "redis_timeout", "default_ttl_seconds",
+                     "sweep_interval_seconds", "llm_timeout"):  # fmt: skip
+            _check(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        _check(self.echo_delay_ms >= 0, "echo_delay_ms", "must be >= 0")
+        _check(bool(self.shard_id.strip()), "shard_id", "must not be empty")
+        if self.redis is not None:
+            _check(self.redis.startswith(("redis://", "rediss://", "unix://")), "redis",
+                   f"must be a redis:// URL, got {self.redis!r}")  # fmt: skip
+
+
 def _check(ok: bool, name: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{name}: {message}")

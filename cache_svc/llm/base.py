@@ -1,0 +1,73 @@
+"""The one interface every LLM backend implements: a stream of deltas ending in `Done`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cache_svc.entry import Answer, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class LLMRequest:
+    model: str
+    prompt: str
+    system_prompt: str = ""
+    history: tuple[Turn, ...] = ()
+    #: Generation parameters as the OpenAI API names them (temperature, top_p, ...).
+    params: dict[str, object] = field(default_factory=dict)
+    #: The caller's own request body (JSON), forwarded as-is by backends that can.
+    raw_request_json: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    finish_reason: str = "stop"
+    usage: Usage = field(default_factory=Usage)
+
+
+class UpstreamError(Exception):
+    """The LLM answered with an error (or not at all). Never cached.
+
+    `status` is the upstream HTTP status (0 when there was no answer: connection refused,
+    timeout, a broken stream).
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"upstream {status or 'unreachable'}: {message}")
+        self.status = status
+        self.message = message
+
+
+class LLMBackend(Protocol):
+    name: str
+
+    def stream(self, request: LLMRequest) -> AsyncIterator[Delta | Done]:
+        """Yields the answer's deltas, then exactly one `Done`. Raises UpstreamError."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+async def collect(stream: AsyncIterator[Delta | Done]) -> Answer:
+    """Consumes a whole stream into an Answer that remembers its chunks."""
+    chunks: list[str] = []
+    async for event in stream:
+        if isinstance(event, Delta):
+            chunks.append(event.text)
+        else:
+            return Answer(text="".join(chunks), chunks=tuple(chunks),
+                          finish_reason=event.finish_reason, usage=event.usage)  # fmt: skip
+    raise UpstreamError(0, "the stream ended without finishing")

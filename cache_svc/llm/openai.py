@@ -1,0 +1,87 @@
+"""`openai`: any OpenAI-compatible `/v1/chat/completions` endpoint, streamed over SSE."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from cache_svc.entry import Usage
+from cache_svc.llm.base import Delta, Done, LLMRequest, UpstreamError
+
+
+class OpenAIBackend:
+    """Streams chat completions with httpx; the API key comes from the environment.
+
+    An HTTP error, a refused connection, a timeout or a stream that breaks before its
+    finish_reason raises UpstreamError, so nothing partial is ever cached.
+    """
+
+    name = "openai"
+
+    def __init__(self, base_url: str, *, api_key_env: str = "OPENAI_API_KEY",
+                 timeout: float = 60.0) -> None:  # fmt: skip
+        headers = {"content-type": "application/json"}
+        if key := os.environ.get(api_key_env):
+            headers["authorization"] = f"Bearer {key}"
+        self._client = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers,
+                                         timeout=httpx.Timeout(timeout, connect=5.0))  # fmt: skip
+
+    def body(self, request: LLMRequest) -> dict[str, Any]:
+        if request.raw_request_json:
+            body = json.loads(request.raw_request_json)
+        else:
+            messages = []
+            if request.system_prompt:
+                messages.append({"role": "system", "content": request.system_prompt})
+            messages += [{"role": t.role, "content": t.content} for t in request.history]
+            messages.append({"role": "user", "content": request.prompt})
+            body = {"model": request.model, "messages": messages, **request.params}
+        # Always streamed upstream: the cache stores the chunks for faithful replay.
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        return body
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[Delta | Done]:
+        finish_reason, usage = "", Usage()
+        try:
+            async with self._client.stream("POST", "/chat/completions",
+                                           json=self.body(request)) as response:  # fmt: skip
+                if response.status_code >= 400:
+                    raise UpstreamError(response.status_code, await _error_message(response))
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = json.loads(data)
+                    if chunk.get("usage"):
+                        u = chunk["usage"]
+                        usage = Usage(u.get("prompt_tokens", 0), u.get("completion_tokens", 0),
+                                      u.get("total_tokens", 0))  # fmt: skip
+                    for choice in chunk.get("choices", [])[:1]:
+                        if text := (choice.get("delta") or {}).get("content"):
+                            yield Delta(text)
+                        finish_reason = choice.get("finish_reason") or finish_reason
+        except httpx.TimeoutException as e:
+            raise UpstreamError(0, f"timed out: {e!r}") from e
+        except (httpx.HTTPError, json.JSONDecodeError) as e:
+            raise UpstreamError(0, f"{type(e).__name__}: {e}") from e
+        if not finish_reason:
+            raise UpstreamError(0, "the stream ended before a finish_reason")
+        yield Done(finish_reason, usage)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+async def _error_message(response: httpx.Response) -> str:
+    body = (await response.aread()).decode("utf-8", "replace")
+    try:
+        return str(json.loads(body)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return body[:500] or response.reason_phrase

@@ -1,0 +1,29 @@
+"""Prometheus metrics of a cache shard."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LOOKUPS = Counter(
+    "semcache_lookups", "Lookups by result (hit, miss, bypass) and kind (exact, semantic, none).",
+    ["result", "kind"],
+)  # fmt: skip
+BEST_SIMILARITY = Histogram(
+    "semcache_best_similarity",
+    "Cosine similarity of the nearest cached prompt, per semantic lookup.",
+    buckets=(0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.96, 0.98, 0.99, 1.0),
+)
+STAGE_SECONDS = Histogram(
+    "semcache_stage_seconds", "Time spent per request stage.", ["stage"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)  # fmt: skip
+ENTRIES = Gauge("semcache_entries", "Entries held in memory.")
+NAMESPACES = Gauge("semcache_namespaces", "Namespaces held in memory.")
+BYTES = Gauge("semcache_bytes", "Approximate bytes held by entries.")
+EVICTIONS = Counter("semcache_evictions", "Entries evicted, by reason.", ["reason"])
+COALESCED = Counter("semcache_coalesced_misses", "Misses answered by a concurrent identical miss.")
+LLM_CALLS = Counter("semcache_llm_calls", "Upstream LLM calls by outcome.", ["outcome"])
+WRONG_HITS = Counter("semcache_wrong_hits", "Hits reported wrong through Feedback.")
+REDIS_UP = Gauge("semcache_redis_up", "1 when Redis accepts writes.")
+REDIS_BACKLOG = Gauge("semcache_redis_backlog", "Writes queued while Redis is away.")
+REDIS_ERRORS = Counter("semcache_redis_errors", "Failed Redis operations.")
+REDIS_DROPPED = Counter("semcache_redis_dropped_writes", "Writes dropped: the backlog was full.")
+EMBEDDER_ERRORS = Counter("semcache_embedder_errors", "Failed embedder calls.")

@@ -1,0 +1,100 @@
+"""One namespace in memory: its entries, the exact-match map and the vector index."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from cache_svc.entry import Entry
+from cache_svc.index import IndexParams, NamespaceIndex
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    entry: Entry
+    similarity: float
+
+
+class Namespace:
+    """Pure in-memory state; no I/O. Expired entries are never returned."""
+
+    def __init__(self, key: str, params: IndexParams | None = None) -> None:
+        self.key = key
+        self.index = NamespaceIndex(params)
+        self._entries: dict[str, Entry] = {}
+        self._by_prompt: dict[str, str] = {}  # prompt key -> entry id
+        self._label_of: dict[str, int] = {}
+        self._entry_of: dict[int, str] = {}
+        self._labels = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(list(self._entries.values()))
+
+    def get(self, entry_id: str) -> Entry | None:
+        return self._entries.get(entry_id)
+
+    def exact(self, prompt_key: str, now: float) -> Entry | None:
+        entry_id = self._by_prompt.get(prompt_key)
+        entry = self._entries.get(entry_id) if entry_id else None
+        return entry if entry is not None and not entry.expired(now) else None
+
+    def nearest(self, vector: np.ndarray, now: float, k: int = 4) -> list[Candidate]:
+        """Live entries nearest to `vector`, most similar first."""
+        found = []
+        for label, similarity in self.index.search(vector, k):
+            entry = self._entries.get(self._entry_of.get(label, ""))
+            if entry is not None and not entry.expired(now):
+                found.append(Candidate(entry, similarity))
+        return found
+
+    def add(self, entry: Entry) -> Entry | None:
+        """Adds `entry`; returns the entry it replaced (same normalised prompt), if any."""
+        replaced_id = self._by_prompt.get(entry.prompt_key)
+        replaced = self.remove(replaced_id) if replaced_id else None
+        self._entries[entry.id] = entry
+        self._by_prompt[entry.prompt_key] = entry.id
+        if entry.vector is not None:
+            label = next(self._labels)
+            self._label_of[entry.id] = label
+            self._entry_of[label] = entry.id
+            self.index.add(label, entry.vector)
+        return replaced
+
+    def load(self, entries: list[Entry]) -> None:
+        """Bulk-adds hydrated entries to an empty namespace: searchable at once, exactly;
+        the caller then runs `self.index.build()` on a worker thread."""
+        vectors, labels = [], []
+        for entry in entries:
+            if entry.prompt_key in self._by_prompt:
+                continue  # a duplicate prompt left behind by a crash between two writes
+            self._entries[entry.id] = entry
+            self._by_prompt[entry.prompt_key] = entry.id
+            if entry.vector is not None:
+                label = next(self._labels)
+                self._label_of[entry.id] = label
+                self._entry_of[label] = entry.id
+                labels.append(label)
+                vectors.append(entry.vector)
+        if labels:
+            self.index.start_bulk_load(np.asarray(labels), np.stack(vectors))
+
+    def remove(self, entry_id: str) -> Entry | None:
+        entry = self._entries.pop(entry_id, None)
+        if entry is None:
+            return None
+        if self._by_prompt.get(entry.prompt_key) == entry_id:
+            del self._by_prompt[entry.prompt_key]
+        label = self._label_of.pop(entry_id, None)
+        if label is not None:
+            del self._entry_of[label]
+            self.index.remove(label)
+        return entry
+
+    def expired(self, now: float) -> list[str]:
+        return [e.id for e in self._entries.values() if e.expired(now)]

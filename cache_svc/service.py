@@ -1,0 +1,85 @@
+"""A cache shard assembled from its config: Shard, servicers and server, as one context."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from cache_svc.embedder import EmbedderClient
+from cache_svc.eviction import Capacity, make_eviction
+from cache_svc.index import IndexParams
+from cache_svc.llm import EchoBackend, LLMBackend, OpenAIBackend
+from cache_svc.policy import HitPolicy
+from cache_svc.servicer import AdminServicer, CacheServicer
+from cache_svc.shard import Shard, ShardSettings
+from cache_svc.store import WriteThroughStore
+from semcache.config import ShardConfig
+from semcache.server import GrpcServer, Service
+from semcache.v1 import cache_pb2, cache_pb2_grpc
+from semcache.validation import RequestLimits
+
+log = logging.getLogger(__name__)
+
+
+def make_llm(config: ShardConfig) -> LLMBackend:
+    if config.llm == "openai":
+        return OpenAIBackend(
+            config.openai_base_url,
+            api_key_env=config.openai_api_key_env,
+            timeout=config.llm_timeout,
+        )
+    return EchoBackend(delay=config.echo_delay_ms / 1000)
+
+
+def make_shard(config: ShardConfig, llm: LLMBackend | None = None) -> Shard:
+    settings = ShardSettings(
+        shard_id=config.shard_id,
+        default_ttl=config.default_ttl_seconds,
+        index=IndexParams(
+            m=config.hnsw_m, ef_construction=config.hnsw_ef_construction, ef=config.hnsw_ef
+        ),
+        sweep_interval=config.sweep_interval_seconds,
+    )
+    return Shard(
+        settings,
+        embedder=EmbedderClient(config.embedder, timeout=config.embedder_timeout),
+        store=WriteThroughStore(
+            config.redis, max_backlog=config.redis_backlog, write_timeout=config.redis_timeout
+        ),
+        llm=llm or make_llm(config),
+        policy=HitPolicy(config.threshold),
+        eviction=make_eviction(config.eviction, Capacity(config.max_entries, config.max_bytes)),
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_shard(
+    config: ShardConfig, llm: LLMBackend | None = None
+) -> AsyncIterator[tuple[GrpcServer, Shard]]:
+    """Serves `semcache.v1.SemanticCache` and `Admin` for one shard until the context exits.
+
+    `llm` replaces the configured backend (tests pass an EchoBackend to count its calls).
+    """
+    shard = make_shard(config, llm)
+    await shard.start()
+    limits = RequestLimits(max_prompt_bytes=config.max_prompt_bytes)
+    services = [
+        Service(
+            cache_pb2.DESCRIPTOR.services_by_name["SemanticCache"],
+            cache_pb2_grpc.add_SemanticCacheServicer_to_server,
+            CacheServicer(shard, limits),
+        ),
+        Service(
+            cache_pb2.DESCRIPTOR.services_by_name["Admin"],
+            cache_pb2_grpc.add_AdminServicer_to_server,
+            AdminServicer(shard, f"{config.host}:{config.port}"),
+        ),
+    ]
+    try:
+        if config.redis is None:
+            log.warning("memory-only: no --redis given; entries are lost when the shard stops")
+        async with GrpcServer(config, services) as server:
+            yield server, shard
+    finally:
+        await shard.aclose()

@@ -1,0 +1,456 @@
+"""Shard: one cache shard's behaviour, composed of its parts. Knows nothing of gRPC.
+
+namespace (hydrated from Redis on first use) -> exact map -> embed -> index -> HitPolicy
+miss (read-through) -> single-flight -> LLM backend -> Namespace + Redis write-through
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from cache_svc import metrics
+from cache_svc.embedder import EmbedderClient, EmbedderUnavailableError
+from cache_svc.entry import Answer, Entry
+from cache_svc.eviction import Eviction
+from cache_svc.index import IndexParams
+from cache_svc.llm import Delta, Done, LLMBackend, LLMRequest, collect
+from cache_svc.namespace import Namespace
+from cache_svc.policy import HitPolicy
+from cache_svc.singleflight import SingleFlight
+from cache_svc.store import StoreUnavailableError, WriteThroughStore
+from semcache import keys
+
+log = logging.getLogger(__name__)
+
+Status = Literal["hit", "miss", "bypass"]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One Lookup / Complete request, in domain terms."""
+
+    namespace: str
+    tenant: str
+    prompt: str
+    llm: LLMRequest | None = None  # what to ask the LLM on a read-through miss
+    category: str = ""
+    min_similarity: float | None = None
+    no_cache: bool = False
+    no_store: bool = False
+    max_age: float | None = None
+    ttl: float | None = None
+
+    @property
+    def prompt_key(self) -> str:
+        return keys.prompt_key(self.prompt)
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: Status
+    kind: Literal["exact", "semantic", ""] = ""
+    similarity: float = 0.0
+    threshold: float = 0.0
+    category: str = ""
+    entry: Entry | None = None  # matched (hit) or stored (miss)
+    closest_prompt: str = ""
+    answer: Answer | None = None
+    coalesced: bool = False
+    stored: bool = False
+    degraded: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    vector: np.ndarray | None = None
+
+    def timed(self, stage: str, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        self.timings[stage] = self.timings.get(stage, 0.0) + elapsed
+        metrics.STAGE_SECONDS.labels(stage).observe(elapsed)
+
+
+class EntryNotFoundError(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ShardSettings:
+    shard_id: str = "shard-0"
+    default_ttl: float = 24 * 3600.0
+    index: IndexParams = field(default_factory=IndexParams)
+    sweep_interval: float = 30.0
+
+
+class Shard:
+    def __init__(self, settings: ShardSettings, *, embedder: EmbedderClient,
+                 store: WriteThroughStore, llm: LLMBackend, policy: HitPolicy,
+                 eviction: Eviction) -> None:  # fmt: skip
+        self.settings = settings
+        self.embedder = embedder
+        self.store = store
+        self.llm = llm
+        self.policy = policy
+        self.eviction = eviction
+        self._namespaces: dict[str, Namespace] = {}
+        self._unhydrated: set[str] = set()  # created while Redis was down
+        self._hydrations: SingleFlight[str, Namespace] = SingleFlight()
+        self._flights: SingleFlight[tuple[str, str], Answer] = SingleFlight()
+        self._background: set[asyncio.Task[object]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self.counters = {name: 0 for name in (
+            "lookups", "hits", "exact_hits", "semantic_hits", "misses", "coalesced",
+            "evictions", "wrong_hits")}  # fmt: skip
+
+    @property
+    def shard_id(self) -> str:
+        return self.settings.shard_id
+
+    async def start(self) -> None:
+        await self.store.start()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="ttl-sweeper")
+
+    async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for task in [*self._background, *([self._sweeper] if self._sweeper else [])]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.store.aclose()
+        await self.embedder.aclose()
+        await self.llm.aclose()
+
+    def _spawn(self, coroutine: object) -> None:
+        task = asyncio.ensure_future(coroutine)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- namespaces ---------------------------------------------------------------------
+
+    async def namespace(self, key: str) -> Namespace:
+        """The namespace, hydrated from Redis the first time (one load for all callers)."""
+        ns = self._namespaces.get(key)
+        if ns is not None and not (key in self._unhydrated and self.store.state == "up"):
+            return ns
+        ns, _ = await self._hydrations.run(key, lambda: self._hydrate(key))
+        return ns
+
+    async def _hydrate(self, key: str) -> Namespace:
+        ns = self._namespaces.get(key)
+        try:
+            entries = await self.store.load_namespace(key, time.time())
+        except StoreUnavailableError:
+            if ns is None:
+                ns = self._namespaces[key] = Namespace(key, self.settings.index)
+                self._unhydrated.add(key)
+                metrics.NAMESPACES.set(len(self._namespaces))
+            return ns
+        if ns is None:
+            ns = Namespace(key, self.settings.index)
+            ns.load(entries)
+            for entry in ns:
+                self.eviction.added(entry.id, entry.size_bytes)
+            if ns.index.building:  # exact search now; the graph builds off the loop
+                self._spawn(asyncio.to_thread(ns.index.build))
+            self._namespaces[key] = ns
+            log.info("hydrated", extra={"namespace": key, "entries": len(ns)})
+        else:  # made while Redis was down: merge what Redis had
+            for entry in entries:
+                if ns.get(entry.id) is None and ns.exact(entry.prompt_key, time.time()) is None:
+                    ns.add(entry)
+                    self.eviction.added(entry.id, entry.size_bytes)
+        self._unhydrated.discard(key)
+        self._update_gauges()
+        self._evict_over_capacity()
+        return ns
+
+    # -- look-aside ---------------------------------------------------------------------
+
+    async def lookup(self, query: Query) -> Outcome:
+        started = time.perf_counter()
+        ns = await self.namespace(query.namespace)
+        threshold = self.policy.threshold_for(query.category, query.min_similarity)
+        outcome = Outcome(status="bypass", threshold=threshold,
+                          category=query.category or HitPolicy.DEFAULT_CATEGORY)  # fmt: skip
+        if self.store.state == "down":
+            outcome.degraded.append("redis_unavailable")
+        if query.no_cache:
+            self._count(outcome)
+            outcome.timed("total", started)
+            return outcome
+        now = time.time()
+        exact = ns.exact(query.prompt_key, now)
+        if exact is not None and self._fresh(exact, query, now):
+            self._hit(outcome, exact, "exact", 1.0)
+        else:
+            await self._semantic(ns, query, outcome, now)
+        self._count(outcome)
+        outcome.timed("total", started)
+        return outcome
+
+    async def _semantic(self, ns: Namespace, query: Query, outcome: Outcome, now: float) -> None:
+        outcome.status = "miss"
+        t = time.perf_counter()
+        try:
+            outcome.vector = await self.embedder.embed(query.prompt)
+        except EmbedderUnavailableError:
+            outcome.degraded.append("embedder_unavailable")
+            return
+        finally:
+            outcome.timed("embed", t)
+        t = time.perf_counter()
+        candidates = ns.nearest(outcome.vector, now)
+        outcome.timed("search", t)
+        if not candidates:
+            return
+        best = candidates[0]
+        metrics.BEST_SIMILARITY.observe(best.similarity)
+        outcome.similarity = best.similarity
+        outcome.closest_prompt = best.entry.prompt
+        decision = self.policy.decide(best.similarity, category=query.category,
+                                      min_similarity=query.min_similarity)  # fmt: skip
+        if decision.hit and self._fresh(best.entry, query, now):
+            self._hit(outcome, best.entry, "semantic", best.similarity)
+
+    @staticmethod
+    def _fresh(entry: Entry, query: Query, now: float) -> bool:
+        return query.max_age is None or now - entry.created <= query.max_age
+
+    def _hit(self, outcome: Outcome, entry: Entry, kind: Literal["exact", "semantic"],
+             similarity: float) -> None:  # fmt: skip
+        outcome.status, outcome.kind = "hit", kind
+        outcome.similarity, outcome.entry, outcome.answer = similarity, entry, entry.answer
+        outcome.closest_prompt = entry.prompt
+        entry.hits += 1
+        self.eviction.used(entry.id)
+        self._spawn(self.store.record_hit(entry))
+
+    def _count(self, outcome: Outcome) -> None:
+        self.counters["lookups"] += 1
+        if outcome.status == "hit":
+            self.counters["hits"] += 1
+            self.counters[f"{outcome.kind}_hits"] += 1
+        elif outcome.status == "miss":
+            self.counters["misses"] += 1
+        metrics.LOOKUPS.labels(outcome.status, outcome.kind or "none").inc()
+
+    async def store_answer(self, query: Query, answer: Answer,
+                           vector: np.ndarray | None = None,
+                           degraded: list[str] | None = None) -> tuple[Entry, bool]:  # fmt: skip
+        """Stores `answer` for the query's prompt; returns (entry, replaced an older one)."""
+        ns = await self.namespace(query.namespace)
+        if vector is None:
+            try:
+                vector = await self.embedder.embed(query.prompt)
+            except EmbedderUnavailableError:
+                if degraded is not None:
+                    degraded.append("embedder_unavailable")  # stored for exact matching only
+        now = time.time()
+        entry = Entry(
+            id=keys.new_entry_id(query.namespace), namespace=query.namespace,
+            tenant=query.tenant, prompt=query.prompt, prompt_key=query.prompt_key,
+            answer=answer, category=query.category or HitPolicy.DEFAULT_CATEGORY,
+            created=now, expires=now + (query.ttl or self.settings.default_ttl), vector=vector,
+        )  # fmt: skip
+        replaced = ns.add(entry)
+        self.eviction.added(entry.id, entry.size_bytes)
+        if replaced is not None:
+            self.eviction.removed(replaced.id)
+        await self.store.put(entry)
+        if replaced is not None:
+            await self.store.delete(query.namespace, [replaced.id])
+        self._evict_over_capacity()
+        self._update_gauges()
+        return entry, replaced is not None
+
+    # -- read-through -------------------------------------------------------------------
+
+    async def complete(self, query: Query) -> Outcome:
+        started = time.perf_counter()
+        outcome = await self.lookup(query)
+        if outcome.status == "hit":
+            return outcome
+
+        async def call_llm() -> Answer:
+            t = time.perf_counter()
+            answer = await self._call_llm(query)
+            outcome.timed("llm", t)
+            if not query.no_store:
+                t = time.perf_counter()
+                entry, _ = await self.store_answer(query, answer, outcome.vector,
+                                                   outcome.degraded)  # fmt: skip
+                outcome.entry, outcome.stored = entry, True
+                outcome.timed("store", t)
+            return answer
+
+        flight = (query.namespace, query.prompt_key)
+        outcome.answer, outcome.coalesced = await self._flights.run(flight, call_llm)
+        if outcome.coalesced:
+            self.counters["coalesced"] += 1
+            metrics.COALESCED.inc()
+        outcome.timings["total"] = time.perf_counter() - started
+        return outcome
+
+    async def _call_llm(self, query: Query) -> Answer:
+        assert query.llm is not None, "read-through needs an LLM request"
+        try:
+            answer = await collect(self.llm.stream(query.llm))
+        except Exception:
+            metrics.LLM_CALLS.labels("error").inc()
+            raise
+        metrics.LLM_CALLS.labels("ok").inc()
+        return answer
+
+    async def stream_complete(self, query: Query) -> AsyncIterator[Outcome | Delta | Done]:
+        """Yields the lookup Outcome, the answer's Deltas, a Done, then the final Outcome.
+
+        A hit replays the stored chunks. A miss streams from the LLM live and stores the
+        answer only once the stream has completed: a caller that goes away or an upstream
+        that breaks leaves nothing behind. A miss that finds a Complete call for the same
+        prompt already in flight waits for it and replays its answer (coalesced).
+        """
+        started = time.perf_counter()
+        outcome = await self.lookup(query)
+        yield outcome
+        if outcome.status != "hit":
+            flight = (query.namespace, query.prompt_key)
+            if self._flights.in_flight(flight):
+                outcome.answer, outcome.coalesced = await self._flights.run(flight, _never)
+                self.counters["coalesced"] += 1
+                metrics.COALESCED.inc()
+            else:
+                chunks: list[str] = []
+                t = time.perf_counter()
+                assert query.llm is not None, "read-through needs an LLM request"
+                async for event in self.llm.stream(query.llm):
+                    if isinstance(event, Delta):
+                        chunks.append(event.text)
+                        yield event
+                    else:
+                        outcome.answer = Answer("".join(chunks), tuple(chunks),
+                                                event.finish_reason, event.usage)  # fmt: skip
+                outcome.timed("llm", t)
+                metrics.LLM_CALLS.labels("ok").inc()
+                if outcome.answer is None:
+                    raise RuntimeError("LLM stream ended without Done")
+                if not query.no_store:
+                    t = time.perf_counter()
+                    outcome.entry, _ = await self.store_answer(
+                        query, outcome.answer, outcome.vector, outcome.degraded
+                    )
+                    outcome.stored = True
+                    outcome.timed("store", t)
+                yield Done(outcome.answer.finish_reason, outcome.answer.usage)
+                outcome.timings["total"] = time.perf_counter() - started
+                yield outcome
+                return
+        assert outcome.answer is not None
+        for chunk in outcome.answer.replay_chunks():
+            yield Delta(chunk)
+        yield Done(outcome.answer.finish_reason, outcome.answer.usage)
+        outcome.timings["total"] = time.perf_counter() - started
+        yield outcome
+
+    # -- removal ------------------------------------------------------------------------
+
+    def _forget(self, ns: Namespace, entry_ids: list[str], reason: str) -> list[str]:
+        """Removes entries from memory (index, exact map, eviction); returns the ids removed."""
+        removed = [e.id for e in (ns.remove(i) for i in entry_ids) if e is not None]
+        for entry_id in removed:
+            self.eviction.removed(entry_id)
+        if reason != "invalidate":
+            metrics.EVICTIONS.labels(reason).inc(len(removed))
+        self._update_gauges()
+        return removed
+
+    async def _remove(self, ns: Namespace, entry_ids: list[str], reason: str) -> int:
+        """Removes entries from memory and Redis together."""
+        removed = self._forget(ns, entry_ids, reason)
+        await self.store.delete(ns.key, removed)
+        return len(removed)
+
+    async def entry(self, entry_id: str, tenant: str) -> Entry:
+        ns = await self.namespace(keys.namespace_of(entry_id))
+        entry = ns.get(entry_id)
+        if entry is None or entry.tenant != tenant:  # another tenant's id: as if absent
+            raise EntryNotFoundError(f"entry_id: no entry {entry_id} for tenant {tenant!r}")
+        return entry
+
+    async def invalidate_entry(self, entry_id: str, tenant: str) -> int:
+        entry = await self.entry(entry_id, tenant)
+        return await self._remove(self._namespaces[entry.namespace], [entry.id], "invalidate")
+
+    async def invalidate_namespace(self, key: str) -> int:
+        ns = await self.namespace(key)
+        removed = await self._remove(ns, [e.id for e in ns], "invalidate")
+        await self.store.drop_namespace(key)  # also what this shard never loaded
+        return removed
+
+    async def invalidate_tenant(self, tenant: str) -> int:
+        """Every namespace of the tenant, in memory and in Redis."""
+        removed = 0
+        held = {key for key, ns in self._namespaces.items()
+                if any(e.tenant == tenant for e in ns)}  # fmt: skip
+        # When Redis is down, namespaces this shard never loaded stay there until a retry.
+        with contextlib.suppress(StoreUnavailableError):
+            held |= set(await self.store.namespaces_of_tenant(tenant))
+        for key in sorted(held):
+            removed += await self.invalidate_namespace(key)
+        return removed
+
+    async def wrong_hit(self, entry_id: str, tenant: str) -> bool:
+        entry = await self.entry(entry_id, tenant)
+        self.counters["wrong_hits"] += 1
+        metrics.WRONG_HITS.inc()
+        log.info("wrong hit reported", extra={"entry": entry_id, "namespace": entry.namespace})
+        return await self._remove(self._namespaces[entry.namespace], [entry.id], "feedback") > 0
+
+    def _evict_over_capacity(self) -> None:
+        by_namespace: dict[str, list[str]] = {}
+        for entry_id in self.eviction.victims():
+            by_namespace.setdefault(keys.namespace_of(entry_id), []).append(entry_id)
+        for key, ids in by_namespace.items():
+            ns = self._namespaces[key]
+            removed = self._forget(ns, ids, "capacity")  # now, so the next add sees the room
+            self.counters["evictions"] += len(removed)
+            self._spawn(self.store.delete(key, removed))
+
+    async def sweep_expired(self) -> int:
+        now, swept = time.time(), 0
+        for ns in list(self._namespaces.values()):
+            if expired := ns.expired(now):
+                swept += await self._remove(ns, expired, "ttl")
+        return swept
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval)
+            try:
+                await self.sweep_expired()
+            except Exception:
+                log.exception("ttl sweep failed")
+
+    def _update_gauges(self) -> None:
+        metrics.ENTRIES.set(self.eviction.entries)
+        metrics.BYTES.set(self.eviction.bytes)
+        metrics.NAMESPACES.set(len(self._namespaces))
+
+    def stats(self) -> dict[str, object]:
+        return {
+            **self.counters,
+            "entries": self.eviction.entries,
+            "bytes": self.eviction.bytes,
+            "namespaces": len(self._namespaces),
+            "redis_state": self.store.state,
+            "redis_backlog": self.store.backlog,
+            "embedder_state": "up" if self.embedder.healthy else "down",
+        }
+
+
+async def _never() -> Answer:
+    raise RuntimeError("joined a flight that had already ended")

@@ -1,0 +1,250 @@
+"""WriteThroughStore: every entry also lands in Redis, the source of truth for hydration.
+
+Layout (the `{ns}` hash tag keeps a namespace in one Redis Cluster slot):
+
+    semcache:{<ns>}:e:<entry id>   hash: id, tenant, prompt, prompt_key, answer (JSON),
+                                    category, created, expires, hits, vector (float32 LE)
+                                    with a Redis expiry at `expires`
+    semcache:{<ns>}:ids            set of the namespace's entry ids
+    semcache:tenant:<tenant>       set of the tenant's namespace keys
+
+A write is applied at once (pipelined) while Redis is up, so a caller that got an answer
+has it in Redis. When Redis fails or is slow, the write is queued instead (bounded; what
+does not fit is counted as dropped, and the entry still lives in memory), the store turns
+"down", and a background task probes Redis and flushes the queue in order once it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from cache_svc import metrics
+from cache_svc.entry import Entry
+
+log = logging.getLogger(__name__)
+
+State = Literal["up", "down", "disabled"]
+_FAILURES = (RedisError, OSError, TimeoutError)
+_LOAD_CHUNK = 1000
+
+
+class StoreUnavailableError(Exception):
+    """Redis cannot be read right now."""
+
+
+def entry_key(namespace: str, entry_id: str) -> str:
+    return f"semcache:{{{namespace}}}:e:{entry_id}"
+
+
+def ids_key(namespace: str) -> str:
+    return f"semcache:{{{namespace}}}:ids"
+
+
+def tenant_key(tenant: str) -> str:
+    return f"semcache:tenant:{tenant}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Put:
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class _Delete:
+    namespace: str
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    namespace: str
+    entry_id: str
+    expires: float
+
+
+@dataclass(frozen=True, slots=True)
+class _DropNamespace:
+    namespace: str
+
+
+_Op = _Put | _Delete | _Hit | _DropNamespace
+
+
+class WriteThroughStore:
+    def __init__(self, url: str | None, *, max_backlog: int = 100_000,
+                 write_timeout: float = 1.0, retry_interval: float = 0.5) -> None:  # fmt: skip
+        self.url = url
+        self.max_backlog = max_backlog
+        self.write_timeout = write_timeout
+        self.retry_interval = retry_interval
+        self.state: State = "disabled" if url is None else "down"
+        self._client: redis.Redis | None = None
+        self._backlog: deque[_Op] = deque()
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    @property
+    def backlog(self) -> int:
+        return len(self._backlog)
+
+    async def start(self) -> None:
+        if self.url is None:
+            log.warning("no Redis configured: running memory-only, entries die with the shard")
+            return
+        self._client = redis.from_url(self.url, socket_timeout=self.write_timeout,
+                                      socket_connect_timeout=self.write_timeout)  # fmt: skip
+        try:
+            await self._client.ping()
+            self._set_state("up")
+        except _FAILURES as e:
+            self._set_state("down", e)
+        self._flusher = asyncio.create_task(self._flush_forever(), name="redis-flusher")
+
+    async def aclose(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        if self._client is not None:
+            with contextlib.suppress(*_FAILURES):
+                await self._flush_backlog()  # a last chance for queued writes
+            await self._client.aclose()
+
+    def _set_state(self, state: State, error: BaseException | None = None) -> None:
+        if state != self.state:
+            log.warning("redis %s", state, extra={"error": repr(error) if error else None,
+                                                  "backlog": self.backlog})  # fmt: skip
+        self.state = state
+        metrics.REDIS_UP.set(1 if state == "up" else 0)
+        if state == "down":
+            self._wake.set()
+
+    # -- writes -------------------------------------------------------------------------
+
+    async def put(self, entry: Entry) -> None:
+        await self._submit(_Put(entry))
+
+    async def delete(self, namespace: str, ids: list[str]) -> None:
+        if ids:
+            await self._submit(_Delete(namespace, tuple(ids)))
+
+    async def record_hit(self, entry: Entry) -> None:
+        await self._submit(_Hit(entry.namespace, entry.id, entry.expires))
+
+    async def drop_namespace(self, namespace: str) -> None:
+        await self._submit(_DropNamespace(namespace))
+
+    async def _submit(self, op: _Op) -> None:
+        if self.state == "disabled":
+            return
+        if self.state == "up" and not self._backlog:
+            try:
+                await asyncio.wait_for(self._apply([op]), self.write_timeout)
+                return
+            except _FAILURES as e:
+                metrics.REDIS_ERRORS.inc()
+                self._set_state("down", e)
+        if len(self._backlog) >= self.max_backlog:
+            self.dropped += 1
+            metrics.REDIS_DROPPED.inc()
+            return
+        self._backlog.append(op)
+        metrics.REDIS_BACKLOG.set(len(self._backlog))
+        self._wake.set()
+
+    async def _apply(self, ops: list[_Op]) -> None:
+        assert self._client is not None
+        pipe = self._client.pipeline(transaction=False)
+        for op in ops:
+            match op:
+                case _Put(entry):
+                    key = entry_key(entry.namespace, entry.id)
+                    pipe.hset(key, mapping=entry.to_redis())
+                    pipe.pexpireat(key, int(entry.expires * 1000))
+                    pipe.sadd(ids_key(entry.namespace), entry.id)
+                    pipe.sadd(tenant_key(entry.tenant), entry.namespace)
+                case _Delete(namespace, ids):
+                    pipe.delete(*(entry_key(namespace, i) for i in ids))
+                    pipe.srem(ids_key(namespace), *ids)
+                case _Hit(namespace, entry_id, expires):
+                    key = entry_key(namespace, entry_id)
+                    pipe.hincrby(key, "hits", 1)
+                    pipe.pexpireat(key, int(expires * 1000))  # never leaves a key undying
+                case _DropNamespace(namespace):
+                    await pipe.execute()
+                    ids = await self._client.smembers(ids_key(namespace))
+                    keys = [entry_key(namespace, i.decode()) for i in ids]
+                    for start in range(0, len(keys), _LOAD_CHUNK):
+                        await self._client.delete(*keys[start : start + _LOAD_CHUNK])
+                    await self._client.delete(ids_key(namespace))
+        await pipe.execute()
+
+    async def _flush_backlog(self) -> None:
+        while self._backlog:
+            batch = [self._backlog[i] for i in range(min(500, len(self._backlog)))]
+            await self._apply(batch)
+            for _ in batch:
+                self._backlog.popleft()
+            metrics.REDIS_BACKLOG.set(len(self._backlog))
+
+    async def _flush_forever(self) -> None:
+        assert self._client is not None
+        while True:
+            await self._wake.wait()
+            try:
+                await self._client.ping()
+                await self._flush_backlog()
+                self._set_state("up")
+                self._wake.clear()
+            except _FAILURES as e:
+                metrics.REDIS_ERRORS.inc()
+                self._set_state("down", e)
+                await asyncio.sleep(self.retry_interval)
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def load_namespace(self, namespace: str, now: float) -> list[Entry]:
+        """The namespace's live entries. Raises StoreUnavailableError."""
+        if self.state == "disabled":
+            return []
+        assert self._client is not None
+        try:
+            ids = sorted(i.decode() for i in await self._client.smembers(ids_key(namespace)))
+            entries, stale = [], []
+            for start in range(0, len(ids), _LOAD_CHUNK):
+                chunk = ids[start : start + _LOAD_CHUNK]
+                pipe = self._client.pipeline(transaction=False)
+                for entry_id in chunk:
+                    pipe.hgetall(entry_key(namespace, entry_id))
+                for entry_id, fields in zip(chunk, await pipe.execute(), strict=True):
+                    if b"id" not in fields:  # expired, or only a hit counter left
+                        stale.append(entry_id)
+                        continue
+                    entry = Entry.from_redis(namespace, fields)
+                    if not entry.expired(now):
+                        entries.append(entry)
+            if stale:
+                await self._client.srem(ids_key(namespace), *stale)
+            return entries
+        except _FAILURES as e:
+            metrics.REDIS_ERRORS.inc()
+            self._set_state("down", e)
+            raise StoreUnavailableError(str(e)) from e
+
+    async def namespaces_of_tenant(self, tenant: str) -> list[str]:
+        if self.state == "disabled":
+            return []
+        assert self._client is not None
+        try:
+            return sorted(n.decode() for n in await self._client.smembers(tenant_key(tenant)))
+        except _FAILURES as e:
+            self._set_state("down", e)
+            raise StoreUnavailableError(str(e)) from e

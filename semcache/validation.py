@@ -1,0 +1,134 @@
+"""Request validation shared by the router and the shards.
+
+Each check raises `InvalidRequestError` with a message that names the field, what is wrong and
+the limit; servicers turn it into INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from semcache import keys
+from semcache.v1 import cache_pb2
+
+
+class InvalidRequestError(ValueError):
+    """The caller sent something the cache cannot accept."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLimits:
+    max_prompt_bytes: int = 32 * 1024
+    max_system_prompt_bytes: int = 64 * 1024
+    max_history_turns: int = 256
+    max_history_bytes: int = 256 * 1024
+    max_name_bytes: int = 256  # tenant, model, category
+    max_answer_bytes: int = 1024 * 1024
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def _check_name(field: str, value: str, limits: RequestLimits) -> None:
+    if _size(value) > limits.max_name_bytes:
+        raise InvalidRequestError(f"{field}: {_size(value)} bytes, limit {limits.max_name_bytes}")
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise InvalidRequestError(f"{field}: must not contain whitespace or control characters")
+
+
+def check_prompt(prompt: str, limits: RequestLimits) -> None:
+    if not prompt.strip():
+        raise InvalidRequestError("prompt: empty; the last user turn is required")
+    if _size(prompt) > limits.max_prompt_bytes:
+        raise InvalidRequestError(f"prompt: {_size(prompt)} bytes, limit {limits.max_prompt_bytes}")
+
+
+def check_scope(scope: cache_pb2.Scope, limits: RequestLimits) -> None:
+    _check_name("scope.tenant", scope.tenant, limits)
+    if _size(scope.model) > limits.max_name_bytes:
+        raise InvalidRequestError(f"scope.model: {_size(scope.model)} bytes, "
+                             f"limit {limits.max_name_bytes}")  # fmt: skip
+    if _size(scope.system_prompt) > limits.max_system_prompt_bytes:
+        raise InvalidRequestError(f"scope.system_prompt: {_size(scope.system_prompt)} bytes, "
+                             f"limit {limits.max_system_prompt_bytes}")  # fmt: skip
+    if len(scope.history) > limits.max_history_turns:
+        raise InvalidRequestError(f"scope.history: {len(scope.history)} turns, "
+                             f"limit {limits.max_history_turns}")  # fmt: skip
+    history_bytes = sum(_size(t.content) + _size(t.role) for t in scope.history)
+    if history_bytes > limits.max_history_bytes:
+        raise InvalidRequestError(f"scope.history: {history_bytes} bytes, "
+                             f"limit {limits.max_history_bytes}")  # fmt: skip
+    params = scope.params
+    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+        if params.HasField(name) and not math.isfinite(getattr(params, name)):
+            raise InvalidRequestError(f"scope.params.{name}: must be a finite number")
+    if params.HasField("temperature") and params.temperature < 0:
+        raise InvalidRequestError(
+            f"scope.params.temperature: must be >= 0, got {params.temperature}"
+        )
+    if params.HasField("top_p") and not 0 <= params.top_p <= 1:
+        raise InvalidRequestError(f"scope.params.top_p: must be in [0, 1], got {params.top_p}")
+
+
+def check_min_similarity(request: cache_pb2.LookupRequest | cache_pb2.CompleteRequest) -> None:
+    if not request.HasField("min_similarity"):
+        return
+    value = request.min_similarity
+    if not (math.isfinite(value) and -1 <= value <= 1):
+        raise InvalidRequestError(
+            f"min_similarity: must be a cosine similarity in [-1, 1], got {value} "
+            "(it is a similarity, not a distance)"
+        )
+
+
+def check_cache_control(control: cache_pb2.CacheControl) -> None:
+    if control.HasField("max_age_seconds") and control.max_age_seconds < 0:
+        raise InvalidRequestError(
+            f"cache_control.max_age_seconds: must be >= 0, got {control.max_age_seconds}"
+        )
+    if control.HasField("ttl_seconds") and control.ttl_seconds <= 0:
+        raise InvalidRequestError(
+            f"cache_control.ttl_seconds: must be > 0, got {control.ttl_seconds}"
+        )
+
+
+def check_category(category: str, limits: RequestLimits) -> None:
+    _check_name("category", category, limits)
+
+
+def check_entry_id(entry_id: str) -> str:
+    """The entry's namespace key."""
+    if not entry_id:
+        raise InvalidRequestError("entry_id: required")
+    try:
+        return keys.namespace_of(entry_id)
+    except ValueError as e:
+        raise InvalidRequestError(str(e)) from None
+
+
+def check_lookup(request: cache_pb2.LookupRequest | cache_pb2.CompleteRequest,
+                 limits: RequestLimits) -> None:  # fmt: skip
+    """Everything a Lookup or Complete request must satisfy."""
+    check_scope(request.scope, limits)
+    check_prompt(request.prompt, limits)
+    check_category(request.category, limits)
+    check_min_similarity(request)
+    check_cache_control(request.cache_control)
+
+
+def check_store(request: cache_pb2.StoreRequest, limits: RequestLimits) -> None:
+    check_scope(request.scope, limits)
+    check_prompt(request.prompt, limits)
+    check_category(request.category, limits)
+    answer = request.answer
+    size = _size(answer.text) + sum(_size(c) for c in answer.chunks)
+    if not answer.text and not answer.chunks:
+        raise InvalidRequestError("answer: empty; give answer.text or answer.chunks")
+    if size > limits.max_answer_bytes:
+        raise InvalidRequestError(f"answer: {size} bytes, limit {limits.max_answer_bytes}")
+    if answer.chunks and answer.text and "".join(answer.chunks) != answer.text:
+        raise InvalidRequestError("answer: text and chunks disagree; chunks must join to text")
+    if request.HasField("ttl_seconds") and request.ttl_seconds <= 0:
+        raise InvalidRequestError(f"ttl_seconds: must be > 0, got {request.ttl_seconds}")

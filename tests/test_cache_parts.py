@@ -1,0 +1,127 @@
+"""The shard's pure parts: index, eviction, single-flight, policy."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from cache_svc.eviction import LFU, LRU, Capacity, make_eviction
+from cache_svc.index import IndexParams, NamespaceIndex
+from cache_svc.policy import HitPolicy
+from cache_svc.singleflight import SingleFlight
+
+
+def unit_vectors(n: int, dim: int = 384, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_index_finds_the_vector_itself_and_grows_past_its_capacity() -> None:
+    index = NamespaceIndex(IndexParams(initial_capacity=8))
+    vectors = unit_vectors(100)
+    for label, vector in enumerate(vectors):
+        index.add(label, vector)
+    assert len(index) == 100
+    for label in (0, 57, 99):
+        (best, similarity), *_ = index.search(vectors[label], k=2)
+        assert best == label and similarity == pytest.approx(1.0, abs=1e-5)
+
+
+def test_index_removal_hides_the_entry_and_its_slot_is_reused() -> None:
+    index = NamespaceIndex(IndexParams(initial_capacity=4))
+    vectors = unit_vectors(5)
+    for label in range(4):
+        index.add(label, vectors[label])
+    index.remove(2)
+    assert 2 not in [label for label, _ in index.search(vectors[2], k=3)]
+    index.add(4, vectors[4])  # reuses the deleted slot: no resize needed
+    assert index._graph.max_elements == 4
+    assert index.search(vectors[4], k=1)[0][0] == 4
+
+
+def test_bulk_load_is_searchable_before_and_after_the_graph_is_built() -> None:
+    index = NamespaceIndex()
+    vectors = unit_vectors(300)
+    index.start_bulk_load(np.arange(300), vectors[:300])
+    assert index.building
+    index.add(1000, unit_vectors(1, seed=9)[0])
+    index.remove(5)
+    before = index.search(vectors[7], k=1)
+    index.build()
+    assert not index.building
+    after = index.search(vectors[7], k=1)
+    assert before[0][0] == after[0][0] == 7
+    assert 5 not in [label for label, _ in index.search(vectors[5], k=5)]
+    assert index.search(unit_vectors(1, seed=9)[0], k=1)[0][0] == 1000
+    assert len(index) == 300
+
+
+def test_lru_evicts_the_least_recently_used() -> None:
+    lru = LRU(Capacity(max_entries=2, max_bytes=10**9))
+    for entry_id in ("a", "b"):
+        lru.added(entry_id, 10)
+    lru.used("a")
+    lru.added("c", 10)
+    assert lru.victims() == ["b"]
+
+
+def test_lfu_evicts_the_least_used_and_counts_bytes() -> None:
+    lfu = LFU(Capacity(max_entries=100, max_bytes=25))
+    for entry_id in ("a", "b", "c"):
+        lfu.added(entry_id, 10)
+    lfu.used("a")
+    lfu.used("c")
+    lfu.used("c")
+    assert lfu.victims() == ["b"]
+    lfu.removed("b")
+    assert lfu.victims() == [] and lfu.bytes == 20
+
+
+def test_unknown_eviction_policy_is_refused() -> None:
+    with pytest.raises(ValueError, match="lru, lfu"):
+        make_eviction("random", Capacity())
+
+
+async def test_single_flight_runs_once_for_concurrent_callers() -> None:
+    flight: SingleFlight[str, int] = SingleFlight()
+    calls = 0
+
+    async def work() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return 42
+
+    results = await asyncio.gather(*(flight.run("k", work) for _ in range(50)))
+    assert calls == 1
+    assert [value for value, _ in results] == [42] * 50
+    assert sum(coalesced for _, coalesced in results) == 49
+    assert not flight.in_flight("k")
+
+
+async def test_single_flight_survives_a_cancelled_leader() -> None:
+    flight: SingleFlight[str, str] = SingleFlight()
+    release = asyncio.Event()
+
+    async def work() -> str:
+        await release.wait()
+        return "done"
+
+    leader = asyncio.create_task(flight.run("k", work))
+    await asyncio.sleep(0)
+    follower = asyncio.create_task(flight.run("k", work))
+    await asyncio.sleep(0)
+    leader.cancel()
+    release.set()
+    assert await follower == ("done", True)
+
+
+def test_policy_request_bound_only_tightens() -> None:
+    policy = HitPolicy(0.9)
+    assert policy.decide(0.92).hit
+    assert not policy.decide(0.92, min_similarity=0.95).hit
+    assert policy.decide(0.92, min_similarity=0.5).threshold == 0.9
+    with pytest.raises(ValueError, match="cosine similarity"):
+        HitPolicy(1.5)
