@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -16,7 +17,9 @@ import pytest_asyncio
 from embed_svc.build import recipe
 from embed_svc.model import OnnxEmbedder, Tokens
 from embed_svc.service import running_embedder
-from semcache.config import EmbedderConfig
+from semcache.config import EmbedderConfig, ShardConfig
+from semcache.localredis import LocalRedis
+from semcache.probe import free_port
 from semcache.server import GrpcServer
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
 
@@ -91,3 +94,28 @@ async def eventually(condition: Callable[[], bool], within: float = 10.0) -> Non
     async with asyncio.timeout(within):
         while not condition():  # noqa: ASYNC110 - polls state that has no event to await
             await asyncio.sleep(0.001)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedis]:
+    """A private redis-server on a free loopback port, persisting (AOF) so it can restart."""
+    server = LocalRedis(free_port(), data_dir=tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def tenant() -> str:
+    """A tenant of this test's own: tests share one Redis and stay out of each other's way."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def shard_config(**overrides: object) -> ShardConfig:
+    settings: dict[str, object] = {
+        "port": 0,
+        "metrics_port": -1,
+        "grace_seconds": 0,
+        "redis_timeout": 0.5,
+    }
+    return ShardConfig(**(settings | overrides))

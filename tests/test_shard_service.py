@@ -1,0 +1,398 @@
+"""A cache shard over real gRPC, with the real embedder and a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+
+from cache_svc.llm import EchoBackend
+from cache_svc.service import running_shard
+from cache_svc.shard import Shard
+from cache_svc.store import entry_key, ids_key
+from semcache import keys
+from semcache.v1 import cache_pb2, cache_pb2_grpc
+from tests.conftest import eventually, shard_config
+
+HIT, MISS, BYPASS = (cache_pb2.CACHE_STATUS_HIT, cache_pb2.CACHE_STATUS_MISS,
+                     cache_pb2.CACHE_STATUS_BYPASS)  # fmt: skip
+
+
+@dataclass
+class ShardUnderTest:
+    stub: cache_pb2_grpc.SemanticCacheStub
+    admin: cache_pb2_grpc.AdminStub
+    shard: Shard
+    echo: EchoBackend
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    embedder_address: str,
+    redis_url: str | None,
+    echo: EchoBackend | None = None,
+    **overrides: object,
+) -> AsyncIterator[ShardUnderTest]:
+    echo = echo or EchoBackend()
+    config = shard_config(embedder=embedder_address, redis=redis_url, **overrides)
+    async with running_shard(config, llm=echo) as (server, shard), \
+            grpc.aio.insecure_channel(server.address) as channel:  # fmt: skip
+        yield ShardUnderTest(
+            cache_pb2_grpc.SemanticCacheStub(channel),
+            cache_pb2_grpc.AdminStub(channel),
+            shard,
+            echo,
+        )
+
+
+@pytest.fixture
+async def shard(embedder_address, redis_server) -> AsyncIterator[ShardUnderTest]:
+    async with serving(embedder_address, redis_server.url) as running:
+        yield running
+
+
+def complete(tenant: str, prompt: str, **fields) -> cache_pb2.CompleteRequest:
+    scope = fields.pop("scope", cache_pb2.Scope(tenant=tenant, model="m"))
+    return cache_pb2.CompleteRequest(scope=scope, prompt=prompt, **fields)
+
+
+def lookup(tenant: str, prompt: str, **fields) -> cache_pb2.LookupRequest:
+    scope = fields.pop("scope", cache_pb2.Scope(tenant=tenant, model="m"))
+    return cache_pb2.LookupRequest(scope=scope, prompt=prompt, **fields)
+
+
+async def test_paraphrase_hits_and_unrelated_misses(shard, tenant) -> None:
+    first = await shard.stub.Complete(complete(tenant, "How do I reset my password?"))
+    assert first.cache.status == MISS and first.cache.stored
+    assert first.answer.text == "echo[m/" + first.answer.text.split("/")[1].split("]")[0] + \
+        "]: How do I reset my password?"  # fmt: skip
+    hit = await shard.stub.Lookup(lookup(tenant, "How can I reset my password?"))
+    assert hit.cache.status == HIT and hit.cache.kind == cache_pb2.MATCH_KIND_SEMANTIC
+    assert hit.cache.similarity >= hit.cache.threshold == pytest.approx(0.9)
+    assert hit.cache.entry_id == first.cache.entry_id
+    assert hit.cache.matched_prompt == "How do I reset my password?"
+    assert hit.answer.text == first.answer.text
+    assert hit.cache.shard == "shard-0" and hit.cache.timings.embed_ms > 0
+    miss = await shard.stub.Lookup(lookup(tenant, "What is the best pizza in Naples?"))
+    assert miss.cache.status == MISS and miss.cache.similarity < 0.9
+    assert not miss.HasField("answer")
+
+
+async def test_exact_repeat_skips_the_embedder(shard, tenant) -> None:
+    await shard.stub.Complete(complete(tenant, "What is the capital of Australia?"))
+    repeat = await shard.stub.Lookup(lookup(tenant, "what is the capital of australia"))
+    assert repeat.cache.status == HIT and repeat.cache.kind == cache_pb2.MATCH_KIND_EXACT
+    assert repeat.cache.similarity == 1.0
+    assert repeat.cache.timings.embed_ms == 0
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"tenant": "other"},
+        {"model": "m2"},
+        {"system_prompt": "You are a chef."},
+        {"params": cache_pb2.GenerationParams(temperature=1.0)},
+        {"history": [cache_pb2.Turn(role="user", content="earlier")]},
+    ],
+    ids=["tenant", "model", "system_prompt", "params", "history"],
+)
+async def test_no_hit_across_any_scope_field(shard, tenant, other) -> None:
+    base = {"tenant": tenant, "model": "m", "system_prompt": "You are a doctor."}
+    prompt = "What should I do about a headache?"
+    await shard.stub.Complete(complete(tenant, prompt, scope=cache_pb2.Scope(**base)))
+    fields = base | other
+    if "tenant" in other:
+        fields["tenant"] = tenant + "-other"
+    response = await shard.stub.Lookup(lookup(tenant, prompt, scope=cache_pb2.Scope(**fields)))
+    assert response.cache.status == MISS
+    assert response.cache.similarity == 0.0  # that namespace holds nothing at all
+
+
+async def test_entries_survive_a_shard_restart(embedder_address, redis_server, tenant) -> None:
+    prompts = [
+        "How do I configure single sign-on in the admin console?",
+        "What is the boiling point of water at high altitude?",
+        "Write a limerick about a cat who loves lasagna",
+        "Which vitamins are found in spinach?",
+        "How do I undo the last git commit but keep my changes?",
+    ]
+    async with serving(embedder_address, redis_server.url) as first:
+        stored = [await first.stub.Complete(complete(tenant, p)) for p in prompts]
+        assert all(s.cache.status == MISS for s in stored)
+    async with serving(embedder_address, redis_server.url) as second:
+        for prompt, original in zip(prompts, stored, strict=True):
+            again = await second.stub.Lookup(lookup(tenant, prompt))
+            assert again.cache.status == HIT
+            assert again.cache.entry_id == original.cache.entry_id
+            assert again.answer.text == original.answer.text
+        paraphrase = await second.stub.Lookup(
+            lookup(tenant, "How can I set up single sign-on in the admin console?")
+        )
+        assert paraphrase.cache.status == HIT
+        assert second.echo.calls == 0
+
+
+async def test_redis_outage_loses_nothing(embedder_address, redis_server, tenant) -> None:
+    async with serving(embedder_address, redis_server.url) as running:
+        before = await running.stub.Complete(complete(tenant, "Entry written before the outage"))
+        redis_server.stop()
+        during = [await running.stub.Complete(complete(tenant, prompt)) for prompt in
+                  ("Do you ship to Iceland?", "Translate 'good morning' into Finnish",
+                   "Why is the sky blue?")]  # fmt: skip
+        assert all(r.cache.status == MISS and r.cache.stored for r in during)
+        assert "redis_unavailable" in during[-1].cache.degraded
+        assert running.shard.store.backlog >= 3
+        stats = await running.admin.Stats(cache_pb2.StatsRequest())
+        assert stats.total.redis_state == "down" and stats.total.redis_backlog >= 3
+        served = await running.stub.Lookup(lookup(tenant, "Entry written before the outage"))
+        assert served.cache.status == HIT  # still answered from memory
+        redis_server.start()
+        await eventually(lambda: running.shard.store.state == "up", within=15)
+        assert running.shard.store.backlog == 0
+    async with serving(embedder_address, redis_server.url) as restarted:
+        for original in [before, *during]:
+            prompt = original.answer.text.split("]: ", 1)[1]
+            again = await restarted.stub.Lookup(lookup(tenant, prompt))
+            assert again.cache.status == HIT and again.cache.entry_id == original.cache.entry_id
+
+
+async def test_concurrent_identical_misses_call_the_llm_once(
+    embedder_address, redis_server, tenant
+) -> None:
+    async with serving(embedder_address, redis_server.url, EchoBackend(delay=0.3)) as running:
+        request = complete(tenant, "Summarise the plot of Hamlet in one line")
+        responses = await asyncio.gather(*(running.stub.Complete(request) for _ in range(50)))
+        assert running.echo.calls == 1
+        assert len({r.answer.text for r in responses}) == 1
+        assert sum(r.cache.coalesced for r in responses) == 49
+        stats = await running.admin.Stats(cache_pb2.StatsRequest())
+        assert stats.total.coalesced == 49
+
+
+async def test_ttl_expiry(shard, tenant) -> None:
+    control = cache_pb2.CacheControl(ttl_seconds=1)
+    stored = await shard.stub.Complete(complete(tenant, "Short-lived fact", cache_control=control))
+    assert (await shard.stub.Lookup(lookup(tenant, "Short-lived fact"))).cache.status == HIT
+    async with aioredis.from_url(shard.shard.store.url) as r:
+        namespace = keys.namespace_of(stored.cache.entry_id)
+        assert 0 < await r.pttl(entry_key(namespace, stored.cache.entry_id)) <= 1000
+    await asyncio.sleep(1.1)  # the TTL itself: time has to pass
+    assert (await shard.stub.Lookup(lookup(tenant, "Short-lived fact"))).cache.status == MISS
+    assert await shard.shard.sweep_expired() >= 1
+
+
+async def test_max_age_and_cache_controls(shard, tenant) -> None:
+    await shard.stub.Complete(complete(tenant, "How tall is Mount Everest?"))
+    await asyncio.sleep(0.05)
+    fresh_only = cache_pb2.CacheControl(max_age_seconds=0)
+    response = await shard.stub.Lookup(lookup(tenant, "How tall is Mount Everest?",
+                                              cache_control=fresh_only))  # fmt: skip
+    assert response.cache.status == MISS
+    bypass = await shard.stub.Complete(
+        complete(
+            tenant,
+            "How tall is Mount Everest?",
+            cache_control=cache_pb2.CacheControl(no_cache=True),
+        )
+    )
+    assert bypass.cache.status == BYPASS and shard.echo.calls == 2
+    no_store = await shard.stub.Complete(complete(
+        tenant, "A question never to be stored", cache_control=cache_pb2.CacheControl(
+            no_store=True)))  # fmt: skip
+    assert no_store.cache.status == MISS and not no_store.cache.stored
+    again = await shard.stub.Lookup(lookup(tenant, "A question never to be stored"))
+    assert again.cache.status == MISS
+
+
+CAPACITY_PROMPTS = [
+    "Best hiking trails near Zurich",
+    "How to descale an espresso machine",
+    "Explain quantum entanglement simply",
+    "Recipe for vegan lasagna",
+    "What does HTTP status 418 mean?",
+]
+
+
+async def test_eviction_at_capacity_removes_everywhere(
+    embedder_address, redis_server, tenant
+) -> None:
+    async with serving(embedder_address, redis_server.url, max_entries=3) as running:
+        stored = [await running.stub.Complete(complete(tenant, prompt))
+                  for prompt in CAPACITY_PROMPTS]  # fmt: skip
+        stats = await running.admin.Stats(cache_pb2.StatsRequest())
+        assert stats.total.entries == 3 and stats.total.evictions == 2
+        namespace = stored[0].cache.namespace
+        survivors = {s.cache.entry_id for s in stored[2:]}
+        # Evictions delete their Redis keys in the background: wait (bounded) for that.
+        async with aioredis.from_url(redis_server.url) as r, asyncio.timeout(5):
+            while {m.decode() for m in await r.smembers(ids_key(namespace))} != survivors:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        first = await running.stub.Lookup(lookup(tenant, CAPACITY_PROMPTS[0]))
+        assert first.cache.status == MISS
+
+
+async def test_invalidate_entry_namespace_and_tenant(shard, tenant) -> None:
+    a = await shard.stub.Complete(complete(tenant, "First question about invoices"))
+    other_scope = cache_pb2.Scope(tenant=tenant, model="other")
+    await shard.stub.Complete(complete(tenant, "Second question about invoices",
+                                       scope=other_scope))  # fmt: skip
+    await shard.stub.Complete(complete(tenant, "Third question about receipts"))
+    removed = await shard.stub.Invalidate(
+        cache_pb2.InvalidateRequest(scope=cache_pb2.Scope(tenant=tenant), entry_id=a.cache.entry_id)
+    )
+    assert removed.removed == 1
+    assert (await shard.stub.Lookup(lookup(tenant, "First question about invoices"))
+            ).cache.status == MISS  # fmt: skip
+    with pytest.raises(grpc.aio.AioRpcError) as error:  # another tenant cannot name it
+        await shard.stub.Invalidate(
+            cache_pb2.InvalidateRequest(
+                scope=cache_pb2.Scope(tenant="intruder"), entry_id=a.cache.entry_id
+            )
+        )
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    namespace = await shard.stub.Invalidate(
+        cache_pb2.InvalidateRequest(
+            target=cache_pb2.InvalidateRequest.TARGET_NAMESPACE,
+            scope=cache_pb2.Scope(tenant=tenant, model="m"),
+        )
+    )
+    assert namespace.removed == 1
+    everything = await shard.stub.Invalidate(
+        cache_pb2.InvalidateRequest(
+            target=cache_pb2.InvalidateRequest.TARGET_TENANT, scope=cache_pb2.Scope(tenant=tenant)
+        )
+    )
+    assert everything.removed == 1
+    assert (
+        await shard.stub.Lookup(lookup(tenant, "Second question about invoices", scope=other_scope))
+    ).cache.status == MISS
+
+
+async def test_feedback_on_a_wrong_hit_removes_it(shard, tenant) -> None:
+    stored = await shard.stub.Complete(complete(tenant, "How do I enable 2FA?"))
+    reply = await shard.stub.Feedback(
+        cache_pb2.FeedbackRequest(
+            scope=cache_pb2.Scope(tenant=tenant),
+            entry_id=stored.cache.entry_id,
+            verdict=cache_pb2.FeedbackRequest.VERDICT_WRONG_HIT,
+            prompt="How do I disable 2FA?",
+        )
+    )
+    assert reply.removed
+    assert (await shard.stub.Lookup(lookup(tenant, "How do I enable 2FA?"))).cache.status == MISS
+    async with aioredis.from_url(shard.shard.store.url) as r:
+        namespace = stored.cache.namespace
+        assert not await r.exists(entry_key(namespace, stored.cache.entry_id))
+    stats = await shard.admin.Stats(cache_pb2.StatsRequest())
+    assert stats.total.wrong_hits >= 1
+
+
+async def test_stream_is_stored_and_replayed(shard, tenant) -> None:
+    request = complete(tenant, "Tell me a short story about a lighthouse keeper")
+    first = [chunk async for chunk in shard.stub.StreamComplete(request)]
+    assert first[0].WhichOneof("event") == "start" and first[0].start.status == MISS
+    deltas = [c.delta for c in first if c.WhichOneof("event") == "delta"]
+    assert len(deltas) > 3
+    end = first[-1].end
+    assert end.finish_reason == "stop" and end.cache.stored and end.usage.total_tokens > 0
+    second = [chunk async for chunk in shard.stub.StreamComplete(request)]
+    assert second[0].start.status == HIT
+    assert [c.delta for c in second if c.WhichOneof("event") == "delta"] == deltas
+    assert second[-1].end.usage == end.usage
+    assert shard.echo.calls == 1
+
+
+async def test_a_stored_answer_is_replayed_in_chunks(shard, tenant) -> None:
+    answer = cache_pb2.Answer(text="A complete answer that was never streamed at all.")
+    await shard.stub.Store(
+        cache_pb2.StoreRequest(
+            scope=cache_pb2.Scope(tenant=tenant, model="m"), prompt="Explain caching", answer=answer
+        )
+    )
+    chunks = [c async for c in shard.stub.StreamComplete(complete(tenant, "Explain caching"))]
+    deltas = [c.delta for c in chunks if c.WhichOneof("event") == "delta"]
+    assert len(deltas) > 1 and "".join(deltas) == answer.text
+
+
+BAD = [
+    (lookup("t", ""), "prompt: empty"),
+    (lookup("t", "x" * 40000), "prompt: 40000 bytes, limit 32768"),
+    (lookup("t", "hi", min_similarity=1.5), "min_similarity: must be a cosine similarity"),
+    (lookup("t", "hi", min_similarity=float("nan")), "min_similarity: must be a cosine"),
+    (
+        lookup("t", "hi", cache_control=cache_pb2.CacheControl(max_age_seconds=-1)),
+        "cache_control.max_age_seconds: must be >= 0",
+    ),
+    (lookup("t", "hi", scope=cache_pb2.Scope(tenant="a b")), "scope.tenant: must not contain"),
+    (
+        lookup(
+            "t",
+            "hi",
+            scope=cache_pb2.Scope(params=cache_pb2.GenerationParams(temperature=float("inf"))),
+        ),
+        "scope.params.temperature: must be a finite number",
+    ),
+]
+
+
+@pytest.mark.parametrize(("request_", "message"), BAD)
+async def test_bad_input_is_invalid_argument(shard, request_, message) -> None:
+    for call in (shard.stub.Lookup, shard.stub.Complete):
+        payload = request_ if call is shard.stub.Lookup else cache_pb2.CompleteRequest(
+            **{f.name: v for f, v in request_.ListFields()})  # fmt: skip
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await call(payload)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert message in error.value.details()
+
+
+async def test_bad_ids_and_targets(shard, tenant) -> None:
+    cases = [
+        (
+            shard.stub.Invalidate(cache_pb2.InvalidateRequest(entry_id="nope")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "is not an entry id",
+        ),
+        (
+            shard.stub.Invalidate(cache_pb2.InvalidateRequest()),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "target:",
+        ),
+        (
+            shard.stub.Feedback(
+                cache_pb2.FeedbackRequest(
+                    entry_id=keys.new_entry_id("0" * 32),
+                    verdict=cache_pb2.FeedbackRequest.VERDICT_WRONG_HIT,
+                )
+            ),
+            grpc.StatusCode.NOT_FOUND,
+            "no entry",
+        ),
+        (
+            shard.stub.Store(cache_pb2.StoreRequest(prompt="p")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "answer: empty",
+        ),
+    ]
+    for call, code, message in cases:
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await call
+        assert error.value.code() == code and message in error.value.details()
+
+
+async def test_embedder_down_degrades_to_exact_match(redis_server, tenant) -> None:
+    from semcache.probe import free_port
+
+    dead = f"127.0.0.1:{free_port()}"
+    async with serving(dead, redis_server.url, embedder_timeout=0.5) as running:
+        first = await running.stub.Complete(complete(tenant, "What time is it in Tokyo?"))
+        assert first.cache.status == MISS and "embedder_unavailable" in first.cache.degraded
+        repeat = await running.stub.Complete(complete(tenant, "What time is it in Tokyo?"))
+        assert repeat.cache.status == HIT and repeat.cache.kind == cache_pb2.MATCH_KIND_EXACT
+        assert running.echo.calls == 1
