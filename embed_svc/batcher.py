@@ -126,7 +126,13 @@ class MicroBatcher:
 
     @property
     def queued(self) -> int:
+        """Texts admitted and not yet embedded (being tokenized, waiting or running)."""
         return self._reserved
+
+    @property
+    def waiting(self) -> int:
+        """Texts tokenized and waiting for a batch."""
+        return len(self._queue)
 
     async def embed(self, texts: list[str]) -> list[Embedded]:
         """Embeds `texts`, batched with whatever else is queued. Raises QueueFullError."""

@@ -48,7 +48,7 @@ async def test_waiting_callers_share_one_batch(model) -> None:
         await eventually(lambda: bool(gated.batches))  # the one worker waits on the gate
         texts = [f"caller number {i} asks a question" for i in range(20)]
         others = [asyncio.create_task(batcher.embed([t])) for t in texts]
-        await eventually(lambda: batcher.queued >= 21)
+        await eventually(lambda: batcher.waiting == 20)
         gated.gate.set()
         await first
         results = await asyncio.gather(*others)
@@ -78,7 +78,7 @@ async def test_a_cancelled_caller_does_not_disturb_the_others(model) -> None:
         await eventually(lambda: bool(gated.batches))
         doomed = asyncio.create_task(batcher.embed(["this caller gives up"]))
         kept = asyncio.create_task(batcher.embed(["this caller waits"]))
-        await eventually(lambda: batcher.queued >= 3)
+        await eventually(lambda: batcher.waiting == 2)
         doomed.cancel()
         gated.gate.set()
         await first
