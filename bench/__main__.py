@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from bench import embed
+from bench import embed, hydrate
 
-BENCHMARKS = {"embed": embed.main}
+BENCHMARKS = {"embed": embed.main, "hydrate": hydrate.main}
 
 
 def main() -> None:

@@ -28,6 +28,8 @@ async def running_embedder(
     """
     if model is None:
         model = await asyncio.to_thread(OnnxEmbedder, config.model_dir)
+        # The first inference pays onnxruntime's lazy set-up (~10 ms): not a caller's problem.
+        await asyncio.to_thread(model.embed, ["warm-up"])
     log.info("model ready", extra={"model": model.model_id})
     batcher = MicroBatcher(
         model,

@@ -2,18 +2,22 @@
 
     semcache up     start the local mesh (what `make run` runs) and stop it on Ctrl-C
 
-Today the mesh is the embedding service; shards and the router join it as they are built.
+Today the mesh is a private Redis, the embedding service and one cache shard; the router
+(and with it several shards) comes with the next piece of work.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from semcache.localredis import LocalRedis, find_redis_server
 from semcache.probe import wait_until_serving
 
 #: grpcurl from the dev tools, beside this interpreter when installed in the venv.
@@ -24,38 +28,85 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _start(name: str, argv: list[str], address: str) -> subprocess.Popen[bytes]:
+    child = subprocess.Popen([sys.executable, *argv])
+    try:
+        wait_until_serving(address, timeout=120, process=child)
+    except (RuntimeError, TimeoutError) as e:
+        child.kill()
+        raise SystemExit(f"semcache: {name}: {e}") from None
+    return child
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
 def up(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops the mesh like Ctrl-C
-    address = f"127.0.0.1:{args.embedder_port}"
-    child = subprocess.Popen(
-        [sys.executable, "-m", "embed_svc", "--port", str(args.embedder_port),
-         "--metrics-port", str(args.embedder_metrics_port)],
-    )  # fmt: skip
+    redis: LocalRedis | None = None
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    embedder = f"127.0.0.1:{args.embedder_port}"
+    shard = f"127.0.0.1:{args.shard_port}"
     try:
-        try:
-            wait_until_serving(address, timeout=120, process=child)
-        except (RuntimeError, TimeoutError) as e:
-            raise SystemExit(f"semcache: {e}") from None
+        if find_redis_server() is not None:
+            redis = LocalRedis(args.redis_port, args.data_dir)
+            redis.start()
+        else:
+            print("semcache: no redis-server found: the shard runs memory-only", flush=True)
+        children.append(
+            (
+                "embedder",
+                _start(
+                    "embedder",
+                    [
+                        "-m",
+                        "embed_svc",
+                        "--port",
+                        str(args.embedder_port),
+                        "--metrics-port",
+                        str(args.embedder_metrics_port),
+                    ],
+                    embedder,
+                ),
+            )
+        )
+        shard_argv = ["-m", "cache_svc", "--port", str(args.shard_port), "--embedder", embedder,
+                      "--metrics-port", str(args.shard_metrics_port), "--shard-id", "shard-0",
+                      "--echo-delay-ms", str(args.echo_delay_ms)]  # fmt: skip
+        if redis is not None:
+            shard_argv += ["--redis", redis.url]
+        children.append(("shard-0", _start("shard-0", shard_argv, shard)))
+        body = json.dumps({"scope": {"tenant": "demo"}, "prompt": "How do I reset my password?"})
         print(
-            f"\nsemcache is up (embedder only: cache shards and the router are not built yet)\n"
-            f"  embedder  {address}   metrics http://127.0.0.1:{args.embedder_metrics_port}/metrics\n"
-            f"  try:      {GRPCURL} -plaintext"
-            f' -d \'{{"texts": ["hello world"]}}\' '
-            f"{address} semcache.v1.Embedder/Embed\n"
-            f"  Ctrl-C stops it.\n",
+            "\nsemcache is up (one shard, no router yet: call the shard directly)\n"
+            f"  shard     {shard}   metrics http://127.0.0.1:{args.shard_metrics_port}/metrics\n"
+            f"  embedder  {embedder}   metrics http://127.0.0.1:{args.embedder_metrics_port}"
+            "/metrics\n"
+            f"  redis     {redis.url if redis else 'none (memory-only)'}"
+            f"{'  data in ' + str(args.data_dir) if redis and args.data_dir else ''}\n"
+            f"  try:      {GRPCURL} -plaintext -d '{body}' {shard} "
+            "semcache.v1.SemanticCache/Complete\n"
+            "  Ctrl-C stops it.\n",
             flush=True,
         )
-        code = child.wait()
-        raise SystemExit(f"semcache: the embedder exited with code {code}")
+        while True:  # report a child that dies
+            for name, child in children:
+                if child.poll() is not None:
+                    raise SystemExit(f"semcache: {name} exited with code {child.returncode}")
+            time.sleep(0.5)
     except KeyboardInterrupt:
         print("\nsemcache: stopping", flush=True)
     finally:
-        if child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        for _, child in reversed(children):
+            _stop(child)
+        if redis is not None:
+            redis.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,6 +117,21 @@ def main(argv: list[str] | None = None) -> None:
     up_parser = commands.add_parser("up", help="start the local mesh; Ctrl-C stops it")
     up_parser.add_argument("--embedder-port", type=int, default=50053)
     up_parser.add_argument("--embedder-metrics-port", type=int, default=9102)
+    up_parser.add_argument("--shard-port", type=int, default=50052)
+    up_parser.add_argument("--shard-metrics-port", type=int, default=9110)
+    up_parser.add_argument("--redis-port", type=int, default=6390)
+    up_parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="keep Redis data here (AOF) across runs; default: in memory",
+    )
+    up_parser.add_argument(
+        "--echo-delay-ms",
+        type=float,
+        default=400.0,
+        help="the echo LLM's delay, so misses and hits look different",
+    )
     up_parser.set_defaults(run=up)
     args = parser.parse_args(argv)
     args.run(args)
