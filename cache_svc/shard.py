@@ -242,9 +242,13 @@ class Shard:
     async def store_answer(self, query: Query, answer: Answer,
                            vector: np.ndarray | None = None,
                            degraded: list[str] | None = None) -> tuple[Entry, bool]:  # fmt: skip
-        """Stores `answer` for the query's prompt; returns (entry, replaced an older one)."""
+        """Stores `answer` for the query's prompt; returns (entry, replaced an older one).
+
+        Without a vector it embeds the prompt, unless `degraded` already says the embedder
+        is unavailable (then the entry is matched exactly until stored again).
+        """
         ns = await self.namespace(query.namespace)
-        if vector is None:
+        if vector is None and "embedder_unavailable" not in (degraded or []):
             try:
                 vector = await self.embedder.embed(query.prompt)
             except EmbedderUnavailableError:

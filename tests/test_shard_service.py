@@ -352,6 +352,13 @@ async def test_bad_input_is_invalid_argument(shard, request_, message) -> None:
         assert message in error.value.details()
 
 
+async def test_missing_scope_fields_default_sensibly(shard) -> None:
+    response = await shard.stub.Complete(cache_pb2.CompleteRequest(prompt="No scope at all"))
+    assert response.cache.status in (MISS, HIT)
+    default = keys.namespace_key(cache_pb2.Scope(tenant="default"))
+    assert response.cache.namespace == default
+
+
 async def test_bad_ids_and_targets(shard, tenant) -> None:
     cases = [
         (
