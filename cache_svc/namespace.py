@@ -57,14 +57,20 @@ class Namespace:
         """Adds `entry`; returns the entry it replaced (same normalised prompt), if any."""
         replaced_id = self._by_prompt.get(entry.prompt_key)
         replaced = self.remove(replaced_id) if replaced_id else None
-        self._entries[entry.id] = entry
-        self._by_prompt[entry.prompt_key] = entry.id
-        if entry.vector is not None:
-            label = next(self._labels)
-            self._label_of[entry.id] = label
-            self._entry_of[label] = entry.id
+        if (label := self._track(entry)) is not None:
             self.index.add(label, entry.vector)
         return replaced
+
+    def _track(self, entry: Entry) -> int | None:
+        """Records the entry in the maps; returns its index label when it has a vector."""
+        self._entries[entry.id] = entry
+        self._by_prompt[entry.prompt_key] = entry.id
+        if entry.vector is None:
+            return None
+        label = next(self._labels)
+        self._label_of[entry.id] = label
+        self._entry_of[label] = entry.id
+        return label
 
     def load(self, entries: list[Entry]) -> None:
         """Bulk-adds hydrated entries to an empty namespace: searchable at once, exactly;
@@ -73,12 +79,7 @@ class Namespace:
         for entry in entries:
             if entry.prompt_key in self._by_prompt:
                 continue  # a duplicate prompt left behind by a crash between two writes
-            self._entries[entry.id] = entry
-            self._by_prompt[entry.prompt_key] = entry.id
-            if entry.vector is not None:
-                label = next(self._labels)
-                self._label_of[entry.id] = label
-                self._entry_of[label] = entry.id
+            if (label := self._track(entry)) is not None:
                 labels.append(label)
                 vectors.append(entry.vector)
         if labels:
