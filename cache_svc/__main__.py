@@ -3,12 +3,9 @@ shard-0`: serve one cache shard."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-
 from cache_svc.service import running_shard
-from semcache.config import ConfigError, ShardConfig
-from semcache.telemetry import configure_logging
+from semcache.config import ShardConfig
+from semcache.server import run_main
 
 
 async def _serve(config: ShardConfig) -> None:
@@ -17,14 +14,7 @@ async def _serve(config: ShardConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cache_svc", description=__doc__)
-    ShardConfig.add_arguments(parser)
-    try:
-        config = ShardConfig.load(parser.parse_args(argv))
-    except ConfigError as e:
-        parser.exit(2, f"cache_svc: configuration error: {e}\n")
-    configure_logging("cache_svc", config.log_level)
-    asyncio.run(_serve(config))
+    run_main("cache_svc", ShardConfig, _serve, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from cache_svc.llm import Delta, Done, LLMRequest, UpstreamError
 from cache_svc.llm.base import Turn
 from cache_svc.shard import EntryNotFoundError, Outcome, Query, Shard
 from semcache import keys, validation
+from semcache.metadata import UPSTREAM_ERROR
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ class CacheServicer(cache_pb2_grpc.SemanticCacheServicer):
             case EntryNotFoundError():
                 await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
             case UpstreamError():
+                context.set_trailing_metadata((UPSTREAM_ERROR,))  # the shard itself is fine
                 await context.abort(upstream_status(error.status), str(error))
         raise error
 

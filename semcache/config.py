@@ -196,6 +196,44 @@ class ShardConfig(ServerConfig):
                    f"must be a redis:// URL, got {self.redis!r}")  # fmt: skip
 
 
+@dataclass(frozen=True, kw_only=True)
+class RouterConfig(ServerConfig):
+    SECTION: typing.ClassVar[str] = "router"
+
+    port: int = 50051
+    metrics_port: int = 9101
+    #: Static membership: comma-separated host:port of the shards.
+    shards: str = ""
+    vnodes: int = 150
+    #: Bounded-load factor c (skip a shard above c x mean in-flight load); 0 turns it off.
+    load_factor: float = 1.25
+    health_interval_seconds: float = 1.0
+    health_timeout_seconds: float = 0.5
+    #: Consecutive failed health checks before a shard leaves the ring.
+    unhealthy_after: int = 3
+    #: Deadline for a forwarded call when the caller set none.
+    default_timeout_seconds: float = 30.0
+
+    @property
+    def shard_addresses(self) -> list[str]:
+        return [a.strip() for a in self.shards.split(",") if a.strip()]
+
+    def validate(self) -> None:
+        super().validate()
+        _check(bool(self.shard_addresses), "shards", "at least one shard host:port is required")
+        for address in self.shard_addresses:
+            host, _, port = address.rpartition(":")
+            _check(bool(host) and port.isdigit() and 0 < int(port) < 65536, "shards",
+                   f"{address!r} is not host:port")  # fmt: skip
+        _check(self.vnodes >= 1, "vnodes", f"must be >= 1, got {self.vnodes}")
+        _check(self.load_factor == 0 or self.load_factor >= 1, "load_factor",
+               f"must be 0 (off) or >= 1, got {self.load_factor}")  # fmt: skip
+        _check(self.unhealthy_after >= 1, "unhealthy_after", "must be >= 1")
+        for name in ("health_interval_seconds", "health_timeout_seconds",
+                     "default_timeout_seconds"):  # fmt: skip
+            _check(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+
+
 def _check(ok: bool, name: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{name}: {message}")

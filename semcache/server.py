@@ -9,13 +9,15 @@ sending), then in-flight calls get `grace_seconds` to finish.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -23,7 +25,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from semcache.config import ServerConfig
+from semcache.config import ConfigError, ServerConfig
+from semcache.telemetry import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -136,3 +139,25 @@ class GrpcServer:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(sig)
+
+
+C = TypeVar("C", bound=ServerConfig)
+
+
+def run_main(prog: str, config_cls: type[C], serve: Callable[[C], Awaitable[None]],
+             description: str | None, argv: list[str] | None = None,
+             fatal: tuple[type[Exception], ...] = ()) -> None:  # fmt: skip
+    """A service's `__main__`: flags/env/file into a config (exit 2 with the reason when it
+    is bad), JSON logging, then `serve` until SIGINT/SIGTERM. `fatal` errors exit with
+    their message instead of a traceback."""
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
+    config_cls.add_arguments(parser)
+    try:
+        config = config_cls.load(parser.parse_args(argv))
+    except ConfigError as e:
+        parser.exit(2, f"{prog}: configuration error: {e}\n")
+    configure_logging(prog, config.log_level)
+    try:
+        asyncio.run(serve(config))
+    except fatal as e:
+        sys.exit(f"{prog}: {e}")

@@ -1,0 +1,129 @@
+"""ShardPool: the router's shards — long-lived channels, health, in-flight load, the ring.
+
+A shard that fails `unhealthy_after` health checks in a row leaves the ring (its namespaces
+fail over to the next shards, which hydrate them from Redis) and comes back when healthy.
+A call that finds its shard UNAVAILABLE also counts as a failed check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import Counter, Gauge
+
+from router_svc.ring import HashRing
+from semcache.server import CHANNEL_OPTIONS
+from semcache.v1 import cache_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+RING_CHANGES = Counter("semcache_ring_changes", "Shards leaving or joining the ring.",
+                       ["change"])  # fmt: skip
+HEALTHY_SHARDS = Gauge("semcache_ring_healthy_shards", "Shards in the ring.")
+
+
+@dataclass
+class Member:
+    id: str
+    address: str
+    channel: grpc.aio.Channel
+    cache: cache_pb2_grpc.SemanticCacheStub
+    admin: cache_pb2_grpc.AdminStub
+    health: health_pb2_grpc.HealthStub
+    healthy: bool = True
+    failures: int = 0
+    in_flight: int = 0
+    last_error: str = field(default="")
+
+
+class ShardPool:
+    def __init__(self, addresses: list[str], *, vnodes: int, load_factor: float,
+                 health_interval: float, health_timeout: float,
+                 unhealthy_after: int) -> None:  # fmt: skip
+        self.load_factor = load_factor
+        self.health_interval = health_interval
+        self.health_timeout = health_timeout
+        self.unhealthy_after = unhealthy_after
+        self.members: dict[str, Member] = {}
+        for address in addresses:
+            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            self.members[address] = Member(
+                id=address, address=address, channel=channel,
+                cache=cache_pb2_grpc.SemanticCacheStub(channel),
+                admin=cache_pb2_grpc.AdminStub(channel),
+                health=health_pb2_grpc.HealthStub(channel),
+            )  # fmt: skip
+        # Every member starts in the ring; health checks take out the ones that are down.
+        self.ring = HashRing(self.members, vnodes)
+        HEALTHY_SHARDS.set(len(self.ring))
+        self._checker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.check_all()
+        self._checker = asyncio.create_task(self._check_forever(), name="shard-health")
+
+    async def aclose(self) -> None:
+        if self._checker is not None:
+            self._checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checker
+        for member in self.members.values():
+            await member.channel.close()
+
+    def order(self, key: str) -> list[Member]:
+        """Healthy shards for `key`, the one to try first first (bounded load applied)."""
+        owners = self.ring.owners(key)
+        if self.load_factor and len(owners) > 1:
+            load = {m: self.members[m].in_flight for m in owners}
+            first = self.ring.choose(key, load, self.load_factor)
+            owners.remove(first)
+            owners.insert(0, first)
+        return [self.members[m] for m in owners]
+
+    def record_failure(self, member: Member, error: str) -> None:
+        member.failures += 1
+        member.last_error = error
+        if member.healthy and member.failures >= self.unhealthy_after:
+            self._set_healthy(member, False)
+
+    def _record_success(self, member: Member) -> None:
+        member.failures = 0
+        if not member.healthy:
+            self._set_healthy(member, True)
+
+    def _set_healthy(self, member: Member, healthy: bool) -> None:
+        member.healthy = healthy
+        if healthy:
+            self.ring.add(member.id)
+        else:
+            self.ring.remove(member.id)
+        RING_CHANGES.labels("join" if healthy else "leave").inc()
+        HEALTHY_SHARDS.set(len(self.ring))
+        log.warning("shard %s the ring", "joins" if healthy else "leaves",
+                    extra={"shard": member.id, "error": member.last_error,
+                           "ring_size": len(self.ring)})  # fmt: skip
+
+    async def check(self, member: Member) -> None:
+        try:
+            reply = await member.health.Check(health_pb2.HealthCheckRequest(),
+                                              timeout=self.health_timeout)  # fmt: skip
+            serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+        except grpc.aio.AioRpcError as e:
+            serving, member.last_error = False, e.code().name
+        if serving:
+            self._record_success(member)
+        else:
+            self.record_failure(member, member.last_error or "NOT_SERVING")
+
+    async def check_all(self) -> None:
+        await asyncio.gather(*(self.check(m) for m in self.members.values()))
+
+    async def _check_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.health_interval)
+            await self.check_all()

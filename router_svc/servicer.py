@@ -1,0 +1,239 @@
+"""The router's `SemanticCache` and `Admin`: validate, pick the shard by namespace, forward.
+
+Calls go to the namespace's owner on the ring with the caller's remaining deadline. When
+that shard is UNAVAILABLE (down, not an upstream LLM error), the next shard in the ring's
+order takes the call and hydrates the namespace from Redis. A stream fails over only
+before its first message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+import grpc
+
+from router_svc.pool import Member, ShardPool
+from semcache import keys, validation
+from semcache.metadata import UPSTREAM_ERROR
+from semcache.v1 import cache_pb2, cache_pb2_grpc
+
+T = TypeVar("T")
+
+
+def _is_shard_down(error: grpc.aio.AioRpcError) -> bool:
+    if error.code() != grpc.StatusCode.UNAVAILABLE:
+        return False
+    return UPSTREAM_ERROR not in tuple(error.trailing_metadata() or ())
+
+
+class Router:
+    """Forwarding with failover; shared by both servicers."""
+
+    def __init__(self, pool: ShardPool, default_timeout: float) -> None:
+        self.pool = pool
+        self.default_timeout = default_timeout
+
+    def _timeout(self, context: grpc.aio.ServicerContext) -> float:
+        remaining = context.time_remaining()
+        return self.default_timeout if remaining is None else max(remaining, 0.001)
+
+    async def unary(self, key: str, call: Callable[[Member, float], Awaitable[T]],
+                    context: grpc.aio.ServicerContext) -> T:  # fmt: skip
+        last = "no healthy shard"
+        for member in self.pool.order(key):
+            member.in_flight += 1
+            try:
+                return await call(member, self._timeout(context))
+            except grpc.aio.AioRpcError as e:
+                if not _is_shard_down(e):
+                    await context.abort(e.code(), e.details() or "")
+                self.pool.record_failure(member, e.code().name)
+                last = f"{member.id}: {e.details()}"
+            finally:
+                member.in_flight -= 1
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"no shard could serve: {last}")
+        raise AssertionError("unreachable")
+
+
+def _add_route_time(info: cache_pb2.CacheInfo, started: float) -> None:
+    total_ms = 1000 * (time.perf_counter() - started)
+    info.timings.route_ms = max(0.0, total_ms - info.timings.total_ms)
+    info.timings.total_ms = total_ms
+
+
+class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
+    def __init__(self, router: Router, limits: validation.RequestLimits) -> None:
+        self.router = router
+        self.limits = limits
+
+    async def _invalid(self, context: grpc.aio.ServicerContext, error: Exception) -> None:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+
+    async def Lookup(self, request: cache_pb2.LookupRequest,
+                     context: grpc.aio.ServicerContext) -> cache_pb2.LookupResponse:  # fmt: skip
+        started = time.perf_counter()
+        try:
+            validation.check_lookup(request, self.limits)
+        except validation.InvalidRequestError as e:
+            await self._invalid(context, e)
+        response = await self.router.unary(
+            keys.namespace_key(request.scope),
+            lambda m, t: m.cache.Lookup(request, timeout=t),
+            context,
+        )
+        _add_route_time(response.cache, started)
+        return response
+
+    async def Store(self, request: cache_pb2.StoreRequest,
+                    context: grpc.aio.ServicerContext) -> cache_pb2.StoreResponse:  # fmt: skip
+        started = time.perf_counter()
+        try:
+            validation.check_store(request, self.limits)
+        except validation.InvalidRequestError as e:
+            await self._invalid(context, e)
+        response = await self.router.unary(
+            keys.namespace_key(request.scope),
+            lambda m, t: m.cache.Store(request, timeout=t),
+            context,
+        )
+        response.timings.route_ms = max(0.0, 1000 * (time.perf_counter() - started)
+                                        - response.timings.total_ms)  # fmt: skip
+        return response
+
+    async def Complete(
+        self, request: cache_pb2.CompleteRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.CompleteResponse:
+        started = time.perf_counter()
+        try:
+            validation.check_lookup(request, self.limits)
+        except validation.InvalidRequestError as e:
+            await self._invalid(context, e)
+        response = await self.router.unary(
+            keys.namespace_key(request.scope),
+            lambda m, t: m.cache.Complete(request, timeout=t),
+            context,
+        )
+        _add_route_time(response.cache, started)
+        return response
+
+    async def StreamComplete(self, request: cache_pb2.CompleteRequest,
+                             context: grpc.aio.ServicerContext
+                             ) -> AsyncIterator[cache_pb2.CompleteChunk]:  # fmt: skip
+        try:
+            validation.check_lookup(request, self.limits)
+        except validation.InvalidRequestError as e:
+            await self._invalid(context, e)
+        last = "no healthy shard"
+        for member in self.router.pool.order(keys.namespace_key(request.scope)):
+            member.in_flight += 1
+            sent = False
+            try:
+                call = member.cache.StreamComplete(request, timeout=self.router._timeout(context))
+                async for chunk in call:
+                    sent = True
+                    yield chunk
+                return
+            except grpc.aio.AioRpcError as e:
+                if sent or not _is_shard_down(e):
+                    await context.abort(e.code(), e.details() or "")
+                self.router.pool.record_failure(member, e.code().name)
+                last = f"{member.id}: {e.details()}"
+            finally:
+                member.in_flight -= 1
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"no shard could serve: {last}")
+
+    async def Invalidate(
+        self, request: cache_pb2.InvalidateRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.InvalidateResponse:
+        target = request.target
+        try:
+            validation.check_scope(request.scope, self.limits)
+            if target == cache_pb2.InvalidateRequest.TARGET_TENANT:
+                return await self._invalidate_everywhere(request, context)
+            if target == cache_pb2.InvalidateRequest.TARGET_NAMESPACE:
+                key = keys.namespace_key(request.scope)
+            elif request.entry_id or target == cache_pb2.InvalidateRequest.TARGET_ENTRY:
+                key = validation.check_entry_id(request.entry_id)
+            else:
+                raise validation.InvalidRequestError(
+                    "target: set target (ENTRY, NAMESPACE or TENANT) or entry_id"
+                )
+        except validation.InvalidRequestError as e:
+            await self._invalid(context, e)
+        return await self.router.unary(key, lambda m, t: m.cache.Invalidate(request, timeout=t),
+                                       context)  # fmt: skip
+
+    async def _invalidate_everywhere(self, request: cache_pb2.InvalidateRequest,
+                                     context: grpc.aio.ServicerContext
+                                     ) -> cache_pb2.InvalidateResponse:  # fmt: skip
+        members = [m for m in self.router.pool.members.values() if m.healthy]
+        timeout = self.router._timeout(context)
+        replies = await asyncio.gather(
+            *(m.cache.Invalidate(request, timeout=timeout) for m in members),
+            return_exceptions=True)  # fmt: skip
+        errors = [r for r in replies if isinstance(r, BaseException)]
+        if errors:
+            first = errors[0]
+            code = first.code() if isinstance(first, grpc.aio.AioRpcError) else None
+            await context.abort(
+                code or grpc.StatusCode.UNAVAILABLE,
+                f"{len(errors)} of {len(members)} shards failed: {first}",
+            )
+        return cache_pb2.InvalidateResponse(removed=sum(r.removed for r in replies))
+
+    async def Feedback(
+        self, request: cache_pb2.FeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.FeedbackResponse:
+        try:
+            validation.check_scope(request.scope, self.limits)
+            key = validation.check_entry_id(request.entry_id)
+        except validation.InvalidRequestError as e:
+            await self._invalid(context, e)
+        return await self.router.unary(key, lambda m, t: m.cache.Feedback(request, timeout=t),
+                                       context)  # fmt: skip
+
+
+_COUNTERS = ("entries", "namespaces", "bytes", "lookups", "hits", "exact_hits", "semantic_hits",
+             "misses", "coalesced", "evictions", "wrong_hits", "redis_backlog")  # fmt: skip
+
+
+class RouterAdminServicer(cache_pb2_grpc.AdminServicer):
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    async def Stats(self, request: cache_pb2.StatsRequest,
+                    context: grpc.aio.ServicerContext) -> cache_pb2.StatsResponse:  # fmt: skip
+        members = list(self.router.pool.members.values())
+        timeout = min(self.router._timeout(context), 2.0)
+        replies = await asyncio.gather(
+            *(m.admin.Stats(request, timeout=timeout) for m in members), return_exceptions=True
+        )
+        response = cache_pb2.StatsResponse(total=cache_pb2.ShardStats(shard="total"))
+        for member, reply in zip(members, replies, strict=True):
+            if isinstance(reply, BaseException):
+                response.shards.add(shard=member.id, address=member.address, reachable=False)
+                continue
+            (stats,) = reply.shards
+            stats.address = member.address
+            response.shards.append(stats)
+            for name in _COUNTERS:
+                setattr(response.total, name, getattr(response.total, name) + getattr(stats, name))
+        response.total.reachable = all(s.reachable for s in response.shards)
+        return response
+
+    async def Ring(self, request: cache_pb2.RingRequest,
+                   context: grpc.aio.ServicerContext) -> cache_pb2.RingResponse:  # fmt: skip
+        pool = self.router.pool
+        shares = pool.ring.shares()
+        response = cache_pb2.RingResponse(vnodes=pool.ring.vnodes, load_factor=pool.load_factor)
+        for member in pool.members.values():
+            response.members.add(id=member.id, address=member.address,
+                                 share=shares.get(member.id, 0.0), healthy=member.healthy,
+                                 in_flight=member.in_flight)  # fmt: skip
+        if request.HasField("scope"):
+            response.namespace = keys.namespace_key(request.scope)
+            response.owners.extend(m.id for m in pool.order(response.namespace))
+        return response

@@ -1,0 +1,5 @@
+"""gRPC metadata the services exchange."""
+
+#: Trailing metadata on an error that came from the LLM upstream, not from the shard: the
+#: router passes such an error on instead of failing over to another shard.
+UPSTREAM_ERROR = ("semcache-error", "upstream")

@@ -1,0 +1,110 @@
+"""The router in front of two real shards (in-process), with Redis and the real embedder."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from cache_svc.llm import EchoBackend
+from cache_svc.service import running_shard
+from router_svc.service import running_router
+from semcache.config import RouterConfig
+from semcache.v1 import cache_pb2, cache_pb2_grpc
+from tests.conftest import shard_config
+
+HIT, MISS = cache_pb2.CACHE_STATUS_HIT, cache_pb2.CACHE_STATUS_MISS
+
+
+@contextlib.asynccontextmanager
+async def mesh(embedder_address: str, redis_url: str, shards: int = 2) -> AsyncIterator[dict]:
+    async with contextlib.AsyncExitStack() as stack:
+        servers = []
+        for i in range(shards):
+            server, _shard = await stack.enter_async_context(running_shard(
+                shard_config(embedder=embedder_address, redis=redis_url, shard_id=f"shard-{i}"),
+                llm=EchoBackend()))  # fmt: skip
+            servers.append(server)
+        config = RouterConfig(port=0, metrics_port=-1, grace_seconds=0,
+                              shards=",".join(s.address for s in servers),
+                              health_interval_seconds=0.1, unhealthy_after=2)  # fmt: skip
+        router, pool = await stack.enter_async_context(running_router(config))
+        channel = await stack.enter_async_context(grpc.aio.insecure_channel(router.address))
+        yield {
+            "cache": cache_pb2_grpc.SemanticCacheStub(channel),
+            "admin": cache_pb2_grpc.AdminStub(channel),
+            "shards": servers,
+            "pool": pool,
+        }
+
+
+def complete(tenant: str, prompt: str, system: str = "") -> cache_pb2.CompleteRequest:
+    return cache_pb2.CompleteRequest(
+        scope=cache_pb2.Scope(tenant=tenant, system_prompt=system), prompt=prompt
+    )
+
+
+async def test_same_scope_same_shard_and_paraphrase_hits(
+    embedder_address, redis_server, tenant
+) -> None:
+    async with mesh(embedder_address, redis_server.url) as m:
+        first = await m["cache"].Complete(complete(tenant, "How do I renew my passport?"))
+        hit = await m["cache"].Complete(complete(tenant, "How can I renew my passport?"))
+        assert first.cache.status == MISS and hit.cache.status == HIT
+        assert hit.cache.shard == first.cache.shard
+        assert hit.cache.timings.route_ms > 0
+        other = await m["cache"].Complete(
+            complete(tenant, "How do I renew my passport?", system="You are a pirate.")
+        )
+        assert other.cache.status == MISS
+        ring = await m["admin"].Ring(cache_pb2.RingRequest(scope=cache_pb2.Scope(tenant=tenant)))
+        assert ring.namespace == first.cache.namespace
+        assert len(ring.owners) == 2 and sum(mem.share for mem in ring.members) == \
+            pytest.approx(1.0)  # fmt: skip
+        stats = await m["admin"].Stats(cache_pb2.StatsRequest())
+        assert len(stats.shards) == 2 and stats.total.hits >= 1 and stats.total.misses >= 2
+
+
+async def test_losing_a_shard_fails_no_request(embedder_address, redis_server, tenant) -> None:
+    async with mesh(embedder_address, redis_server.url) as m:
+        prompts = [
+            f"{topic}?"
+            for topic in (
+                "Where is the Eiffel tower",
+                "Who wrote Hamlet",
+                "What is photosynthesis",
+                "How far is the moon",
+                "Why do cats purr",
+                "What is a mortgage",
+                "How do vaccines work",
+                "What is Kubernetes",
+            )
+        ]
+        tenants = [f"{tenant}-{i}" for i in range(len(prompts))]  # spread over both shards
+        first = [
+            await m["cache"].Complete(complete(t, p)) for t, p in zip(tenants, prompts, strict=True)
+        ]
+        assert {r.cache.shard for r in first} == {"shard-0", "shard-1"}
+        victim = m["shards"][0]
+        await victim.stop()  # the shard goes away; its namespaces move to the other
+        again = [
+            await m["cache"].Complete(complete(t, p)) for t, p in zip(tenants, prompts, strict=True)
+        ]
+        assert all(r.cache.status == HIT for r in again)  # hydrated from Redis
+        assert {r.cache.shard for r in again} == {"shard-1"}
+        for before, after in zip(first, again, strict=True):
+            assert after.cache.entry_id == before.cache.entry_id
+        ring = await m["admin"].Ring(cache_pb2.RingRequest())
+        assert sorted(mem.healthy for mem in ring.members) == [False, True]
+
+
+async def test_bad_input_is_refused_at_the_router(embedder_address, redis_server) -> None:
+    async with mesh(embedder_address, redis_server.url) as m:
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await m["cache"].Lookup(cache_pb2.LookupRequest(prompt="hi", min_similarity=2))
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await m["cache"].Feedback(cache_pb2.FeedbackRequest(entry_id="x"))
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
