@@ -2,8 +2,7 @@
 
     semcache up     start the local mesh (what `make run` runs) and stop it on Ctrl-C
 
-Today the mesh is a private Redis, the embedding service and one cache shard; the router
-(and with it several shards) comes with the next piece of work.
+The local mesh: a private Redis, the embedding service, N cache shards and the router.
 """
 
 from __future__ import annotations
@@ -47,12 +46,24 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
             child.kill()
 
 
+def _shard_ports(args: argparse.Namespace) -> list[int]:
+    """Shard i on `--shard-port` + i, stepping over the embedder's and router's ports
+    (the defaults put shard-0 on 50052 and the embedder on 50053: shard-1 gets 50054)."""
+    taken, ports, port = {args.embedder_port, args.router_port}, [], args.shard_port
+    while len(ports) < args.shards:
+        if port not in taken:
+            ports.append(port)
+        port += 1
+    return ports
+
+
 def up(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops the mesh like Ctrl-C
     redis: LocalRedis | None = None
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     embedder = f"127.0.0.1:{args.embedder_port}"
-    shard = f"127.0.0.1:{args.shard_port}"
+    router = f"127.0.0.1:{args.router_port}"
+    shards = [f"127.0.0.1:{port}" for port in _shard_ports(args)]
     try:
         if find_redis_server() is not None:
             redis = LocalRedis(args.redis_port, args.data_dir)
@@ -76,21 +87,43 @@ def up(args: argparse.Namespace) -> None:
                 ),
             )
         )
-        shard_argv = ["-m", "cache_svc", "--port", str(args.shard_port), "--embedder", embedder,
-                      "--metrics-port", str(args.shard_metrics_port), "--shard-id", "shard-0",
-                      "--echo-delay-ms", str(args.echo_delay_ms)]  # fmt: skip
-        if redis is not None:
-            shard_argv += ["--redis", redis.url]
-        children.append(("shard-0", _start("shard-0", shard_argv, shard)))
+        for i, address in enumerate(shards):
+            shard_argv = ["-m", "cache_svc", "--port", address.rsplit(":", 1)[1],
+                          "--embedder", embedder, "--shard-id", f"shard-{i}",
+                          "--metrics-port", str(args.shard_metrics_port + i),
+                          "--echo-delay-ms", str(args.echo_delay_ms)]  # fmt: skip
+            if redis is not None:
+                shard_argv += ["--redis", redis.url]
+            children.append((f"shard-{i}", _start(f"shard-{i}", shard_argv, address)))
+        children.append(
+            (
+                "router",
+                _start(
+                    "router",
+                    [
+                        "-m",
+                        "router_svc",
+                        "--port",
+                        str(args.router_port),
+                        "--shards",
+                        ",".join(shards),
+                        "--metrics-port",
+                        str(args.router_metrics_port),
+                    ],
+                    router,
+                ),
+            )
+        )
         body = json.dumps({"scope": {"tenant": "demo"}, "prompt": "How do I reset my password?"})
         print(
-            "\nsemcache is up (one shard, no router yet: call the shard directly)\n"
-            f"  shard     {shard}   metrics http://127.0.0.1:{args.shard_metrics_port}/metrics\n"
+            "\nsemcache is up\n"
+            f"  router    {router}   (this is where clients connect)\n"
+            f"  shards    {', '.join(shards)}\n"
             f"  embedder  {embedder}   metrics http://127.0.0.1:{args.embedder_metrics_port}"
             "/metrics\n"
             f"  redis     {redis.url if redis else 'none (memory-only)'}"
             f"{'  data in ' + str(args.data_dir) if redis and args.data_dir else ''}\n"
-            f"  try:      {GRPCURL} -plaintext -d '{body}' {shard} "
+            f"  try:      {GRPCURL} -plaintext -d '{body}' {router} "
             "semcache.v1.SemanticCache/Complete\n"
             "  Ctrl-C stops it.\n",
             flush=True,
@@ -117,7 +150,15 @@ def main(argv: list[str] | None = None) -> None:
     up_parser = commands.add_parser("up", help="start the local mesh; Ctrl-C stops it")
     up_parser.add_argument("--embedder-port", type=int, default=50053)
     up_parser.add_argument("--embedder-metrics-port", type=int, default=9102)
-    up_parser.add_argument("--shard-port", type=int, default=50052)
+    up_parser.add_argument("--router-port", type=int, default=50051)
+    up_parser.add_argument("--router-metrics-port", type=int, default=9101)
+    up_parser.add_argument("--shards", type=int, default=2, help="number of cache shards")
+    up_parser.add_argument(
+        "--shard-port",
+        type=int,
+        default=50052,
+        help="first shard's port; the next ones follow, skipping the embedder's and router's",
+    )
     up_parser.add_argument("--shard-metrics-port", type=int, default=9110)
     up_parser.add_argument("--redis-port", type=int, default=6390)
     up_parser.add_argument(
