@@ -396,15 +396,22 @@ class Shard:
         return removed
 
     async def invalidate_tenant(self, tenant: str) -> int:
-        """Every namespace of the tenant, in memory and in Redis."""
+        """Every namespace of the tenant: in memory here, and in Redis.
+
+        Returns the entries removed from this shard's memory. Namespaces this shard does
+        not hold are dropped from Redis without loading them (the router sends a tenant
+        invalidation to every shard, so each counts what it held).
+        """
+        held = sorted(key for key, ns in self._namespaces.items()
+                      if any(e.tenant == tenant for e in ns))  # fmt: skip
         removed = 0
-        held = {key for key, ns in self._namespaces.items()
-                if any(e.tenant == tenant for e in ns)}  # fmt: skip
+        for key in held:
+            removed += await self.invalidate_namespace(key)
         # When Redis is down, namespaces this shard never loaded stay there until a retry.
         with contextlib.suppress(StoreUnavailableError):
-            held |= set(await self.store.namespaces_of_tenant(tenant))
-        for key in sorted(held):
-            removed += await self.invalidate_namespace(key)
+            for key in await self.store.namespaces_of_tenant(tenant):
+                if key not in self._namespaces:
+                    await self.store.drop_namespace(key)
         return removed
 
     async def wrong_hit(self, entry_id: str, tenant: str) -> bool:
