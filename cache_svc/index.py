@@ -24,7 +24,7 @@ class IndexParams:
     m: int = 16
     ef_construction: int = 200
     ef: int = 64
-    initial_capacity: int = 1024
+    initial_capacity: int = 64  # grows by doubling; most namespaces stay small
 
 
 class NamespaceIndex:

@@ -46,8 +46,8 @@ def llm_request(request: cache_pb2.CompleteRequest | cache_pb2.LookupRequest) ->
     for name, value in params.extra.items():
         try:
             options[name] = json.loads(value)
-        except ValueError:
-            options[name] = value
+        except (ValueError, RecursionError):
+            options[name] = value  # not JSON: forwarded as the string it is
     return LLMRequest(
         model=scope.model, prompt=request.prompt, system_prompt=scope.system_prompt,
         history=tuple(Turn(t.role, t.content) for t in scope.history), params=options,

@@ -379,11 +379,20 @@ class Shard:
         return len(removed)
 
     async def entry(self, entry_id: str, tenant: str) -> Entry:
-        ns = await self.namespace(keys.namespace_of(entry_id))
+        key = keys.namespace_of(entry_id)
+        ns = await self.namespace(key)
         entry = ns.get(entry_id)
+        if entry is None and len(ns) == 0 and not self._flights_for(key):
+            # An unknown id must not leave an empty namespace (and its index) behind.
+            self._namespaces.pop(key, None)
+            self._unhydrated.discard(key)
+            self._update_gauges()
         if entry is None or entry.tenant != tenant:  # another tenant's id: as if absent
             raise EntryNotFoundError(f"entry_id: no entry {entry_id} for tenant {tenant!r}")
         return entry
+
+    def _flights_for(self, key: str) -> bool:
+        return any(flight[0] == key for flight in self._flights.in_flight_keys())
 
     async def invalidate_entry(self, entry_id: str, tenant: str) -> int:
         entry = await self.entry(entry_id, tenant)

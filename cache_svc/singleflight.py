@@ -23,6 +23,9 @@ class SingleFlight(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._inflight)
 
+    def in_flight_keys(self) -> list[K]:
+        return list(self._inflight)
+
     def in_flight(self, key: K) -> bool:
         task = self._inflight.get(key)
         return task is not None and not task.done()

@@ -143,6 +143,11 @@ class WriteThroughStore:
         await self._submit(_DropNamespace(namespace))
 
     async def _submit(self, op: _Op) -> None:
+        # A caller that goes away mid-write must not leave memory and Redis apart: the
+        # write completes (or is queued) regardless.
+        await asyncio.shield(self._write(op))
+
+    async def _write(self, op: _Op) -> None:
         if self.state == "disabled":
             return
         if self.state == "up" and not self._backlog:

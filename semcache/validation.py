@@ -6,6 +6,7 @@ the limit; servicers turn it into INVALID_ARGUMENT.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ class RequestLimits:
     max_history_bytes: int = 256 * 1024
     max_name_bytes: int = 256  # tenant, model, category
     max_answer_bytes: int = 1024 * 1024
+    max_params_bytes: int = 64 * 1024  # stop sequences and extra parameters together
+    max_ttl_seconds: int = 10 * 365 * 24 * 3600  # Redis expiry times must stay representable
 
 
 def _size(text: str) -> int:
@@ -64,12 +67,27 @@ def check_scope(scope: cache_pb2.Scope, limits: RequestLimits) -> None:
     for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
         if params.HasField(name) and not math.isfinite(getattr(params, name)):
             raise InvalidRequestError(f"scope.params.{name}: must be a finite number")
+    params_bytes = sum(_size(s) for s in params.stop) + sum(
+        _size(k) + _size(v) for k, v in params.extra.items()
+    )
+    if params_bytes > limits.max_params_bytes:
+        raise InvalidRequestError(
+            f"scope.params: stop and extra are {params_bytes} bytes, "
+            f"limit {limits.max_params_bytes}"
+        )
     if params.HasField("temperature") and params.temperature < 0:
         raise InvalidRequestError(
             f"scope.params.temperature: must be >= 0, got {params.temperature}"
         )
     if params.HasField("top_p") and not 0 <= params.top_p <= 1:
         raise InvalidRequestError(f"scope.params.top_p: must be in [0, 1], got {params.top_p}")
+
+
+def _json_value(field: str, text: str) -> object:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise InvalidRequestError(f"{field}: not valid JSON ({type(e).__name__})") from None
 
 
 def check_min_similarity(request: cache_pb2.LookupRequest | cache_pb2.CompleteRequest) -> None:
@@ -83,15 +101,18 @@ def check_min_similarity(request: cache_pb2.LookupRequest | cache_pb2.CompleteRe
         )
 
 
-def check_cache_control(control: cache_pb2.CacheControl) -> None:
+def _check_ttl(field: str, value: int, limits: RequestLimits) -> None:
+    if not 0 < value <= limits.max_ttl_seconds:
+        raise InvalidRequestError(f"{field}: must be in (0, {limits.max_ttl_seconds}], got {value}")
+
+
+def check_cache_control(control: cache_pb2.CacheControl, limits: RequestLimits) -> None:
     if control.HasField("max_age_seconds") and control.max_age_seconds < 0:
         raise InvalidRequestError(
             f"cache_control.max_age_seconds: must be >= 0, got {control.max_age_seconds}"
         )
-    if control.HasField("ttl_seconds") and control.ttl_seconds <= 0:
-        raise InvalidRequestError(
-            f"cache_control.ttl_seconds: must be > 0, got {control.ttl_seconds}"
-        )
+    if control.HasField("ttl_seconds"):
+        _check_ttl("cache_control.ttl_seconds", control.ttl_seconds, limits)
 
 
 def check_category(category: str, limits: RequestLimits) -> None:
@@ -115,7 +136,10 @@ def check_lookup(request: cache_pb2.LookupRequest | cache_pb2.CompleteRequest,
     check_prompt(request.prompt, limits)
     check_category(request.category, limits)
     check_min_similarity(request)
-    check_cache_control(request.cache_control)
+    check_cache_control(request.cache_control, limits)
+    raw = getattr(request, "upstream_request_json", "")
+    if raw and not isinstance(_json_value("upstream_request_json", raw), dict):
+        raise InvalidRequestError("upstream_request_json: must be a JSON object")
 
 
 def check_store(request: cache_pb2.StoreRequest, limits: RequestLimits) -> None:
@@ -130,5 +154,5 @@ def check_store(request: cache_pb2.StoreRequest, limits: RequestLimits) -> None:
         raise InvalidRequestError(f"answer: {size} bytes, limit {limits.max_answer_bytes}")
     if answer.chunks and answer.text and "".join(answer.chunks) != answer.text:
         raise InvalidRequestError("answer: text and chunks disagree; chunks must join to text")
-    if request.HasField("ttl_seconds") and request.ttl_seconds <= 0:
-        raise InvalidRequestError(f"ttl_seconds: must be > 0, got {request.ttl_seconds}")
+    if request.HasField("ttl_seconds"):
+        _check_ttl("ttl_seconds", request.ttl_seconds, limits)

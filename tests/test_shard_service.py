@@ -403,3 +403,64 @@ async def test_embedder_down_degrades_to_exact_match(redis_server, tenant) -> No
         repeat = await running.stub.Complete(complete(tenant, "What time is it in Tokyo?"))
         assert repeat.cache.status == HIT and repeat.cache.kind == cache_pb2.MATCH_KIND_EXACT
         assert running.echo.calls == 1
+
+
+async def test_unknown_ids_leave_no_namespaces_behind(shard) -> None:
+    before = (await shard.admin.Stats(cache_pb2.StatsRequest())).total.namespaces
+    for i in range(20):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await shard.stub.Feedback(
+                cache_pb2.FeedbackRequest(
+                    entry_id=keys.new_entry_id(f"{i:032x}"),
+                    verdict=cache_pb2.FeedbackRequest.VERDICT_WRONG_HIT,
+                )
+            )
+        assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    assert (await shard.admin.Stats(cache_pb2.StatsRequest())).total.namespaces == before
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (
+            complete("t", "hi", cache_control=cache_pb2.CacheControl(ttl_seconds=2**62)),
+            "cache_control.ttl_seconds: must be in (0, 315360000]",
+        ),
+        (
+            complete("t", "hi", upstream_request_json="[]"),
+            "upstream_request_json: must be a JSON object",
+        ),
+        (
+            complete("t", "hi", upstream_request_json="[" * 50000),
+            "upstream_request_json: not valid JSON",
+        ),
+        (
+            complete(
+                "t",
+                "hi",
+                scope=cache_pb2.Scope(params=cache_pb2.GenerationParams(extra={"x": "[" * 70000})),
+            ),
+            "scope.params: stop and extra are",
+        ),
+    ],
+)
+async def test_more_bad_input(shard, request_, message) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await shard.stub.Complete(request_)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in error.value.details()
+
+
+async def test_huge_store_ttl_is_refused_and_redis_keeps_working(shard, tenant) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await shard.stub.Store(
+            cache_pb2.StoreRequest(
+                scope=cache_pb2.Scope(tenant=tenant),
+                prompt="p",
+                ttl_seconds=2**62,
+                answer=cache_pb2.Answer(text="a"),
+            )
+        )
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    await shard.stub.Complete(complete(tenant, "Is Redis still taking writes?"))
+    assert shard.shard.store.state == "up" and shard.shard.store.backlog == 0

@@ -59,17 +59,23 @@ class OpenAIBackend:
                     if data == "[DONE]":
                         break
                     chunk = json.loads(data)
-                    if chunk.get("usage"):
-                        u = chunk["usage"]
-                        usage = Usage(u.get("prompt_tokens", 0), u.get("completion_tokens", 0),
-                                      u.get("total_tokens", 0))  # fmt: skip
-                    for choice in chunk.get("choices", [])[:1]:
-                        if text := (choice.get("delta") or {}).get("content"):
+                    if not isinstance(chunk, dict):
+                        raise UpstreamError(0, f"unexpected stream event: {data[:200]}")
+                    if isinstance(u := chunk.get("usage"), dict):
+                        usage = Usage(
+                            *(
+                                int(u.get(k) or 0)
+                                for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+                            )
+                        )
+                    for choice in (chunk.get("choices") or [])[:1]:
+                        delta = choice.get("delta") or {}
+                        if isinstance(text := delta.get("content"), str) and text:
                             yield Delta(text)
-                        finish_reason = choice.get("finish_reason") or finish_reason
+                        finish_reason = str(choice.get("finish_reason") or finish_reason)
         except httpx.TimeoutException as e:
             raise UpstreamError(0, f"timed out: {e!r}") from e
-        except (httpx.HTTPError, json.JSONDecodeError) as e:
+        except (httpx.HTTPError, ValueError, TypeError, AttributeError) as e:
             raise UpstreamError(0, f"{type(e).__name__}: {e}") from e
         if not finish_reason:
             raise UpstreamError(0, "the stream ended before a finish_reason")
