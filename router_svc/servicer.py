@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
@@ -72,8 +72,13 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
     async def _invalid(self, context: grpc.aio.ServicerContext, error: Exception) -> None:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
 
-    async def Lookup(self, request: cache_pb2.LookupRequest,
-                     context: grpc.aio.ServicerContext) -> cache_pb2.LookupResponse:  # fmt: skip
+    async def _read(
+        self,
+        method: str,
+        request: cache_pb2.LookupRequest | cache_pb2.CompleteRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> Any:
+        """Lookup and Complete: validate, forward to the namespace's shard, add route time."""
         started = time.perf_counter()
         try:
             validation.check_lookup(request, self.limits)
@@ -81,11 +86,15 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
             await self._invalid(context, e)
         response = await self.router.unary(
             keys.namespace_key(request.scope),
-            lambda m, t: m.cache.Lookup(request, timeout=t),
+            lambda m, t: getattr(m.cache, method)(request, timeout=t),
             context,
         )
         _add_route_time(response.cache, started)
         return response
+
+    async def Lookup(self, request: cache_pb2.LookupRequest,
+                     context: grpc.aio.ServicerContext) -> cache_pb2.LookupResponse:  # fmt: skip
+        return await self._read("Lookup", request, context)
 
     async def Store(self, request: cache_pb2.StoreRequest,
                     context: grpc.aio.ServicerContext) -> cache_pb2.StoreResponse:  # fmt: skip
@@ -106,18 +115,7 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
     async def Complete(
         self, request: cache_pb2.CompleteRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.CompleteResponse:
-        started = time.perf_counter()
-        try:
-            validation.check_lookup(request, self.limits)
-        except validation.InvalidRequestError as e:
-            await self._invalid(context, e)
-        response = await self.router.unary(
-            keys.namespace_key(request.scope),
-            lambda m, t: m.cache.Complete(request, timeout=t),
-            context,
-        )
-        _add_route_time(response.cache, started)
-        return response
+        return await self._read("Complete", request, context)
 
     async def StreamComplete(self, request: cache_pb2.CompleteRequest,
                              context: grpc.aio.ServicerContext
