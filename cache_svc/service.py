@@ -15,6 +15,7 @@ from cache_svc.servicer import AdminServicer, CacheServicer
 from cache_svc.shard import Shard, ShardSettings
 from cache_svc.store import WriteThroughStore
 from semcache.config import ShardConfig
+from semcache.registry import Heartbeat
 from semcache.server import GrpcServer, Service
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 from semcache.validation import RequestLimits
@@ -79,7 +80,14 @@ async def running_shard(
     try:
         if config.redis is None:
             log.warning("memory-only: no --redis given; entries are lost when the shard stops")
-        async with GrpcServer(config, services) as server:
+        async with GrpcServer(config, services) as server, contextlib.AsyncExitStack() as stack:
+            if config.registry is not None:
+                # Registered only once serving, and deregistered before the server stops,
+                # so routers neither dial it early nor keep sending calls while it drains.
+                await stack.enter_async_context(
+                    Heartbeat(config.registry, config.shard_id,
+                              config.advertise or server.address, config.registry_ttl_seconds)
+                )  # fmt: skip
             yield server, shard
     finally:
         await shard.aclose()

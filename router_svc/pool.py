@@ -1,8 +1,11 @@
 """ShardPool: the router's shards — long-lived channels, health, in-flight load, the ring.
 
-A shard that fails `unhealthy_after` health checks in a row leaves the ring (its namespaces
-fail over to the next shards, which hydrate them from Redis) and comes back when healthy.
-A call that finds its shard UNAVAILABLE also counts as a failed check.
+Membership (which shards exist) comes from outside, through `update`: once from the static
+list, or on every read of the Redis registry. Health decides which of them are in the ring:
+a member joins on its first passing health check; one that fails `unhealthy_after` checks
+in a row leaves (its namespaces fail over to the next shards, which hydrate them from Redis)
+and comes back when healthy. A call that finds its shard UNAVAILABLE counts as a failed
+check. A member that leaves the membership leaves the ring at once.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import grpc
@@ -35,36 +39,29 @@ class Member:
     cache: cache_pb2_grpc.SemanticCacheStub
     admin: cache_pb2_grpc.AdminStub
     health: health_pb2_grpc.HealthStub
-    healthy: bool = True
+    healthy: bool = False
     failures: int = 0
     in_flight: int = 0
     last_error: str = field(default="")
 
 
 class ShardPool:
-    def __init__(self, addresses: list[str], *, vnodes: int, load_factor: float,
-                 health_interval: float, health_timeout: float,
-                 unhealthy_after: int) -> None:  # fmt: skip
+    def __init__(self, *, vnodes: int, load_factor: float, health_interval: float,
+                 health_timeout: float, unhealthy_after: int,
+                 drain_seconds: float = 30.0) -> None:  # fmt: skip
         self.load_factor = load_factor
         self.health_interval = health_interval
         self.health_timeout = health_timeout
         self.unhealthy_after = unhealthy_after
+        #: Calls still running on a member that left the membership get this long.
+        self.drain_seconds = drain_seconds
         self.members: dict[str, Member] = {}
-        for address in addresses:
-            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-            self.members[address] = Member(
-                id=address, address=address, channel=channel,
-                cache=cache_pb2_grpc.SemanticCacheStub(channel),
-                admin=cache_pb2_grpc.AdminStub(channel),
-                health=health_pb2_grpc.HealthStub(channel),
-            )  # fmt: skip
-        # Every member starts in the ring; health checks take out the ones that are down.
-        self.ring = HashRing(self.members, vnodes)
-        HEALTHY_SHARDS.set(len(self.ring))
+        self.ring = HashRing((), vnodes)
+        HEALTHY_SHARDS.set(0)
         self._checker: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        await self.check_all()
         self._checker = asyncio.create_task(self._check_forever(), name="shard-health")
 
     async def aclose(self) -> None:
@@ -72,8 +69,42 @@ class ShardPool:
             self._checker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checker
+        for task in self._closing:
+            task.cancel()
         for member in self.members.values():
             await member.channel.close()
+
+    async def update(self, members: Mapping[str, str]) -> None:
+        """Makes the membership exactly `members` (id → address) and health-checks newcomers,
+        so a healthy one is in the ring when this returns."""
+        for member in list(self.members.values()):
+            if members.get(member.id) != member.address:
+                self._remove(member)
+        added = [self._add(i, a) for i, a in members.items() if i not in self.members]
+        await asyncio.gather(*(self.check(m) for m in added))
+
+    def _add(self, member_id: str, address: str) -> Member:
+        channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        member = Member(
+            id=member_id, address=address, channel=channel,
+            cache=cache_pb2_grpc.SemanticCacheStub(channel),
+            admin=cache_pb2_grpc.AdminStub(channel),
+            health=health_pb2_grpc.HealthStub(channel),
+        )  # fmt: skip
+        self.members[member_id] = member
+        log.info("shard added", extra={"shard": member_id, "address": address})
+        return member
+
+    def _remove(self, member: Member) -> None:
+        del self.members[member.id]
+        if member.healthy:
+            member.last_error = "left the membership"
+            self._set_healthy(member, False)
+        log.info("shard removed", extra={"shard": member.id, "address": member.address})
+        # Let calls already on their way finish; new ones no longer see this member.
+        task = asyncio.create_task(member.channel.close(grace=self.drain_seconds))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def order(self, key: str) -> list[Member]:
         """Healthy shards for `key`, the one to try first first (bounded load applied)."""
@@ -88,7 +119,8 @@ class ShardPool:
     def record_failure(self, member: Member, error: str) -> None:
         member.failures += 1
         member.last_error = error
-        if member.healthy and member.failures >= self.unhealthy_after:
+        current = self.members.get(member.id) is member
+        if current and member.healthy and member.failures >= self.unhealthy_after:
             self._set_healthy(member, False)
 
     def _record_success(self, member: Member) -> None:
@@ -104,9 +136,10 @@ class ShardPool:
             self.ring.remove(member.id)
         RING_CHANGES.labels("join" if healthy else "leave").inc()
         HEALTHY_SHARDS.set(len(self.ring))
-        log.warning("shard %s the ring", "joins" if healthy else "leaves",
-                    extra={"shard": member.id, "error": member.last_error,
-                           "ring_size": len(self.ring)})  # fmt: skip
+        log.log(logging.INFO if healthy else logging.WARNING,
+                "shard %s the ring", "joins" if healthy else "leaves",
+                extra={"shard": member.id, "error": "" if healthy else member.last_error,
+                       "ring_size": len(self.ring)})  # fmt: skip
 
     async def check(self, member: Member) -> None:
         try:
@@ -115,13 +148,15 @@ class ShardPool:
             serving = reply.status == health_pb2.HealthCheckResponse.SERVING
         except grpc.aio.AioRpcError as e:
             serving, member.last_error = False, e.code().name
+        if self.members.get(member.id) is not member:
+            return  # removed while the check ran
         if serving:
             self._record_success(member)
         else:
             self.record_failure(member, member.last_error or "NOT_SERVING")
 
     async def check_all(self) -> None:
-        await asyncio.gather(*(self.check(m) for m in self.members.values()))
+        await asyncio.gather(*(self.check(m) for m in list(self.members.values())))
 
     async def _check_forever(self) -> None:
         while True:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from router_svc.membership import RegistryWatcher, static_members
 from router_svc.pool import ShardPool
 from router_svc.servicer import Router, RouterAdminServicer, RouterCacheServicer
 from semcache.config import RouterConfig
@@ -16,12 +17,12 @@ from semcache.validation import RequestLimits
 @contextlib.asynccontextmanager
 async def running_router(config: RouterConfig) -> AsyncIterator[tuple[GrpcServer, ShardPool]]:
     pool = ShardPool(
-        config.shard_addresses, vnodes=config.vnodes, load_factor=config.load_factor,
+        vnodes=config.vnodes, load_factor=config.load_factor,
         health_interval=config.health_interval_seconds,
         health_timeout=config.health_timeout_seconds, unhealthy_after=config.unhealthy_after,
+        drain_seconds=config.default_timeout_seconds,
     )  # fmt: skip
-    await pool.start()
-    router = Router(pool, config.default_timeout_seconds)
+    router = Router(pool, config.default_timeout_seconds, config.load_tokens())
     services = [
         Service(cache_pb2.DESCRIPTOR.services_by_name["SemanticCache"],
                 cache_pb2_grpc.add_SemanticCacheServicer_to_server,
@@ -30,7 +31,15 @@ async def running_router(config: RouterConfig) -> AsyncIterator[tuple[GrpcServer
                 cache_pb2_grpc.add_AdminServicer_to_server, RouterAdminServicer(router)),
     ]  # fmt: skip
     try:
-        async with GrpcServer(config, services) as server:
+        async with contextlib.AsyncExitStack() as stack:
+            if config.registry is not None:
+                await stack.enter_async_context(
+                    RegistryWatcher(config.registry, pool, config.registry_interval_seconds)
+                )
+            else:
+                await pool.update(static_members(config.shard_addresses))
+            await pool.start()
+            server = await stack.enter_async_context(GrpcServer(config, services))
             yield server, pool
     finally:
         await pool.aclose()

@@ -16,11 +16,16 @@ from typing import Any, TypeVar
 import grpc
 
 from router_svc.pool import Member, ShardPool
-from semcache import keys, validation
+from semcache import auth, keys, validation
 from semcache.metadata import UPSTREAM_ERROR
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 
 T = TypeVar("T")
+
+_AUTH_CODES = {
+    auth.UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
+    auth.PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
+}
 
 
 def _is_shard_down(error: grpc.aio.AioRpcError) -> bool:
@@ -30,11 +35,32 @@ def _is_shard_down(error: grpc.aio.AioRpcError) -> bool:
 
 
 class Router:
-    """Forwarding with failover; shared by both servicers."""
+    """Auth, forwarding and failover; shared by both servicers."""
 
-    def __init__(self, pool: ShardPool, default_timeout: float) -> None:
+    def __init__(self, pool: ShardPool, default_timeout: float,
+                 tokens: auth.TokenMap | None = None) -> None:  # fmt: skip
         self.pool = pool
         self.default_timeout = default_timeout
+        self.tokens = tokens
+
+    async def authorize(self, scope: cache_pb2.Scope, context: grpc.aio.ServicerContext) -> None:
+        """With tokens on, sets `scope.tenant` to the caller's tenant, or aborts the call
+        (UNAUTHENTICATED without a known token, PERMISSION_DENIED naming another tenant)."""
+        if self.tokens is None:
+            return
+        token = auth.bearer_token(context.invocation_metadata() or ())
+        try:
+            scope.tenant = self.tokens.tenant_of_request(token, scope.tenant)
+        except auth.AuthError as e:
+            await context.abort(_AUTH_CODES[type(e)], str(e))
+
+    async def authorize_operator(self, context: grpc.aio.ServicerContext) -> None:
+        if self.tokens is None:
+            return
+        try:
+            self.tokens.require_operator(auth.bearer_token(context.invocation_metadata() or ()))
+        except auth.AuthError as e:
+            await context.abort(_AUTH_CODES[type(e)], str(e))
 
     def _timeout(self, context: grpc.aio.ServicerContext) -> float:
         remaining = context.time_remaining()
@@ -80,6 +106,7 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
     ) -> Any:
         """Lookup and Complete: validate, forward to the namespace's shard, add route time."""
         started = time.perf_counter()
+        await self.router.authorize(request.scope, context)
         try:
             validation.check_lookup(request, self.limits)
         except validation.InvalidRequestError as e:
@@ -99,6 +126,7 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
     async def Store(self, request: cache_pb2.StoreRequest,
                     context: grpc.aio.ServicerContext) -> cache_pb2.StoreResponse:  # fmt: skip
         started = time.perf_counter()
+        await self.router.authorize(request.scope, context)
         try:
             validation.check_store(request, self.limits)
         except validation.InvalidRequestError as e:
@@ -120,6 +148,7 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
     async def StreamComplete(self, request: cache_pb2.CompleteRequest,
                              context: grpc.aio.ServicerContext
                              ) -> AsyncIterator[cache_pb2.CompleteChunk]:  # fmt: skip
+        await self.router.authorize(request.scope, context)
         try:
             validation.check_lookup(request, self.limits)
         except validation.InvalidRequestError as e:
@@ -146,6 +175,7 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
     async def Invalidate(
         self, request: cache_pb2.InvalidateRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.InvalidateResponse:
+        await self.router.authorize(request.scope, context)
         target = request.target
         try:
             validation.check_scope(request.scope, self.limits)
@@ -185,6 +215,7 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
     async def Feedback(
         self, request: cache_pb2.FeedbackRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.FeedbackResponse:
+        await self.router.authorize(request.scope, context)
         try:
             validation.check_scope(request.scope, self.limits)
             key = validation.check_entry_id(request.entry_id)
@@ -204,6 +235,7 @@ class RouterAdminServicer(cache_pb2_grpc.AdminServicer):
 
     async def Stats(self, request: cache_pb2.StatsRequest,
                     context: grpc.aio.ServicerContext) -> cache_pb2.StatsResponse:  # fmt: skip
+        await self.router.authorize_operator(context)
         members = list(self.router.pool.members.values())
         timeout = min(self.router._timeout(context), 2.0)
         replies = await asyncio.gather(
@@ -224,6 +256,7 @@ class RouterAdminServicer(cache_pb2_grpc.AdminServicer):
 
     async def Ring(self, request: cache_pb2.RingRequest,
                    context: grpc.aio.ServicerContext) -> cache_pb2.RingResponse:  # fmt: skip
+        await self.router.authorize_operator(context)
         pool = self.router.pool
         shares = pool.ring.shares()
         response = cache_pb2.RingResponse(vnodes=pool.ring.vnodes, load_factor=pool.load_factor)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
+from semcache.auth import TokenMap
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -174,6 +176,13 @@ class ShardConfig(ServerConfig):
     openai_api_key_env: str = "OPENAI_API_KEY"
     llm_timeout: float = 60.0
     max_prompt_bytes: int = 32 * 1024
+    #: Membership registry (redis:// URL) this shard heartbeats into; empty: not registered
+    #: (routers then need it in their static --shards list).
+    registry: str | None = None
+    #: The address routers dial; default: host:port as bound. Required with a wildcard host.
+    advertise: str = ""
+    #: The registration expires this long after the last heartbeat (sent every ttl / 3).
+    registry_ttl_seconds: float = 10.0
 
     def validate(self) -> None:
         super().validate()
@@ -187,13 +196,18 @@ class ShardConfig(ServerConfig):
                      "hnsw_ef_construction", "hnsw_ef", "max_prompt_bytes"):  # fmt: skip
             _check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
         for name in ("embedder_timeout", "redis_timeout", "default_ttl_seconds",
-                     "sweep_interval_seconds", "llm_timeout"):  # fmt: skip
+                     "sweep_interval_seconds", "llm_timeout", "registry_ttl_seconds"):  # fmt: skip
             _check(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
         _check(self.echo_delay_ms >= 0, "echo_delay_ms", "must be >= 0")
         _check(bool(self.shard_id.strip()), "shard_id", "must not be empty")
-        if self.redis is not None:
-            _check(self.redis.startswith(("redis://", "rediss://", "unix://")), "redis",
-                   f"must be a redis:// URL, got {self.redis!r}")  # fmt: skip
+        _check_redis_url("redis", self.redis)
+        _check_redis_url("registry", self.registry)
+        if self.registry is not None and not self.advertise:
+            _check(self.host not in ("0.0.0.0", "::", "[::]", ""), "advertise",
+                   f"required with registry when host is {self.host!r} (a wildcard): "
+                   "give the address routers should dial")  # fmt: skip
+        if self.advertise:
+            _check_address("advertise", self.advertise)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -204,6 +218,9 @@ class RouterConfig(ServerConfig):
     metrics_port: int = 9101
     #: Static membership: comma-separated host:port of the shards.
     shards: str = ""
+    #: Dynamic membership: the redis:// URL of the registry the shards heartbeat into.
+    registry: str | None = None
+    registry_interval_seconds: float = 1.0
     vnodes: int = 150
     #: Bounded-load factor c (skip a shard above c x mean in-flight load); 0 turns it off.
     load_factor: float = 1.25
@@ -213,6 +230,17 @@ class RouterConfig(ServerConfig):
     unhealthy_after: int = 3
     #: Deadline for a forwarded call when the caller set none.
     default_timeout_seconds: float = 30.0
+    #: API tokens, one `<token> <tenant>` per line (tenant `*`: operator); empty: auth off,
+    #: the tenant comes from the request.
+    tokens_file: Path | None = None
+
+    def load_tokens(self) -> TokenMap | None:
+        if self.tokens_file is None:
+            return None
+        try:
+            return TokenMap.load(self.tokens_file)
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise ConfigError(f"tokens_file: {e}") from e
 
     @property
     def shard_addresses(self) -> list[str]:
@@ -220,23 +248,36 @@ class RouterConfig(ServerConfig):
 
     def validate(self) -> None:
         super().validate()
-        _check(bool(self.shard_addresses), "shards", "at least one shard host:port is required")
+        _check(bool(self.shard_addresses) != (self.registry is not None), "shards",
+               "give either shards (static host:port list) or registry (redis:// URL)")  # fmt: skip
         for address in self.shard_addresses:
-            host, _, port = address.rpartition(":")
-            _check(bool(host) and port.isdigit() and 0 < int(port) < 65536, "shards",
-                   f"{address!r} is not host:port")  # fmt: skip
+            _check_address("shards", address)
+        _check_redis_url("registry", self.registry)
+        self.load_tokens()
         _check(self.vnodes >= 1, "vnodes", f"must be >= 1, got {self.vnodes}")
         _check(self.load_factor == 0 or self.load_factor >= 1, "load_factor",
                f"must be 0 (off) or >= 1, got {self.load_factor}")  # fmt: skip
         _check(self.unhealthy_after >= 1, "unhealthy_after", "must be >= 1")
         for name in ("health_interval_seconds", "health_timeout_seconds",
-                     "default_timeout_seconds"):  # fmt: skip
+                     "default_timeout_seconds", "registry_interval_seconds"):  # fmt: skip
             _check(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
 
 
 def _check(ok: bool, name: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{name}: {message}")
+
+
+def _check_address(name: str, address: str) -> None:
+    host, _, port = address.rpartition(":")
+    _check(bool(host) and port.isdigit() and 0 < int(port) < 65536, name,
+           f"{address!r} is not host:port")  # fmt: skip
+
+
+def _check_redis_url(name: str, url: str | None) -> None:
+    if url is not None:
+        _check(url.startswith(("redis://", "rediss://", "unix://")), name,
+               f"must be a redis:// URL, got {url!r}")  # fmt: skip
 
 
 def _env_name(cls: type[ServerConfig], name: str) -> str:

@@ -19,7 +19,8 @@ HIT, MISS = cache_pb2.CACHE_STATUS_HIT, cache_pb2.CACHE_STATUS_MISS
 
 
 @contextlib.asynccontextmanager
-async def mesh(embedder_address: str, redis_url: str, shards: int = 2) -> AsyncIterator[dict]:
+async def mesh(embedder_address: str, redis_url: str, shards: int = 2,
+               **router_settings: object) -> AsyncIterator[dict]:  # fmt: skip
     async with contextlib.AsyncExitStack() as stack:
         servers = []
         for i in range(shards):
@@ -29,7 +30,8 @@ async def mesh(embedder_address: str, redis_url: str, shards: int = 2) -> AsyncI
             servers.append(server)
         config = RouterConfig(port=0, metrics_port=-1, grace_seconds=0,
                               shards=",".join(s.address for s in servers),
-                              health_interval_seconds=0.1, unhealthy_after=2)  # fmt: skip
+                              health_interval_seconds=0.1, unhealthy_after=2,
+                              **router_settings)  # fmt: skip
         router, pool = await stack.enter_async_context(running_router(config))
         channel = await stack.enter_async_context(grpc.aio.insecure_channel(router.address))
         yield {
@@ -37,6 +39,7 @@ async def mesh(embedder_address: str, redis_url: str, shards: int = 2) -> AsyncI
             "admin": cache_pb2_grpc.AdminStub(channel),
             "shards": servers,
             "pool": pool,
+            "address": router.address,
         }
 
 

@@ -1,0 +1,71 @@
+"""Where the router learns its shards: a static list, or the Redis registry, watched."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from prometheus_client import Gauge
+from redis.exceptions import RedisError
+
+from router_svc.pool import ShardPool
+from semcache import registry
+
+log = logging.getLogger(__name__)
+
+REGISTRY_READABLE = Gauge("semcache_registry_readable",
+                          "1 when the last read of the membership registry succeeded.")  # fmt: skip
+
+
+def static_members(addresses: list[str]) -> dict[str, str]:
+    """A static shard is known by its address: it is both its id and where to dial it."""
+    return {address: address for address in addresses}
+
+
+class RegistryWatcher:
+    """Reads the registry every `interval` and makes the pool's membership match it.
+
+    While Redis cannot be read the pool keeps the members it has (health checks still run),
+    so a Redis outage does not empty the ring.
+    """
+
+    def __init__(self, url: str, pool: ShardPool, interval: float) -> None:
+        self.pool = pool
+        self.interval = interval
+        self._client = registry.connect(url)
+        self._task: asyncio.Task[None] | None = None
+        self.readable: bool | None = None  # None: not read yet
+
+    async def __aenter__(self) -> RegistryWatcher:
+        await self.sync()
+        self._task = asyncio.create_task(self._watch(), name="registry-watch")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._client.aclose()
+
+    async def sync(self) -> None:
+        try:
+            members = await registry.read_members(self._client)
+        except (RedisError, OSError, TimeoutError) as e:
+            if self.readable is not False:
+                log.warning("registry unreadable; keeping the shards known so far",
+                            extra={"error": repr(e), "shards": len(self.pool.members)})  # fmt: skip
+            self.readable = False
+            REGISTRY_READABLE.set(0)
+            return
+        if self.readable is False:
+            log.info("registry readable again")
+        self.readable = True
+        REGISTRY_READABLE.set(1)
+        await self.pool.update(members)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.sync()

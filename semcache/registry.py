@@ -1,0 +1,105 @@
+"""Shard membership in Redis: shards heartbeat their address with a TTL; routers read it.
+
+Layout:
+
+    semcache:member:<shard id>   the address routers dial (host:port), expiring after the TTL
+    semcache:members             set of registered shard ids (an index, so reading needs no SCAN)
+
+Expiry is Redis's own (`SET ... EX`), so no clock is compared across machines. A shard that
+stops cleanly deletes its key at once; one that dies vanishes when its key expires (and
+routers' health checks take it out of the ring sooner). Readers prune ids whose key expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+INDEX_KEY = "semcache:members"
+_FAILURES = (RedisError, OSError, TimeoutError)
+
+
+def member_key(shard_id: str) -> str:
+    return f"semcache:member:{shard_id}"
+
+
+def connect(url: str, timeout: float = 1.0) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                decode_responses=True)  # fmt: skip
+
+
+async def read_members(client: redis.Redis) -> dict[str, str]:
+    """The registered shards, id → address. Raises RedisError/OSError when Redis is away."""
+    ids = sorted(await client.smembers(INDEX_KEY))
+    if not ids:
+        return {}
+    addresses = await client.mget([member_key(i) for i in ids])
+    expired = [i for i, a in zip(ids, addresses, strict=True) if a is None]
+    if expired:
+        await client.srem(INDEX_KEY, *expired)
+    return {i: a for i, a in zip(ids, addresses, strict=True) if a is not None}
+
+
+class Heartbeat:
+    """Keeps one shard registered while it serves: refreshes its key every `ttl / 3`.
+
+    Redis being away is logged and retried, never fatal: the shard keeps serving, and
+    routers that already know it keep it (they do not drop members they cannot re-read).
+    """
+
+    def __init__(self, url: str, shard_id: str, address: str, ttl: float) -> None:
+        self.shard_id = shard_id
+        self.address = address
+        self.ttl = ttl
+        self._client = connect(url)
+        self._task: asyncio.Task[None] | None = None
+        self.registered: bool | None = None  # None: not tried yet
+
+    async def __aenter__(self) -> Heartbeat:
+        await self._beat()
+        self._task = asyncio.create_task(self._beat_forever(), name="registry-heartbeat")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _beat(self) -> None:
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.set(member_key(self.shard_id), self.address, px=int(self.ttl * 1000))
+                pipe.sadd(INDEX_KEY, self.shard_id)
+                await pipe.execute()
+        except _FAILURES as e:
+            if self.registered is not False:  # log the change, not every failed beat
+                log.warning("registry heartbeat failed", extra={"error": repr(e)})
+            self.registered = False
+            return
+        if not self.registered:
+            log.info("registered", extra={"shard": self.shard_id, "address": self.address})
+        self.registered = True
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            await self._beat()
+
+    async def aclose(self) -> None:
+        """Stops the heartbeat and deregisters, so routers drop this shard at once."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(*_FAILURES):
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.delete(member_key(self.shard_id))
+                pipe.srem(INDEX_KEY, self.shard_id)
+                await pipe.execute()
+            log.info("deregistered", extra={"shard": self.shard_id})
+        await self._client.aclose()
