@@ -34,6 +34,13 @@ def _is_shard_down(error: grpc.aio.AioRpcError) -> bool:
     return UPSTREAM_ERROR not in tuple(error.trailing_metadata() or ())
 
 
+async def _pass_on(error: grpc.aio.AioRpcError, context: grpc.aio.ServicerContext) -> None:
+    """Ends the call with the shard's status, details and trailing metadata (which says
+    whether an UNAVAILABLE came from the LLM upstream: clients must not retry those)."""
+    context.set_trailing_metadata(tuple(error.trailing_metadata() or ()))
+    await context.abort(error.code(), error.details() or "")
+
+
 class Router:
     """Auth, forwarding and failover; shared by both servicers."""
 
@@ -75,7 +82,7 @@ class Router:
                 return await call(member, self._timeout(context))
             except grpc.aio.AioRpcError as e:
                 if not _is_shard_down(e):
-                    await context.abort(e.code(), e.details() or "")
+                    await _pass_on(e, context)
                 self.pool.record_failure(member, e.code().name)
                 last = f"{member.id}: {e.details()}"
             finally:
@@ -165,7 +172,7 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
                 return
             except grpc.aio.AioRpcError as e:
                 if sent or not _is_shard_down(e):
-                    await context.abort(e.code(), e.details() or "")
+                    await _pass_on(e, context)
                 self.router.pool.record_failure(member, e.code().name)
                 last = f"{member.id}: {e.details()}"
             finally:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 import pytest
 
-from cache_svc.llm import EchoBackend
+from cache_svc.llm import EchoBackend, LLMBackend, LLMRequest, UpstreamError
 from cache_svc.service import running_shard
 from router_svc.service import running_router
 from semcache.config import RouterConfig
+from semcache.metadata import UPSTREAM_ERROR
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 from tests.conftest import shard_config
 
@@ -20,13 +21,14 @@ HIT, MISS = cache_pb2.CACHE_STATUS_HIT, cache_pb2.CACHE_STATUS_MISS
 
 @contextlib.asynccontextmanager
 async def mesh(embedder_address: str, redis_url: str, shards: int = 2,
+               llm: Callable[[], LLMBackend] = EchoBackend,
                **router_settings: object) -> AsyncIterator[dict]:  # fmt: skip
     async with contextlib.AsyncExitStack() as stack:
         servers = []
         for i in range(shards):
             server, _shard = await stack.enter_async_context(running_shard(
                 shard_config(embedder=embedder_address, redis=redis_url, shard_id=f"shard-{i}"),
-                llm=EchoBackend()))  # fmt: skip
+                llm=llm()))  # fmt: skip
             servers.append(server)
         config = RouterConfig(port=0, metrics_port=-1, grace_seconds=0,
                               shards=",".join(s.address for s in servers),
@@ -111,3 +113,30 @@ async def test_bad_input_is_refused_at_the_router(embedder_address, redis_server
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await m["cache"].Feedback(cache_pb2.FeedbackRequest(entry_id="x"))
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+class DownUpstream(EchoBackend):
+    """An LLM that answers 503: the shard says UNAVAILABLE, marked as the upstream's."""
+
+    async def stream(self, request: LLMRequest):
+        self.calls += 1
+        raise UpstreamError(503, "overloaded")
+        yield  # an async generator, like every backend
+
+
+async def test_upstream_unavailable_is_passed_on_not_failed_over(
+    embedder_address, redis_server, tenant
+) -> None:
+    backends: list[DownUpstream] = []
+
+    def llm() -> DownUpstream:
+        backends.append(DownUpstream())
+        return backends[-1]
+
+    async with mesh(embedder_address, redis_server.url, llm=llm) as m:
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await m["cache"].Complete(complete(tenant, "Is the upstream up?"))
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert UPSTREAM_ERROR in tuple(error.value.trailing_metadata())
+        assert sum(b.calls for b in backends) == 1  # no second shard asked the LLM again
+        assert all(mem.healthy for mem in m["pool"].members.values())
