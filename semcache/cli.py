@@ -1,181 +1,358 @@
 """The `semcache` command line.
 
-    semcache up     start the local mesh (what `make run` runs) and stop it on Ctrl-C
+    semcache up                          start the local mesh (what `make run` runs)
+    semcache ask "How do I reset my password?"        complete: cached answer or the LLM's
+    semcache lookup PROMPT | store PROMPT ANSWER | invalidate | stats | ring
 
-The local mesh: a private Redis, the embedding service, N cache shards and the router.
+Calls go to `--address` ($SEMCACHE_ADDRESS, default 127.0.0.1:50051) with `--token`
+($SEMCACHE_TOKEN) when the router has auth on. Output is for people; `--json` prints one
+JSON object for scripts. `ask` and `lookup` print the answer on stdout and what the cache
+did on stderr, so `$(semcache ask ...)` captures only the answer.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import shutil
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
-from semcache.localredis import LocalRedis, find_redis_server
-from semcache.probe import wait_until_serving
+from semcache.client import DEFAULT_ADDRESS, CacheInfo, Client, Completion, SemcacheError
+from semcache.mesh import LocalMesh, MeshError, MeshPorts
 
-#: grpcurl from the dev tools, beside this interpreter when installed in the venv.
+#: grpcurl (a dev tool) and this command, beside this interpreter when installed in a venv.
 GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grpcurl"
+SEMCACHE = shutil.which("semcache", path=str(Path(sys.executable).parent)) or "semcache"
+EXAMPLE_PROMPT = "How do I reset my password?"
 
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _start(name: str, argv: list[str], address: str) -> subprocess.Popen[bytes]:
-    child = subprocess.Popen([sys.executable, *argv])
-    try:
-        wait_until_serving(address, timeout=120, process=child)
-    except (RuntimeError, TimeoutError) as e:
-        child.kill()
-        raise SystemExit(f"semcache: {name}: {e}") from None
-    return child
-
-
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    if child.poll() is None:
-        child.terminate()
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-
-
-def _shard_ports(args: argparse.Namespace) -> list[int]:
-    """Shard i on `--shard-port` + i, stepping over the embedder's and router's ports
-    (the defaults put shard-0 on 50052 and the embedder on 50053: shard-1 gets 50054)."""
-    taken, ports, port = {args.embedder_port, args.router_port}, [], args.shard_port
-    while len(ports) < args.shards:
-        if port not in taken:
-            ports.append(port)
-        port += 1
-    return ports
-
-
 def up(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops the mesh like Ctrl-C
-    redis: LocalRedis | None = None
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
-    embedder = f"127.0.0.1:{args.embedder_port}"
-    router = f"127.0.0.1:{args.router_port}"
-    shards = [f"127.0.0.1:{port}" for port in _shard_ports(args)]
+    ports = MeshPorts(
+        router=args.router_port,
+        router_metrics=args.router_metrics_port,
+        embedder=args.embedder_port,
+        embedder_metrics=args.embedder_metrics_port,
+        shard=args.shard_port,
+        shard_metrics=args.shard_metrics_port,
+        redis=args.redis_port,
+    )
+    mesh = LocalMesh(
+        shards=args.shards, ports=ports, data_dir=args.data_dir, echo_delay_ms=args.echo_delay_ms
+    )
+    if mesh.redis is None:
+        print("semcache: no redis-server found: shards run memory-only", flush=True)
     try:
-        if find_redis_server() is not None:
-            redis = LocalRedis(args.redis_port, args.data_dir)
-            redis.start()
-        else:
-            print("semcache: no redis-server found: the shard runs memory-only", flush=True)
-        children.append(
-            (
-                "embedder",
-                _start(
-                    "embedder",
-                    [
-                        "-m",
-                        "embed_svc",
-                        "--port",
-                        str(args.embedder_port),
-                        "--metrics-port",
-                        str(args.embedder_metrics_port),
-                    ],
-                    embedder,
-                ),
-            )
-        )
-        for i, address in enumerate(shards):
-            shard_argv = ["-m", "cache_svc", "--port", address.rsplit(":", 1)[1],
-                          "--embedder", embedder, "--shard-id", f"shard-{i}",
-                          "--metrics-port", str(args.shard_metrics_port + i),
-                          "--echo-delay-ms", str(args.echo_delay_ms)]  # fmt: skip
-            if redis is not None:
-                shard_argv += ["--redis", redis.url]
-            children.append((f"shard-{i}", _start(f"shard-{i}", shard_argv, address)))
-        children.append(
-            (
-                "router",
-                _start(
-                    "router",
-                    [
-                        "-m",
-                        "router_svc",
-                        "--port",
-                        str(args.router_port),
-                        "--shards",
-                        ",".join(shards),
-                        "--metrics-port",
-                        str(args.router_metrics_port),
-                    ],
-                    router,
-                ),
-            )
-        )
-        body = json.dumps({"scope": {"tenant": "demo"}, "prompt": "How do I reset my password?"})
+        mesh.start()
+        body = json.dumps({"scope": {"tenant": "demo"}, "prompt": EXAMPLE_PROMPT})
+        redis = mesh.redis.url if mesh.redis else "none (memory-only)"
+        if mesh.redis and args.data_dir:
+            redis += f"   data in {args.data_dir}"
+        pids = {c.name: c.process.pid for c in mesh.children if c.process}
+        shards = ", ".join(f"{a} (pid {pids[f'shard-{i}']})" for i, a in enumerate(mesh.shards))
         print(
             "\nsemcache is up\n"
-            f"  router    {router}   (this is where clients connect)\n"
-            f"  shards    {', '.join(shards)}\n"
-            f"  embedder  {embedder}   metrics http://127.0.0.1:{args.embedder_metrics_port}"
-            "/metrics\n"
-            f"  redis     {redis.url if redis else 'none (memory-only)'}"
-            f"{'  data in ' + str(args.data_dir) if redis and args.data_dir else ''}\n"
-            f"  try:      {GRPCURL} -plaintext -d '{body}' {router} "
+            f"  router    {mesh.router}   (this is where clients connect)\n"
+            f"  shards    {shards}\n"
+            f"  embedder  {mesh.embedder}\n"
+            f"  redis     {redis}\n"
+            f"  try:      {SEMCACHE} ask '{EXAMPLE_PROMPT}'\n"
+            f"            {GRPCURL} -plaintext -d '{body}' {mesh.router} "
             "semcache.v1.SemanticCache/Complete\n"
             "  Ctrl-C stops it.\n",
             flush=True,
         )
-        while True:  # report a child that dies
-            for name, child in children:
-                if child.poll() is not None:
-                    raise SystemExit(f"semcache: {name} exited with code {child.returncode}")
-            time.sleep(0.5)
+        mesh.supervise(lambda line: print(line, flush=True))
+    except MeshError as e:
+        sys.exit(f"semcache: {e}")
     except KeyboardInterrupt:
         print("\nsemcache: stopping", flush=True)
     finally:
-        for _, child in reversed(children):
-            _stop(child)
-        if redis is not None:
-            redis.stop()
+        mesh.stop()
 
 
-def main(argv: list[str] | None = None) -> None:
+# --- calls against a running mesh ---------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Client:
+    tenant = getattr(args, "tenant", "")  # `stats` takes no scope
+    return Client(args.address, token=args.token, tenant=tenant, timeout=args.timeout)
+
+
+def _scope(args: argparse.Namespace) -> dict[str, Any]:
+    scope: dict[str, Any] = {}
+    if args.model:
+        scope["model"] = args.model
+    if args.system:
+        scope["system"] = args.system
+    return scope
+
+
+def _emit(args: argparse.Namespace, value: Any, text: str) -> None:
+    if args.json:
+        print(
+            json.dumps(
+                dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value,
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+    else:
+        print(text)
+
+
+def _describe(cache: CacheInfo) -> str:
+    """One line on what the cache did, e.g. `hit (semantic, similarity 0.962 >= 0.900)`."""
+    ms = f"{cache.timings.total_ms:.1f} ms"
+    if cache.status == "hit":
+        line = (
+            f"hit ({cache.kind}, similarity {cache.similarity:.3f} >= "
+            f"{cache.threshold:.3f})  {ms}  shard {cache.shard}  entry {cache.entry_id}"
+        )
+        if cache.matched_prompt:
+            line += f"\n  matched: {cache.matched_prompt!r}"
+    elif cache.status == "bypass":
+        line = f"bypass (lookup skipped)  {ms}  shard {cache.shard}"
+    else:
+        best = (
+            f"best similarity {cache.similarity:.3f} < {cache.threshold:.3f}, "
+            if cache.similarity
+            else ""
+        )
+        line = (
+            f"miss ({best}{'stored' if cache.stored else 'not stored'})  {ms}  shard {cache.shard}"
+        )
+    if cache.degraded:
+        line += f"\n  degraded: {', '.join(cache.degraded)}"
+    return line
+
+
+def _answer(args: argparse.Namespace, result: Completion) -> None:
+    if args.json:
+        _emit(args, result, "")
+        return
+    print(_describe(result.cache), file=sys.stderr, flush=True)
+    if result.text is not None:
+        print(result.text)
+
+
+def ask(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        _answer(
+            args,
+            client.complete(
+                args.prompt,
+                category=args.category,
+                min_similarity=args.min_similarity,
+                no_cache=args.no_cache,
+                no_store=args.no_store,
+                **_scope(args),
+            ),
+        )
+
+
+def lookup(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        _answer(
+            args,
+            client.lookup(
+                args.prompt,
+                category=args.category,
+                min_similarity=args.min_similarity,
+                **_scope(args),
+            ),
+        )
+
+
+def store(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        stored = client.store(
+            args.prompt, args.answer, ttl=args.ttl, category=args.category, **_scope(args)
+        )
+    _emit(
+        args,
+        stored,
+        f"stored entry {stored.entry_id} on shard {stored.shard}"
+        f"{' (replaced the previous answer)' if stored.replaced else ''}",
+    )
+
+
+def invalidate(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        removed = client.invalidate(
+            entry_id=args.entry, namespace=args.namespace, tenant_wide=args.all, **_scope(args)
+        )
+    _emit(args, {"removed": removed}, f"removed {removed} entr{'y' if removed == 1 else 'ies'}")
+
+
+def stats(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        result = client.stats()
+    rows = [("shard", "address", "entries", "namespaces", "hits", "misses", "redis", "embedder")]
+    for s in (*result.shards, result.total):
+        if not s.reachable and s.shard != "total":
+            rows.append((s.shard, s.address, "unreachable", "", "", "", "", ""))
+            continue
+        rows.append(
+            (
+                s.shard,
+                s.address,
+                str(s.entries),
+                str(s.namespaces),
+                str(s.hits),
+                str(s.misses),
+                s.redis_state,
+                s.embedder_state,
+            )
+        )
+    _emit(args, result, _table(rows))
+
+
+def ring(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        scope = _scope(args) | ({"tenant": args.tenant} if args.scoped else {})
+        result = client.ring(**scope)
+    rows = [("member", "address", "share", "healthy", "in flight")]
+    rows += [
+        (m.id, m.address, f"{m.share:.1%}", "yes" if m.healthy else "NO", str(m.in_flight))
+        for m in result.members
+    ]
+    text = (
+        _table(rows) + f"\n{result.vnodes} virtual nodes per member, bounded load c = "
+        f"{result.load_factor:g}"
+    )
+    if result.namespace:
+        text += f"\nnamespace {result.namespace}: owners {' > '.join(result.owners)}"
+    _emit(args, result, text)
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+# --- the parser ----------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="semcache", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    up_parser = commands.add_parser("up", help="start the local mesh; Ctrl-C stops it")
-    up_parser.add_argument("--embedder-port", type=int, default=50053)
-    up_parser.add_argument("--embedder-metrics-port", type=int, default=9102)
-    up_parser.add_argument("--router-port", type=int, default=50051)
-    up_parser.add_argument("--router-metrics-port", type=int, default=9101)
-    up_parser.add_argument("--shards", type=int, default=2, help="number of cache shards")
-    up_parser.add_argument(
+
+    connection = argparse.ArgumentParser(add_help=False)
+    connection.add_argument(
+        "--address",
+        default=os.environ.get("SEMCACHE_ADDRESS", DEFAULT_ADDRESS),
+        help="the router (default: $SEMCACHE_ADDRESS or %(default)s)",
+    )
+    connection.add_argument(
+        "--token",
+        default=os.environ.get("SEMCACHE_TOKEN"),
+        help="API token (default: $SEMCACHE_TOKEN)",
+    )
+    connection.add_argument("--timeout", type=float, default=10.0, help="seconds")
+    connection.add_argument("--json", action="store_true", help="print JSON for scripts")
+    scope = argparse.ArgumentParser(add_help=False)
+    scope.add_argument(
+        "--tenant",
+        default=os.environ.get("SEMCACHE_TENANT", ""),
+        help="default: $SEMCACHE_TENANT, else the token's (auth on) or 'default'",
+    )
+    scope.add_argument("--model", default="")
+    scope.add_argument("--system", default="", help="the system prompt")
+    scope.add_argument("--category", default="", help="hit-policy category")
+    read = argparse.ArgumentParser(add_help=False)
+    read.add_argument("prompt")
+    read.add_argument(
+        "--min-similarity",
+        type=float,
+        default=None,
+        help="a stricter cosine similarity bound for this call",
+    )
+    shared = [connection, scope]
+
+    p = commands.add_parser(
+        "ask", parents=[*shared, read], help="the cached answer, or the LLM's on a miss"
+    )
+    p.add_argument("--no-cache", action="store_true", help="skip the lookup")
+    p.add_argument("--no-store", action="store_true", help="do not store the answer")
+    p.set_defaults(run=ask)
+    p = commands.add_parser("lookup", parents=[*shared, read], help="look up only, no LLM call")
+    p.set_defaults(run=lookup)
+    p = commands.add_parser("store", parents=shared, help="store an answer for a prompt")
+    p.add_argument("prompt")
+    p.add_argument("answer")
+    p.add_argument("--ttl", type=int, default=None, help="seconds (default: the shard's)")
+    p.set_defaults(run=store)
+    p = commands.add_parser("invalidate", parents=shared, help="remove cached entries")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--entry", help="one entry, by id")
+    target.add_argument(
+        "--namespace",
+        action="store_true",
+        help="every entry of the scope given by --tenant/--model/--system",
+    )
+    target.add_argument("--all", action="store_true", help="every entry of --tenant")
+    p.set_defaults(run=invalidate)
+    p = commands.add_parser("stats", parents=[connection], help="per-shard counters")
+    p.set_defaults(run=stats)
+    p = commands.add_parser("ring", parents=shared, help="ring members; owners of a scope")
+    p.add_argument(
+        "--scoped",
+        action="store_true",
+        help="also show the namespace and owners of the scope given",
+    )
+    p.set_defaults(run=ring)
+
+    p = commands.add_parser("up", help="start the local mesh; Ctrl-C stops it")
+    p.add_argument("--shards", type=int, default=2, help="number of cache shards")
+    p.add_argument("--router-port", type=int, default=50051)
+    p.add_argument("--router-metrics-port", type=int, default=9101)
+    p.add_argument("--embedder-port", type=int, default=50053)
+    p.add_argument("--embedder-metrics-port", type=int, default=9102)
+    p.add_argument(
         "--shard-port",
         type=int,
         default=50052,
-        help="first shard's port; the next ones follow, skipping the embedder's and router's",
+        help="first shard's port; the next follow, skipping the embedder's and router's",
     )
-    up_parser.add_argument("--shard-metrics-port", type=int, default=9110)
-    up_parser.add_argument("--redis-port", type=int, default=6390)
-    up_parser.add_argument(
+    p.add_argument("--shard-metrics-port", type=int, default=9110)
+    p.add_argument("--redis-port", type=int, default=6390)
+    p.add_argument(
         "--data-dir",
         type=Path,
         default=None,
-        help="keep Redis data here (AOF) across runs; default: in memory",
+        help="keep Redis data here (AOF) across runs; default: in memory only",
     )
-    up_parser.add_argument(
+    p.add_argument(
         "--echo-delay-ms",
         type=float,
         default=400.0,
         help="the echo LLM's delay, so misses and hits look different",
     )
-    up_parser.set_defaults(run=up)
-    args = parser.parse_args(argv)
-    args.run(args)
+    p.set_defaults(run=up)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        args.run(args)
+    except SemcacheError as e:
+        hint = " (is the mesh up? `make run` starts it)" if "nothing answers" in str(e) else ""
+        sys.exit(f"semcache: {e}{hint}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,186 @@
+"""The local mesh behind `semcache up`: a private Redis, the embedder, N shards, the router.
+
+Each service runs as a child process (`python -m <service>`), started in dependency order
+and waited for until its health service says SERVING. Shards register in Redis and the
+router follows the registry; without a redis-server the shards run memory-only and the
+router gets a static list. A child that dies is reported and restarted (at most
+`MAX_RESTARTS` times a minute, then the mesh stops: a crash loop needs a human).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from semcache.localredis import LocalRedis, find_redis_server
+from semcache.probe import wait_until_serving
+
+MAX_RESTARTS = 5
+RESTART_WINDOW = 60.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeshPorts:
+    router: int = 50051
+    router_metrics: int = 9101
+    embedder: int = 50053
+    embedder_metrics: int = 9102
+    #: The first shard's; the next ones follow, stepping over the embedder's and router's.
+    shard: int = 50052
+    shard_metrics: int = 9110
+    redis: int = 6390
+
+    def shards(self, count: int) -> list[int]:
+        """Shard i on `shard` + i, skipping taken ports (shard-0 50052, embedder 50053,
+        shard-1 50054 with the defaults)."""
+        taken, ports, port = {self.embedder, self.router}, [], self.shard
+        while len(ports) < count:
+            if port not in taken:
+                ports.append(port)
+            port += 1
+        return ports
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    address: str
+    process: subprocess.Popen[bytes] | None = None
+    restarts: deque[float] = field(default_factory=deque)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", *self.argv])
+
+    def wait_until_serving(self, timeout: float = 120) -> None:
+        assert self.process is not None
+        wait_until_serving(self.address, timeout=timeout, process=self.process)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class MeshError(RuntimeError):
+    pass
+
+
+class LocalMesh:
+    def __init__(
+        self,
+        *,
+        shards: int = 2,
+        ports: MeshPorts = MeshPorts(),
+        data_dir: Path | None = None,
+        echo_delay_ms: float = 400.0,
+    ) -> None:
+        self.ports = ports
+        self.data_dir = data_dir
+        self.redis = LocalRedis(ports.redis, data_dir) if find_redis_server() else None
+        self.embedder = f"127.0.0.1:{ports.embedder}"
+        self.router = f"127.0.0.1:{ports.router}"
+        self.shards = [f"127.0.0.1:{port}" for port in ports.shards(shards)]
+        self.children = [self._embedder_child()]
+        self.children += [self._shard_child(i, a, echo_delay_ms) for i, a in enumerate(self.shards)]
+        self.children.append(self._router_child())
+
+    def _embedder_child(self) -> Child:
+        return Child(
+            "embedder",
+            [
+                "embed_svc",
+                "--port",
+                str(self.ports.embedder),
+                "--metrics-port",
+                str(self.ports.embedder_metrics),
+            ],
+            self.embedder,
+        )
+
+    def _shard_child(self, i: int, address: str, echo_delay_ms: float) -> Child:
+        argv = [
+            "cache_svc",
+            "--port",
+            address.rsplit(":", 1)[1],
+            "--shard-id",
+            f"shard-{i}",
+            "--embedder",
+            self.embedder,
+            "--metrics-port",
+            str(self.ports.shard_metrics + i),
+            "--echo-delay-ms",
+            str(echo_delay_ms),
+        ]
+        if self.redis is not None:
+            argv += ["--redis", self.redis.url, "--registry", self.redis.url]
+        return Child(f"shard-{i}", argv, address)
+
+    def _router_child(self) -> Child:
+        argv = [
+            "router_svc",
+            "--port",
+            str(self.ports.router),
+            "--metrics-port",
+            str(self.ports.router_metrics),
+        ]
+        if self.redis is not None:
+            argv += ["--registry", self.redis.url]
+        else:
+            argv += ["--shards", ",".join(self.shards)]
+        return Child("router", argv, self.router)
+
+    def start(self) -> None:
+        """Starts everything in order; MeshError (after stopping what started) on failure."""
+        try:
+            if self.redis is not None:
+                self.redis.start()
+            for child in self.children:
+                child.start()
+                child.wait_until_serving()
+        except (RuntimeError, TimeoutError, OSError) as e:
+            self.stop()
+            raise MeshError(str(e)) from e
+
+    def supervise(self, report: Callable[[str], None] = print) -> None:
+        """Restarts children that die, until interrupted; MeshError on a crash loop."""
+        while True:
+            for child in self.children:
+                assert child.process is not None
+                if child.process.poll() is None:
+                    continue
+                now = time.monotonic()
+                while child.restarts and child.restarts[0] < now - RESTART_WINDOW:
+                    child.restarts.popleft()
+                if len(child.restarts) >= MAX_RESTARTS:
+                    raise MeshError(
+                        f"{child.name} keeps exiting "
+                        f"({MAX_RESTARTS} restarts in {RESTART_WINDOW:.0f} s)"
+                    )
+                child.restarts.append(now)
+                report(
+                    f"semcache: {child.name} exited with code {child.process.returncode}; "
+                    "restarting"
+                )
+                child.start()
+                report(f"semcache: {child.name} restarted (pid {child.process.pid})")
+            redis = self.redis.process if self.redis is not None else None
+            if redis is not None and redis.poll() is not None:
+                report("semcache: redis-server exited; restarting")
+                self.redis.start()
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+        if self.redis is not None:
+            self.redis.stop()

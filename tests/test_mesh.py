@@ -1,0 +1,228 @@
+"""End to end: `semcache up` as a user runs it (real subprocesses), used through the router
+with the SDK, the CLI and grpcurl; a shard killed under load; the mesh restarted on its data."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from semcache.cli import GRPCURL
+from semcache.client import Client, SemcacheError
+from semcache.mesh import MeshPorts
+from semcache.probe import free_port
+
+PARAPHRASES = [
+    ("How do I renew my passport?", "How can I renew my passport?"),
+    ("What is the boiling point of water?", "What's the boiling point of water?"),
+    ("How do I reset my router?", "How can I reset my router?"),
+    ("Who painted the Mona Lisa?", "Who painted the Mona Lisa painting?"),
+]
+
+
+class MeshProcess:
+    """`python -m semcache.cli up` on free ports, stopped like Ctrl-C would."""
+
+    def __init__(self, data_dir: Path, shards: int = 2) -> None:
+        self.data_dir = data_dir
+        self.shards = shards
+        self.ports = {name: free_port() for name in (
+            "router", "router-metrics", "embedder", "embedder-metrics", "redis")}  # fmt: skip
+        # Shard ports are consecutive from --shard-port; find a free run of them.
+        self.shard_port = free_port()
+        self.router = f"127.0.0.1:{self.ports['router']}"
+        self.process: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+        self.pids: dict[str, int] = {}
+
+    def start(self, timeout: float = 120) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "semcache.cli",
+            "up",
+            "--shards",
+            str(self.shards),
+            "--data-dir",
+            str(self.data_dir),
+            "--echo-delay-ms",
+            "50",
+            "--shard-port",
+            str(self.shard_port),
+            "--shard-metrics-port",
+            str(free_port()),
+        ]
+        for name, port in self.ports.items():
+            argv += [f"--{name}-port", str(port)]
+        self.lines = []
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                        text=True, bufsize=1)  # fmt: skip
+        up = threading.Event()
+        threading.Thread(target=self._read, args=(up,), daemon=True).start()
+        if not up.wait(timeout):
+            self.stop()
+            raise TimeoutError("semcache up did not come up:\n" + "\n".join(self.lines))
+        shards = next(line for line in self.lines if line.strip().startswith("shards"))
+        for i, pid in enumerate(re.findall(r"\(pid (\d+)\)", shards)):
+            self.pids[f"shard-{i}"] = int(pid)
+
+    def _read(self, up: threading.Event) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if "Ctrl-C stops it" in line:
+                up.set()
+
+    def wait_for_line(self, pattern: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines:
+                if re.search(pattern, line):
+                    return line
+            time.sleep(0.05)
+        raise TimeoutError(f"no line matching {pattern!r} in:\n" + "\n".join(self.lines))
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            self.process.wait(timeout=60)
+        assert self.process is None or self.process.returncode == 0, self.lines
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshProcess]:
+    mesh = MeshProcess(tmp_path_factory.mktemp("mesh"))
+    mesh.start()
+    yield mesh
+    mesh.stop()
+
+
+def test_shard_ports_step_over_the_embedder_and_router() -> None:
+    assert MeshPorts().shards(3) == [50052, 50054, 50055]
+    assert MeshPorts(shard=7000, embedder=7001, router=7003).shards(3) == [7000, 7002, 7004]
+
+
+def client(mesh: MeshProcess, **options: object) -> Client:
+    return Client(mesh.router, **({"timeout": 30.0} | options))
+
+
+def test_paraphrase_hits_through_the_router_within_its_scope(mesh, tenant) -> None:
+    with client(mesh, tenant=tenant) as cache:
+        for prompt, paraphrase in PARAPHRASES:
+            first = cache.complete(prompt)
+            hit = cache.complete(paraphrase)
+            assert not first.hit and hit.hit, (prompt, hit.cache)
+            assert hit.cache.entry_id == first.cache.entry_id
+            assert hit.cache.shard == first.cache.shard  # same scope, same shard
+            assert cache.ring().members and cache.ring(tenant=tenant).owners[0] == hit.cache.shard
+            assert not cache.complete(paraphrase, tenant=f"{tenant}-b").hit
+            assert not cache.complete(paraphrase, system="Answer in French.").hit
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "semcache.cli", *args], capture_output=True,
+                          text=True, timeout=timeout)  # fmt: skip
+
+
+def test_cli_ask_miss_then_hit(mesh, tenant) -> None:
+    where = ["--address", mesh.router, "--tenant", tenant]
+    first = run_cli("ask", "How do I bake sourdough bread?", *where)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.startswith("miss") and "sourdough" in first.stdout
+    second = run_cli("ask", "How can I bake sourdough bread?", *where)
+    assert second.returncode == 0, second.stderr
+    assert re.match(r"hit \(semantic, similarity 0\.\d+ >= 0\.\d+\)  [\d.]+ ms", second.stderr)
+    assert second.stdout == first.stdout
+    as_json = json.loads(run_cli("ask", "How can I bake sourdough bread?", *where, "--json").stdout)
+    assert as_json["cache"]["status"] == "hit" and as_json["text"] == first.stdout.strip()
+    stats = json.loads(run_cli("stats", "--address", mesh.router, "--json").stdout)
+    assert len(stats["shards"]) == 2 and stats["total"]["hits"] >= 2
+
+
+def test_cli_says_clearly_when_nothing_listens() -> None:
+    nobody = f"127.0.0.1:{free_port()}"
+    result = run_cli("ask", "hello", "--address", nobody, "--timeout", "2")
+    assert result.returncode == 1
+    assert f"nothing answers at {nobody}" in result.stderr and "make run" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def grpcurl(*args: str) -> str:
+    result = subprocess.run([GRPCURL, "-plaintext", *args], capture_output=True, text=True,
+                            timeout=30)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_grpcurl_lists_describes_and_calls_the_router(mesh, tenant) -> None:
+    services = grpcurl(mesh.router, "list").split()
+    assert {"semcache.v1.SemanticCache", "semcache.v1.Admin", "grpc.health.v1.Health"} <= set(
+        services
+    )
+    assert "rpc Complete ( .semcache.v1.CompleteRequest )" in grpcurl(
+        mesh.router, "describe", "semcache.v1.SemanticCache"
+    )
+    body = json.dumps({"scope": {"tenant": tenant}, "prompt": "What is grpcurl?"})
+    reply = json.loads(grpcurl("-d", body, mesh.router, "semcache.v1.SemanticCache/Complete"))
+    assert reply["cache"]["status"] == "CACHE_STATUS_MISS" and "grpcurl" in reply["answer"]["text"]
+
+
+def test_killing_a_shard_under_load_fails_no_request(mesh, tenant) -> None:
+    """kill -9 one shard while requests stream in: every one is answered (the next shard on
+    the ring takes over, hydrating from Redis), and every entry written before is found."""
+    tenants = [f"{tenant}-{i}" for i in range(12)]
+    with client(mesh) as cache:
+        written = {t: cache.complete(f"What is the tallest mountain in region {t}?", tenant=t)
+                   for t in tenants}  # fmt: skip
+        assert {w.cache.shard for w in written.values()} == {"shard-0", "shard-1"}
+        victim = "shard-0"
+
+        def ask(i: int) -> bool:
+            t = tenants[i % len(tenants)]
+            return cache.complete(f"What's the tallest mountain in region {t}?", tenant=t).hit
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = [pool.submit(ask, i) for i in range(40)]
+            time.sleep(0.2)  # let the stream get going; the kill lands while calls run
+            os.kill(mesh.pids[victim], signal.SIGKILL)
+            answers += [pool.submit(ask, i) for i in range(40, 160)]
+            hits = [a.result() for a in answers]  # raises if any call failed
+        assert len(hits) == 160 and all(hits)
+
+        mesh.wait_for_line(rf"{victim} restarted \(pid \d+\)")
+        for t, before in written.items():
+            again = cache.lookup(f"What is the tallest mountain in region {t}?", tenant=t)
+            assert again.hit and again.cache.entry_id == before.cache.entry_id
+
+
+def test_restarted_mesh_serves_what_it_stored(tmp_path, tenant) -> None:
+    mesh = MeshProcess(tmp_path / "data", shards=2)
+    mesh.start()
+    try:
+        with client(mesh, tenant=tenant) as cache:
+            stored = [cache.complete(p) for p, _ in PARAPHRASES]
+    finally:
+        mesh.stop()
+    with (
+        pytest.raises(SemcacheError, match="nothing answers"),
+        client(mesh, timeout=1.0, tenant=tenant) as cache,
+    ):
+        cache.lookup(PARAPHRASES[0][0])
+    mesh.start()  # same ports, same Redis data directory
+    try:
+        with client(mesh, tenant=tenant) as cache:
+            for (_, paraphrase), before in zip(PARAPHRASES, stored, strict=True):
+                again = cache.lookup(paraphrase)
+                assert again.hit and again.cache.entry_id == before.cache.entry_id
+    finally:
+        mesh.stop()
