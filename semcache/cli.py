@@ -36,7 +36,10 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def up(args: argparse.Namespace) -> None:
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops the mesh like Ctrl-C
+    # SIGTERM stops the mesh like Ctrl-C; SIGINT is set too because a shell starts
+    # background jobs with it ignored, which Python would keep.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     ports = MeshPorts(
         router=args.router_port,
         router_metrics=args.router_metrics_port,
@@ -47,7 +50,11 @@ def up(args: argparse.Namespace) -> None:
         redis=args.redis_port,
     )
     mesh = LocalMesh(
-        shards=args.shards, ports=ports, data_dir=args.data_dir, echo_delay_ms=args.echo_delay_ms
+        shards=args.shards,
+        ports=ports,
+        data_dir=args.data_dir,
+        echo_delay_ms=args.echo_delay_ms,
+        tokens_file=args.tokens_file,
     )
     if mesh.redis is None:
         print("semcache: no redis-server found: shards run memory-only", flush=True)
@@ -341,6 +348,12 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=400.0,
         help="the echo LLM's delay, so misses and hits look different",
+    )
+    p.add_argument(
+        "--tokens-file",
+        type=Path,
+        default=None,
+        help="turn on API-token auth at the router: '<token> <tenant>' lines",
     )
     p.set_defaults(run=up)
     return parser

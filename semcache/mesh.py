@@ -9,6 +9,7 @@ router gets a static list. A child that dies is reported and restarted (at most
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -75,6 +76,18 @@ class MeshError(RuntimeError):
     pass
 
 
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        # As servers bind: connections of a stopped process lingering in TIME_WAIT do not
+        # make the port taken, a listener does.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 class LocalMesh:
     def __init__(
         self,
@@ -83,9 +96,11 @@ class LocalMesh:
         ports: MeshPorts = MeshPorts(),
         data_dir: Path | None = None,
         echo_delay_ms: float = 400.0,
+        tokens_file: Path | None = None,
     ) -> None:
         self.ports = ports
         self.data_dir = data_dir
+        self.tokens_file = tokens_file
         self.redis = LocalRedis(ports.redis, data_dir) if find_redis_server() else None
         self.embedder = f"127.0.0.1:{ports.embedder}"
         self.router = f"127.0.0.1:{ports.router}"
@@ -137,10 +152,32 @@ class LocalMesh:
             argv += ["--registry", self.redis.url]
         else:
             argv += ["--shards", ",".join(self.shards)]
+        if self.tokens_file is not None:
+            argv += ["--tokens-file", str(self.tokens_file)]
         return Child("router", argv, self.router)
+
+    def ports_in_use(self) -> list[str]:
+        """The ports this mesh needs that something else already listens on."""
+        wanted = {
+            "router": self.ports.router,
+            "router metrics": self.ports.router_metrics,
+            "embedder": self.ports.embedder,
+            "embedder metrics": self.ports.embedder_metrics,
+        }
+        for i, address in enumerate(self.shards):
+            wanted[f"shard-{i}"] = int(address.rsplit(":", 1)[1])
+            wanted[f"shard-{i} metrics"] = self.ports.shard_metrics + i
+        if self.redis is not None:
+            wanted["redis"] = self.ports.redis
+        return [f"{port} ({name})" for name, port in wanted.items() if not _free(port)]
 
     def start(self) -> None:
         """Starts everything in order; MeshError (after stopping what started) on failure."""
+        if taken := self.ports_in_use():
+            raise MeshError(
+                f"in use: {', '.join(taken)}; is another mesh running? "
+                "Other ports: see `semcache up --help`"
+            )
         try:
             if self.redis is not None:
                 self.redis.start()
