@@ -1,6 +1,6 @@
 """semcache: a distributed semantic cache for LLM calls.
 
-    from semcache import Client, AsyncClient, SemcacheError   # the SDK (semcache.client)
+from semcache import Client, AsyncClient, SemcacheError   # the SDK (semcache.client)
 """
 
 from __future__ import annotations
