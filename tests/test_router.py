@@ -14,7 +14,7 @@ from router_svc.service import running_router
 from semcache.config import RouterConfig
 from semcache.metadata import UPSTREAM_ERROR
 from semcache.v1 import cache_pb2, cache_pb2_grpc
-from tests.conftest import shard_config
+from tests.conftest import eventually, shard_config
 
 HIT, MISS = cache_pb2.CACHE_STATUS_HIT, cache_pb2.CACHE_STATUS_MISS
 
@@ -101,6 +101,8 @@ async def test_losing_a_shard_fails_no_request(embedder_address, redis_server, t
         assert {r.cache.shard for r in again} == {"shard-1"}
         for before, after in zip(first, again, strict=True):
             assert after.cache.entry_id == before.cache.entry_id
+        # Health checks (every 0.1 s, 2 failures) take it out even if no call found it down.
+        await eventually(lambda: not m["pool"].members[victim.address].healthy, within=5)
         ring = await m["admin"].Ring(cache_pb2.RingRequest())
         assert sorted(mem.healthy for mem in ring.members) == [False, True]
 
