@@ -10,7 +10,6 @@ from cache_svc.embedder import EmbedderClient
 from cache_svc.eviction import Capacity, make_eviction
 from cache_svc.index import IndexParams
 from cache_svc.llm import EchoBackend, LLMBackend, OpenAIBackend
-from cache_svc.policy import HitPolicy
 from cache_svc.servicer import AdminServicer, CacheServicer
 from cache_svc.shard import Shard, ShardSettings
 from cache_svc.store import WriteThroughStore
@@ -49,7 +48,7 @@ def make_shard(config: ShardConfig, llm: LLMBackend | None = None) -> Shard:
             config.redis, max_backlog=config.redis_backlog, write_timeout=config.redis_timeout
         ),
         llm=llm or make_llm(config),
-        policy=HitPolicy(config.threshold),
+        policy=config.load_policy(),
         eviction=make_eviction(config.eviction, Capacity(config.max_entries, config.max_bytes)),
     )
 

@@ -111,7 +111,7 @@ class CacheServicer(cache_pb2_grpc.SemanticCacheServicer):
             shard=self.shard.shard_id, namespace=namespace, category=outcome.category,
             coalesced=outcome.coalesced, stored=outcome.stored,
             age_seconds=max(0.0, age),
-            degraded=outcome.degraded,
+            degraded=outcome.degraded, guard=outcome.guard,
             timings=cache_pb2.Timings(**{f"{k}_ms": 1000 * v for k, v in t.items()}),
         )  # fmt: skip
 

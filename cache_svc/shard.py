@@ -23,10 +23,10 @@ from cache_svc.eviction import Eviction
 from cache_svc.index import IndexParams
 from cache_svc.llm import Delta, Done, LLMBackend, LLMRequest, collect
 from cache_svc.namespace import Namespace
-from cache_svc.policy import HitPolicy
 from cache_svc.singleflight import SingleFlight
 from cache_svc.store import StoreUnavailableError, WriteThroughStore
 from semcache import keys
+from semcache.quality.policy import HitPolicy, detect_category
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class Outcome:
     similarity: float = 0.0
     threshold: float = 0.0
     category: str = ""
+    guard: str = ""  # the guard that vetoed the nearest candidate
     entry: Entry | None = None  # matched (hit) or stored (miss)
     closest_prompt: str = ""
     answer: Answer | None = None
@@ -174,9 +175,9 @@ class Shard:
     async def lookup(self, query: Query) -> Outcome:
         started = time.perf_counter()
         ns = await self.namespace(query.namespace)
-        threshold = self.policy.threshold_for(query.category, query.min_similarity)
-        outcome = Outcome(status="bypass", threshold=threshold,
-                          category=query.category or HitPolicy.DEFAULT_CATEGORY)  # fmt: skip
+        category = query.category or detect_category(query.prompt)
+        threshold = self.policy.threshold_for(category, query.tenant, query.min_similarity)
+        outcome = Outcome(status="bypass", threshold=threshold, category=category)
         if self.store.state == "down":
             outcome.degraded.append("redis_unavailable")
         if query.no_cache:
@@ -212,8 +213,12 @@ class Shard:
         metrics.BEST_SIMILARITY.observe(best.similarity)
         outcome.similarity = best.similarity
         outcome.closest_prompt = best.entry.prompt
-        decision = self.policy.decide(best.similarity, category=query.category,
-                                      min_similarity=query.min_similarity)  # fmt: skip
+        decision = self.policy.decide(
+            query.prompt, best.entry.prompt, best.similarity,
+            second=candidates[1].similarity if len(candidates) > 1 else None,
+            category=outcome.category, tenant=query.tenant, min_similarity=query.min_similarity,
+        )  # fmt: skip
+        outcome.guard = decision.guard
         if decision.hit and self._fresh(best.entry, query, now):
             self._hit(outcome, best.entry, "semantic", best.similarity)
 
@@ -258,7 +263,7 @@ class Shard:
         entry = Entry(
             id=keys.new_entry_id(query.namespace), namespace=query.namespace,
             tenant=query.tenant, prompt=query.prompt, prompt_key=query.prompt_key,
-            answer=answer, category=query.category or HitPolicy.DEFAULT_CATEGORY,
+            answer=answer, category=query.category or detect_category(query.prompt),
             created=now, expires=now + (query.ttl or self.settings.default_ttl), vector=vector,
         )  # fmt: skip
         replaced = ns.add(entry)

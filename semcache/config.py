@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from semcache.auth import TokenMap
+from semcache.quality.policy import DEFAULT_CATEGORY, HitPolicy
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -159,8 +160,11 @@ class ShardConfig(ServerConfig):
     redis_timeout: float = 1.0
     #: Writes queued while Redis is away; beyond it they are dropped (and counted).
     redis_backlog: int = 100_000
-    #: Hit threshold: cosine similarity in [-1, 1] (not a distance).
-    threshold: float = 0.9
+    #: The hit policy (JSON, as `semcache calibrate` writes it); default: the shipped one.
+    policy: Path | None = None
+    #: Overrides the policy's default-category threshold: a cosine similarity in [-1, 1]
+    #: (not a distance).
+    threshold: float | None = None
     default_ttl_seconds: float = 24 * 3600.0
     max_entries: int = 100_000
     max_bytes: int = 1024 * 1024 * 1024
@@ -184,11 +188,23 @@ class ShardConfig(ServerConfig):
     #: The registration expires this long after the last heartbeat (sent every ttl / 3).
     registry_ttl_seconds: float = 10.0
 
+    def load_policy(self) -> HitPolicy:
+        try:
+            policy = HitPolicy.load(self.policy) if self.policy else HitPolicy.default()
+        except ValueError as e:
+            raise ConfigError(f"policy: {e}") from e
+        if self.threshold is None:
+            return policy
+        thresholds = {**policy.thresholds, DEFAULT_CATEGORY: self.threshold}
+        return dataclasses.replace(policy, thresholds=thresholds)
+
     def validate(self) -> None:
         super().validate()
-        _check(-1 <= self.threshold <= 1, "threshold",
-               f"must be a cosine similarity in [-1, 1], got {self.threshold} "
-               "(a similarity, not a distance: 0.9 means close)")  # fmt: skip
+        if self.threshold is not None:
+            _check(-1 <= self.threshold <= 1, "threshold",
+                   f"must be a cosine similarity in [-1, 1], got {self.threshold} "
+                   "(a similarity, not a distance: 0.9 means close)")  # fmt: skip
+        self.load_policy()
         _check(self.eviction in ("lru", "lfu"), "eviction",
                f"must be lru or lfu, got {self.eviction!r}")  # fmt: skip
         _check(self.llm in ("echo", "openai"), "llm", f"must be echo or openai, got {self.llm!r}")

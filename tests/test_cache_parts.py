@@ -1,4 +1,4 @@
-"""The shard's pure parts: index, eviction, single-flight, policy."""
+"""The shard's pure parts: index, eviction, single-flight."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 
 from cache_svc.eviction import LFU, LRU, Capacity, make_eviction
 from cache_svc.index import IndexParams, NamespaceIndex
-from cache_svc.policy import HitPolicy
 from cache_svc.singleflight import SingleFlight
 
 
@@ -116,12 +115,3 @@ async def test_single_flight_survives_a_cancelled_leader() -> None:
     leader.cancel()
     release.set()
     assert await follower == ("done", True)
-
-
-def test_policy_request_bound_only_tightens() -> None:
-    policy = HitPolicy(0.9)
-    assert policy.decide(0.92).hit
-    assert not policy.decide(0.92, min_similarity=0.95).hit
-    assert policy.decide(0.92, min_similarity=0.5).threshold == 0.9
-    with pytest.raises(ValueError, match="cosine similarity"):
-        HitPolicy(1.5)

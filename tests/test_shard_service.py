@@ -464,3 +464,29 @@ async def test_huge_store_ttl_is_refused_and_redis_keeps_working(shard, tenant) 
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     await shard.stub.Complete(complete(tenant, "Is Redis still taking writes?"))
     assert shard.shard.store.state == "up" and shard.shard.store.backlog == 0
+
+
+async def test_guards_veto_near_miss_traps_and_say_which(shard, tenant) -> None:
+    await shard.stub.Complete(complete(tenant, "Suggest a 5 mile bike route from Central Park."))
+    trap = await shard.stub.Lookup(
+        lookup(tenant, "Suggest a 50 mile bike route from Central Park.")
+    )
+    assert trap.cache.similarity >= trap.cache.threshold  # close enough for a static threshold
+    assert trap.cache.status == MISS and trap.cache.guard == "number"
+    assert trap.cache.category == "default"
+    hit = await shard.stub.Lookup(
+        lookup(tenant, "Suggest a 5 mile cycling route from Central Park.")
+    )
+    assert hit.cache.status == HIT and hit.cache.guard == ""
+
+
+async def test_policy_file_is_loaded(embedder_address, redis_server, tenant, tmp_path) -> None:
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"name": "strict", "thresholds": {"default": 0.5, "code": 0.99}}')
+    async with serving(embedder_address, redis_server.url, policy=policy) as running:
+        await running.stub.Complete(complete(tenant, "How do I reverse a list in Python?"))
+        code = await running.stub.Lookup(lookup(tenant, "How can I reverse a Python list?"))
+        assert code.cache.category == "code" and code.cache.threshold == pytest.approx(0.99)
+        assert code.cache.status == MISS
+        prose = await running.stub.Lookup(lookup(tenant, "Where do penguins live?"))
+        assert prose.cache.category == "default" and prose.cache.threshold == pytest.approx(0.5)

@@ -1,0 +1,240 @@
+"""Near-miss guards: lexical signals that two close prompts still ask different things.
+
+An embedding puts "enable 2FA" next to "disable 2FA", "5 miles" next to "50 miles", and
+"capital of Australia" next to "capital of Austria": the words that flip the answer are a
+small part of the sentence. Each guard compares the two prompts for one such difference:
+
+    negation  one side negates ("not", "never", "n't", "without", ...), the other does not
+    antonym   one side has a word whose antonym only the other side has (enable/disable)
+    number    the numbers differ ("5" vs "50", "three" vs "3" count as the same)
+    unit      the units of measure or currencies differ (km vs miles, GB vs MB)
+    date      the time words differ (tomorrow/yesterday, Monday/Friday, January/June)
+    entity    a proper noun on one side is absent from the other (Australia vs Austria)
+    order     the same content words in another order around a direction word
+              (from X to Y vs from Y to X)
+
+Pure functions of the two texts, no model: cheap enough for every semantic candidate.
+The policy decides what a signal does (veto the hit, or demand a higher similarity).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+GUARDS = ("negation", "antonym", "number", "unit", "date", "entity", "order")
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z'’]*|\d+(?:[.,]\d+)*|%")
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_NEGATIONS = _words(
+    "not no non never none nobody nothing neither nor without cannot cant dont doesnt didnt isnt "
+    "arent wasnt werent wont wouldnt shouldnt couldnt hasnt havent hadnt mustnt aint"
+)
+
+_ANTONYMS = [
+    ("enable", "disable"), ("increase", "decrease"), ("add", "remove"), ("open", "close"),
+    ("start", "stop"), ("buy", "sell"), ("before", "after"), ("win", "lose"),
+    ("maximum", "minimum"), ("max", "min"), ("import", "export"), ("encrypt", "decrypt"),
+    ("upload", "download"), ("install", "uninstall"), ("allow", "deny"), ("allow", "block"),
+    ("accept", "reject"), ("true", "false"), ("hot", "cold"), ("fast", "slow"),
+    ("best", "worst"), ("good", "bad"), ("more", "less"), ("cheap", "expensive"),
+    ("positive", "negative"), ("include", "exclude"), ("push", "pull"), ("show", "hide"),
+    ("lock", "unlock"), ("connect", "disconnect"), ("login", "logout"), ("subscribe",
+    "unsubscribe"), ("compress", "decompress"), ("encode", "decode"), ("serialize",
+    "deserialize"), ("first", "last"), ("left", "right"), ("north", "south"),
+    ("east", "west"), ("high", "low"), ("long", "short"), ("light", "dark"),
+    ("male", "female"), ("advantage", "disadvantage"), ("pro", "con"), ("love", "hate"),
+    ("rise", "fall"), ("gain", "lose"), ("arrive", "depart"), ("import", "export"),
+    ("safe", "dangerous"), ("healthy", "unhealthy"), ("legal", "illegal"), ("possible",
+    "impossible"), ("easy", "hard"), ("easy", "difficult"), ("big", "small"),
+    ("large", "small"), ("old", "new"), ("young", "old"), ("early", "late"),
+    ("inside", "outside"), ("above", "below"), ("upper", "lower"), ("input", "output"),
+    ("send", "receive"), ("encrypt", "decrypt"), ("attack", "defend"), ("borrow", "lend"),
+    ("mount", "unmount"), ("merge", "split"), ("create", "delete"), ("join", "leave"),
+    ("like", "dislike"), ("agree", "disagree"), ("always", "never"), ("all", "none"),
+    ("success", "failure"), ("succeed", "fail"), ("pass", "fail"), ("heat", "cool"),
+    ("wet", "dry"), ("full", "empty"), ("rich", "poor"), ("strong", "weak"),
+    ("cause", "cure"), ("prevent", "cause"), ("pay", "refund"), ("hire", "fire"),
+    ("up", "down"), ("upgrade", "downgrade"), ("underweight", "overweight"),
+    ("underrated", "overrated"), ("asleep", "awake"), ("sunrise", "sunset"),
+    ("raise", "lower"), ("precede", "succeed"), ("predecessor", "successor"),
+    ("largest", "smallest"), ("biggest", "smallest"), ("most", "least"),
+]  # fmt: skip
+
+
+def _inflections(word: str) -> set[str]:
+    """The forms a word list entry stands for: plurals, -ed/-ing, comparatives."""
+    forms = {word, word + "s", word + "es", word + "ed", word + "ing", word + "er", word + "est"}
+    if word.endswith("e"):
+        forms |= {word + "d", word + "r", word + "st", word[:-1] + "ing"}
+    if word.endswith("y"):
+        forms |= {word[:-1] + "ies", word[:-1] + "ied", word[:-1] + "ier", word[:-1] + "iest"}
+    if len(word) >= 3 and word[-1] not in "aeiouwy" and word[-2] in "aeiou":
+        forms |= {word + word[-1] + suffix for suffix in ("ed", "ing", "er", "est")}
+    return forms
+
+
+#: word form -> its antonyms' base words, and form -> base word
+_BASE: dict[str, str] = {}
+_ANTONYM_OF: dict[str, set[str]] = {}
+for _x, _y in _ANTONYMS:
+    for _word, _other in ((_x, _y), (_y, _x)):
+        for _form in _inflections(_word):
+            _BASE.setdefault(_form, _word)
+        _ANTONYM_OF.setdefault(_word, set()).add(_other)
+
+_ZERO_TO_TWENTY = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty"
+)
+_NUMBER_WORDS = {
+    w: str(i) for i, w in enumerate(_ZERO_TO_TWENTY.split())
+} | {"thirty": "30", "forty": "40", "fifty": "50", "hundred": "100", "thousand": "1000",
+     "million": "1000000", "billion": "1000000000", "dozen": "12", "half": "0.5"}  # fmt: skip
+
+_UNITS = {
+    "km": "km", "kilometer": "km", "kilometre": "km", "mile": "mile", "mi": "mile",
+    "meter": "m", "metre": "m", "foot": "ft", "feet": "ft", "ft": "ft", "inch": "in",
+    "cm": "cm", "centimeter": "cm", "mm": "mm", "millimeter": "mm", "yard": "yd",
+    "kg": "kg", "kilogram": "kg", "kilo": "kg", "pound": "lb", "lb": "lb", "lbs": "lb",
+    "gram": "g", "g": "g", "ounce": "oz", "oz": "oz", "ton": "t", "tonne": "t",
+    "liter": "l", "litre": "l", "ml": "ml", "milliliter": "ml", "gallon": "gal",
+    "cup": "cup", "pint": "pint", "quart": "quart", "tablespoon": "tbsp", "teaspoon": "tsp",
+    "celsius": "C", "fahrenheit": "F", "kelvin": "K",
+    "sec": "s", "minute": "min", "hour": "h", "hr": "h", "day": "day", "week": "week",
+    "month": "month", "year": "year", "mph": "mph", "kph": "kph", "kmh": "kph",
+    "kb": "kB", "mb": "MB", "gb": "GB", "tb": "TB", "byte": "B", "bit": "bit",
+    "kbps": "kbps", "mbps": "Mbps", "gbps": "Gbps", "hz": "Hz", "ghz": "GHz", "mhz": "MHz",
+    "watt": "W", "kw": "kW", "kwh": "kWh", "volt": "V", "amp": "A", "calorie": "kcal",
+    "kcal": "kcal", "percent": "%", "%": "%", "acre": "acre", "hectare": "ha",
+    "dollar": "USD", "usd": "USD", "euro": "EUR", "eur": "EUR", "yen": "JPY", "jpy": "JPY",
+    "gbp": "GBP", "sterling": "GBP", "rupee": "INR", "inr": "INR", "yuan": "CNY",
+    "bitcoin": "BTC", "btc": "BTC", "peso": "MXN", "franc": "CHF",
+}  # fmt: skip
+
+_TIME_WORDS = _words(
+    "today tomorrow yesterday tonight morning evening afternoon night weekend "
+    "monday tuesday wednesday thursday friday saturday sunday january february march april "
+    "may june july august september october november december spring summer autumn fall "
+    "winter"
+)
+
+#: Words that give the words around them a direction: from X to Y, X in Y, X than Y.
+_DIRECTION_WORDS = _words("from to into in than vs versus over before after")
+
+_STOPWORDS = _words(
+    "a an the is are was were be been being am do does did doing have has had i me my we our "
+    "you your it its this that these those of in on at for with by as and or but if so what "
+    "which who whom whose when where why how can could should would will shall may might must "
+    "there here some any much many very really just about get got"
+)
+
+
+def _normalise(word: str) -> str:
+    word = word.lower().replace("’", "'")
+    if word.endswith("n't"):
+        return {"won't": "wont", "can't": "cant"}.get(word, word[:-3] + "nt")
+    return word.removesuffix("'s").replace("'", "")
+
+
+def _stem(word: str) -> str:
+    """A crude stemmer for word-list matching: plurals, -ed, -ing, -er/-est."""
+    for suffix, keep in (("iest", "y"), ("ies", "y"), ("est", ""), ("ing", ""), ("ed", ""),
+                         ("es", ""), ("er", ""), ("s", "")):  # fmt: skip
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            stem = word[: -len(suffix)] + keep
+            if len(stem) >= 3 and stem[-1] == stem[-2] and suffix in ("est", "er", "ing", "ed"):
+                stem = stem[:-1]  # biggest -> big, stopped -> stop
+            return stem
+    return word
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """What the guards read from one prompt, computed once per prompt."""
+
+    words: tuple[str, ...]  # normalised, in order
+    stems: frozenset[str]
+    negated: bool
+    numbers: frozenset[str]
+    units: frozenset[str]
+    times: frozenset[str]
+    entities: frozenset[str]  # lower-cased proper nouns (capitalised, not sentence-initial)
+    content: tuple[str, ...]  # content words in order
+    directed: frozenset[tuple[str, str]]  # (content word before, after) each direction word
+
+
+def read(text: str) -> Text:
+    matches = list(_WORD.finditer(text))
+    raw = [m.group() for m in matches]
+    words = tuple(_normalise(w) for w in raw)
+    stems = frozenset(_stem(w) for w in words)
+    numbers = set()
+    for w in words:
+        if w[0].isdigit():
+            numbers.add(w.replace(",", ""))
+        elif w in _NUMBER_WORDS:
+            numbers.add(_NUMBER_WORDS[w])
+    units = {_UNITS[w] for w in words if w in _UNITS}
+    units |= {_UNITS[s] for s in stems if s in _UNITS}
+    entities = set()
+    for m in matches:
+        w = m.group()
+        sentence_start = not text[: m.start()].strip() or text[: m.start()].rstrip()[-1] in ".?!:"
+        if any(c.isupper() for c in w) and not sentence_start and not w.startswith("I'"):
+            entities.add(_normalise(w))
+    content = tuple(w for w in words if w not in _STOPWORDS)
+    directed = set()
+    for i, w in enumerate(words):
+        if w in _DIRECTION_WORDS:
+            before = next((x for x in reversed(words[:i]) if x not in _STOPWORDS), None)
+            after = next((x for x in words[i + 1 :] if x not in _STOPWORDS), None)
+            if before and after:
+                directed.add((before, after))
+    return Text(words=words, stems=stems, negated=any(w in _NEGATIONS for w in words),
+                numbers=frozenset(numbers), units=frozenset(units),
+                times=frozenset(w for w in words if w in _TIME_WORDS),
+                entities=frozenset(entities), content=content,
+                directed=frozenset(directed))  # fmt: skip
+
+
+def _antonym(a: Text, b: Text) -> bool:
+    """One side has a word whose antonym only the other side has."""
+    base_a = {_BASE[w] for w in a.words if w in _BASE}
+    base_b = {_BASE[w] for w in b.words if w in _BASE}
+    only_a, only_b = base_a - base_b, base_b - base_a
+    return any(_ANTONYM_OF[w] & only_b for w in only_a)
+
+
+def _entity(a: Text, b: Text) -> bool:
+    """A swapped proper noun: each side names one the other does not mention at all (in any
+    case). One side adding a name ("HTTP 502" vs "502") is detail, not a different thing."""
+    return bool(a.entities - set(b.words) - b.stems) and bool(b.entities - set(a.words) - a.stems)
+
+
+def _order(a: Text, b: Text) -> bool:
+    """Two words swapped around a direction word: from X to Y vs from Y to X."""
+    return any((y, x) in b.directed for x, y in a.directed if x != y)
+
+
+def signals(query: str | Text, cached: str | Text) -> tuple[str, ...]:
+    """The guards that fire for this pair of prompts, in `GUARDS` order."""
+    a = read(query) if isinstance(query, str) else query
+    b = read(cached) if isinstance(cached, str) else cached
+    fired = {
+        "negation": a.negated != b.negated,
+        "antonym": _antonym(a, b),
+        "number": a.numbers != b.numbers,
+        # Units and time words: a substitution (both sides have some, and they differ), not
+        # one side being more specific ("how early" vs "how many hours").
+        "unit": bool(a.units) and bool(b.units) and a.units != b.units,
+        "date": bool(a.times) and bool(b.times) and a.times != b.times,
+        "entity": _entity(a, b),
+        "order": _order(a, b),
+    }
+    return tuple(name for name in GUARDS if fired[name])

@@ -1,0 +1,154 @@
+"""The hit policy: categories, tenant overrides, guards, the calibrated model, policy files."""
+
+from __future__ import annotations
+
+import collections
+import json
+from pathlib import Path
+
+import pytest
+
+from semcache.quality import guards
+from semcache.quality.features import FEATURES
+from semcache.quality.policy import HitPolicy, LogisticModel, detect_category
+from tests.conftest import load_pairs
+
+
+def test_request_bound_only_tightens() -> None:
+    policy = HitPolicy.static(0.9)
+    assert policy.decide("a b", "a b", 0.92).hit
+    assert not policy.decide("a b", "a b", 0.92, min_similarity=0.95).hit
+    assert policy.decide("a b", "a b", 0.92, min_similarity=0.5).threshold == 0.9
+
+
+def test_category_and_tenant_thresholds() -> None:
+    policy = HitPolicy(thresholds={"default": 0.9, "code": 0.95, "creative": 0.85},
+                       tenants={"strict": {"default": 0.97}})  # fmt: skip
+    code = policy.decide("How do I reverse a list in Python?", "reverse python list", 0.93)
+    assert (code.hit, code.category, code.threshold) == (False, "code", 0.95)
+    assert policy.decide("Write a poem about rain", "a poem on rain", 0.86,
+                         category="creative").hit  # fmt: skip
+    assert policy.decide("Where is Lima?", "Where's Lima?", 0.93).hit
+    strict = policy.decide("Where is Lima?", "Where's Lima?", 0.93, tenant="strict")
+    assert (strict.hit, strict.threshold) == (False, 0.97)
+    # A category with no threshold of its own falls back to the (tenant's) default.
+    assert policy.threshold_for("factual", "strict") == 0.97
+
+
+@pytest.mark.parametrize(
+    ("prompt", "category"),
+    [
+        ("How do I reverse a list in Python?", "code"),
+        ("Why does `git push` say rejected?", "code"),
+        ("x = foo(); what does this return?", "code"),
+        ("What is the capital of Peru?", "default"),
+        ("Write a haiku about autumn leaves", "default"),
+    ],
+)
+def test_detects_code(prompt: str, category: str) -> None:
+    assert detect_category(prompt) == category
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "guard"),
+    [
+        ("How do I enable two-factor auth?", "How do I disable two-factor auth?", "antonym"),
+        ("Which mushrooms are safe to eat raw?", "Which mushrooms are not safe to eat raw?",
+         "negation"),
+        ("Why does my script print?", "Why doesn't my script print?", "negation"),
+        ("Suggest a 5 mile bike route", "Suggest a 50 mile bike route", "number"),
+        ("How many cups are in a liter?", "How many cups are in a gallon?", "unit"),
+        ("Is the post office open on Monday?", "Is the post office open on Friday?", "date"),
+        ("What is the capital of Australia?", "What is the capital of Austria?", "entity"),
+        ("Convert 100 USD to EUR.", "Convert 100 EUR to USD.", "order"),
+    ],
+)  # fmt: skip
+def test_each_guard_fires_on_its_trap(a: str, b: str, guard: str) -> None:
+    assert guard in guards.signals(a, b)
+    assert guard in guards.signals(b, a)  # symmetric
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("How do I reverse a list in Python?", "How can I reverse a Python list?"),
+        ("What does a 502 Bad Gateway error mean?", "What causes an HTTP 502 Bad Gateway?"),
+        ("How many hours of sleep do adults need?", "How much sleep does an adult need?"),
+        ("What is the capital of France?", "what's france's capital"),
+        ("Is 3 a prime number?", "Is three a prime number?"),
+    ],
+)
+def test_guards_leave_plain_paraphrases_alone(a: str, b: str) -> None:
+    assert guards.signals(a, b) == ()
+
+
+def test_guard_actions_veto_or_raise_the_bar() -> None:
+    policy = HitPolicy(guards={"antonym": "veto", "number": 0.97})
+    enable, disable = "How do I enable 2FA?", "How do I disable 2FA?"
+    vetoed = policy.decide(enable, disable, 0.99)
+    assert (vetoed.hit, vetoed.guard) == (False, "antonym")
+    five, fifty = "Suggest a 5 mile route", "Suggest a 50 mile route"
+    assert policy.decide(five, fifty, 0.95).guard == "number"
+    assert policy.decide(five, fifty, 0.98).hit
+    assert HitPolicy.static(0.9).decide(enable, disable, 0.99).hit  # no guards: the trap hits
+
+
+def test_shipped_traps_blocked_and_paraphrases_kept_by_guards() -> None:
+    """Guards alone (similarity aside) on the shipped set: traps fire, paraphrases mostly not."""
+    fired = collections.Counter()
+    total = collections.Counter()
+    for pair in load_pairs():
+        kind = "paraphrase" if pair["label"] else "trap" if pair["kind"] != "unrelated" else None
+        if kind:
+            total[kind] += 1
+            fired[kind] += bool(guards.signals(pair["b"], pair["a"]))
+    assert fired["trap"] / total["trap"] >= 0.75
+    assert fired["paraphrase"] / total["paraphrase"] <= 0.15
+
+
+def model(cut: float = 0.5, weight: float = 40.0) -> LogisticModel:
+    n = len(FEATURES)
+    weights = [0.0] * n
+    weights[FEATURES.index("similarity")] = weight
+    return LogisticModel(weights=tuple(weights), bias=-0.9 * weight, cut=cut,
+                         mean=(0.0,) * n, scale=(1.0,) * n)  # fmt: skip
+
+
+def test_calibrated_model_decides_above_the_threshold() -> None:
+    policy = HitPolicy(thresholds={"default": 0.5}, model=model())
+    yes = policy.decide("Where is Lima?", "Where's Lima?", 0.95)
+    no = policy.decide("Where is Lima?", "Where's Lima?", 0.85)
+    assert yes.hit and yes.probability > 0.5
+    assert (no.hit, no.guard) == (False, "model") and no.probability < 0.5
+
+
+def test_policy_files_round_trip_and_bad_ones_say_why(tmp_path: Path) -> None:
+    policy = HitPolicy(
+        thresholds={"default": 0.91, "code": 0.95},
+        tenants={"a": {"code": 0.9}},
+        guards={"number": "veto", "entity": 0.97},
+        model=model(),
+        name="mine",
+    )
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(policy.to_json()))
+    assert HitPolicy.load(path) == policy
+    for bad, message in [
+        ({"thresholds": {"default": 1.5}}, r"thresholds.default: must be a cosine similarity"),
+        ({"thresholds": {"code": 0.9}}, "needs a 'default' entry"),
+        ({"guards": {"swear": "veto"}}, "guards.swear: unknown guard"),
+        ({"guards": {"number": "block"}}, "guards.number"),
+        ({"threshold": 0.9}, "unknown field"),
+        ({"model": {**model().to_json(), "features": ["similarity"]}}, "model.features"),
+    ]:
+        path.write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=message):
+            HitPolicy.load(path)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="policy file"):
+        HitPolicy.load(path)
+
+
+def test_default_policy_loads() -> None:
+    policy = HitPolicy.default()
+    assert policy.name == "default" and set(policy.guards) <= set(guards.GUARDS)
