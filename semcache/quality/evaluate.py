@@ -1,0 +1,524 @@
+"""Hit quality of a HitPolicy on labelled pairs: the `pairs` and `stream` protocols.
+
+    pairs = select(load_pairs("qqp-dev.jsonl"), "test")
+    vectors = await embed_texts([t for p in pairs for t in (p.a, p.b)], embedder)
+    result = report(pairs=pairs, vectors=vectors, policy=HitPolicy.default(), protocol="stream")
+
+`pairs` judges each pair alone: would the policy serve `a`'s answer for `b`, given their
+cosine similarity? `stream` is what a cache sees: every distinct `a` is cached, every `b` is
+a query against all of them (exact search), and the policy judges the best candidate, with
+the second best's similarity as context. Both also sweep one static threshold over
+0.50..0.99, and compare the policy with the static threshold of the same recall.
+
+Pure logic: pairs, vectors and a policy in, plain dicts out (the `semcache eval --json`
+report, every field described in docs/eval.md). The only I/O is `load_pairs` reading a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from semcache.quality.policy import HitPolicy
+
+SCHEMA = 1
+PROTOCOLS = ("pairs", "stream")
+SPLITS = ("all", "test")
+#: The static sweep: 0.50, 0.51, ..., 0.99.
+THRESHOLDS = tuple(round(0.5 + i / 100, 2) for i in range(50))
+TEST_FRACTION = 0.2
+#: Changing it moves pairs between fit and test: a calibrated policy's test numbers would
+#: then include pairs it was fitted on.
+SPLIT_SEED = "semcache-split-v1"
+#: Kinds that are not near-miss traps: a label-0 pair of any other kind is a trap.
+NOT_TRAPS = frozenset({"paraphrase", "unrelated"})
+#: Queries per similarity block in exact search: 256 x 40k float32 = 40 MB at a time.
+SEARCH_CHUNK = 256
+
+
+class PairsError(ValueError):
+    """A pairs file that cannot be used; the message names the file and line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    """Two texts and whether they mean the same (label 1) or not (0)."""
+
+    a: str
+    b: str
+    label: int
+    #: What the pair tests (hand-written sets: paraphrase, negation, number, ...), or "".
+    kind: str = ""
+    #: The hit-policy category to decide with, or "" (the policy's default or detection).
+    category: str = ""
+
+
+class Vectors(Protocol):
+    """Unit vectors by text (`semcache.quality.embeddings.TextVectors` is one)."""
+
+    model: str
+
+    def of(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+def _text(record: dict[str, Any], key: str, where: str, *, required: bool) -> str:
+    value = record.get(key, None if required else "")
+    if not isinstance(value, str) or (required and not value.strip()):
+        want = "a non-empty string" if required else "a string when given"
+        raise PairsError(f"{where}: {key!r} must be {want}, got {value!r}")
+    return value
+
+
+def _parse(line: str, where: str) -> Pair:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise PairsError(f"{where}: not JSON: {e.msg} (column {e.colno})") from e
+    if not isinstance(record, dict):
+        raise PairsError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    a = _text(record, "a", where, required=True)
+    b = _text(record, "b", where, required=True)
+    label = record.get("label")
+    if not isinstance(label, int) or label not in (0, 1):
+        raise PairsError(f"{where}: 'label' must be 0 or 1, got {label!r}")
+    return Pair(
+        a=a,
+        b=b,
+        label=int(label),
+        kind=_text(record, "kind", where, required=False),
+        category=_text(record, "category", where, required=False),
+    )
+
+
+def load_pairs(path: Path | str, limit: int | None = None) -> list[Pair]:
+    """The pairs of a JSONL file (`a`, `b`, `label`, optional `kind`, `category`), the first
+    `limit` only when given. Blank lines are skipped; anything else wrong is a PairsError
+    naming `file:line`."""
+    path = Path(path)
+    pairs: list[Pair] = []
+    try:
+        with path.open(encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if limit is not None and len(pairs) >= limit:
+                    break
+                if line.strip():
+                    pairs.append(_parse(line, f"{path}:{number}"))
+    except OSError as e:
+        raise PairsError(f"{path}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise PairsError(f"{path}:{len(pairs) + 1}?: not UTF-8 text ({e.reason})") from e
+    if not pairs:
+        raise PairsError(f"{path}: no pairs")
+    return pairs
+
+
+def is_test(text: str, test_fraction: float = TEST_FRACTION, seed: str = SPLIT_SEED) -> bool:
+    """Whether pairs whose `a` is `text` are held out: a keyed blake2b of the text, so the
+    answer never changes between runs, machines or Python versions."""
+    h = hashlib.blake2b(text.encode("utf-8"), digest_size=8, key=seed.encode("utf-8")[:64])
+    return int.from_bytes(h.digest(), "big") < test_fraction * 2**64
+
+
+def split(
+    pairs: Sequence[Pair], test_fraction: float = TEST_FRACTION, seed: str = SPLIT_SEED
+) -> tuple[list[Pair], list[Pair]]:
+    """(fit, test): about `test_fraction` of the pairs held out, grouped by `a`, so pairs that
+    share an `a` are all on one side (what a calibrator fits never leaks into its test)."""
+    fit: list[Pair] = []
+    test: list[Pair] = []
+    for pair in pairs:
+        (test if is_test(pair.a, test_fraction, seed) else fit).append(pair)
+    return fit, test
+
+
+def select(pairs: Sequence[Pair], which: str) -> list[Pair]:
+    """`all` the pairs, or only the held-out `test` split (or the `fit` side)."""
+    if which == "all":
+        return list(pairs)
+    fit, test = split(pairs)
+    if which == "test":
+        return test
+    if which == "fit":
+        return fit
+    raise ValueError(f"split must be one of all, test, fit; got {which!r}")
+
+
+def texts_of(pairs: Sequence[Pair]) -> list[str]:
+    """The distinct texts of `pairs`, in first-seen order: what to embed."""
+    return list(dict.fromkeys(t for p in pairs for t in (p.a, p.b)))
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+def _share(part: int, whole: int) -> float | None:
+    """part / whole, or None (JSON null) when whole is 0: undefined, not 0 or 1."""
+    return part / whole if whole else None
+
+
+def _is_trap(kinds: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return ~labels & (kinds != "") & ~np.isin(kinds, list(NOT_TRAPS))
+
+
+def pair_metrics(hit: np.ndarray, label: np.ndarray, kinds: np.ndarray | None = None) -> dict:
+    """Confusion counts and rates of hit decisions against labels (one per pair).
+
+    With `kinds`, also `traps_blocked` (share of label-0 trap pairs not hit) and
+    `paraphrases_kept` (share of label-1 pairs hit).
+    """
+    hit, label = hit.astype(bool), label.astype(bool)
+    tp = int((hit & label).sum())
+    fp = int((hit & ~label).sum())
+    fn = int((~hit & label).sum())
+    tn = int((~hit & ~label).sum())
+    precision, recall = _share(tp, tp + fp), _share(tp, tp + fn)
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else (0.0 if fp + fn else None)
+    row: dict[str, Any] = {
+        "queries": len(hit),
+        "positives": tp + fn,
+        "hits": tp + fp,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "hit_rate": _share(tp + fp, len(hit)),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "accuracy": _share(tp + tn, len(hit)),
+        "false_positive_rate": _share(fp, fp + tn),
+    }
+    if kinds is not None:
+        traps = _is_trap(kinds, label)
+        row["traps_blocked"] = _share(int((traps & ~hit).sum()), int(traps.sum()))
+        row["paraphrases_kept"] = recall
+    return row
+
+
+def stream_metrics(
+    hit: np.ndarray, right: np.ndarray, label: np.ndarray, kinds: np.ndarray | None = None
+) -> dict:
+    """Rates of a cache's answers: per query, whether it hit, whether its best candidate is a
+    right answer for it (`right`), and whether it is a true duplicate query (`label`).
+
+    With `kinds`, also `traps_blocked` (share of label-0 trap queries without a wrong hit)
+    and `paraphrases_kept` (= recall).
+    """
+    hit, right, label = hit.astype(bool), right.astype(bool), label.astype(bool)
+    queries, positives, hits = len(hit), int(label.sum()), int(hit.sum())
+    correct = int((hit & right).sum())
+    wrong = hits - correct
+    recall = _share(int((hit & right & label).sum()), positives)
+    row: dict[str, Any] = {
+        "queries": queries,
+        "positives": positives,
+        "hits": hits,
+        "correct_hits": correct,
+        "wrong_hits": wrong,
+        "hit_rate": _share(hits, queries),
+        "recall": recall,
+        "precision": _share(correct, hits),
+        "wrong_hit_rate": _share(wrong, queries),
+    }
+    if kinds is not None:
+        traps = _is_trap(kinds, label)
+        row["traps_blocked"] = _share(int((traps & ~(hit & ~right)).sum()), int(traps.sum()))
+        row["paraphrases_kept"] = recall
+    return row
+
+
+def _by_kind(protocol: str, hit: np.ndarray, right: np.ndarray, label: np.ndarray,
+             kinds: np.ndarray) -> dict[str, dict[str, int]]:  # fmt: skip
+    out: dict[str, dict[str, int]] = {}
+    for kind in sorted(set(kinds.tolist())):
+        m = kinds == kind
+        row = {"queries": int(m.sum()), "positives": int((m & label).sum()),
+               "hits": int((m & hit).sum())}  # fmt: skip
+        if protocol == "pairs":
+            row |= {"hits_positive": int((m & hit & label).sum()),
+                    "hits_negative": int((m & hit & ~label).sum())}  # fmt: skip
+        else:
+            row |= {"correct_hits": int((m & hit & right).sum()),
+                    "wrong_hits": int((m & hit & ~right).sum())}  # fmt: skip
+        out[kind] = row
+    return out
+
+
+def _decisions_summary(decisions: Sequence[Any]) -> dict[str, Any]:
+    thresholds = {round(d.threshold, 6) for d in decisions}
+    return {
+        # One number when every decision used the same threshold, else null (see categories).
+        "threshold": thresholds.pop() if len(thresholds) == 1 else None,
+        "guards": dict(Counter(d.guard for d in decisions if d.guard and not d.hit)),
+        "categories": dict(Counter(d.category for d in decisions)),
+    }
+
+
+def compare(policy: dict[str, Any], sweep: Sequence[dict[str, Any]], protocol: str) -> dict:
+    """The policy against the static threshold of the same recall: the highest swept
+    threshold whose recall is at least the policy's (`matched` false, and the lowest
+    threshold, when none reaches it), with the error each makes there and their ratio."""
+    metric = "wrong_hit_rate" if protocol == "stream" else "false_positive_rate"
+    shown = ("recall", "precision", "hit_rate", metric) + (
+        ("wrong_hits",) if protocol == "stream" else ("fp",)
+    )
+    if "traps_blocked" in policy:
+        shown += ("traps_blocked",)
+    target = policy["recall"]
+    reaching = [r for r in sweep if r["recall"] is not None and target is not None
+                and r["recall"] >= target - 1e-12]  # fmt: skip
+    static = max(reaching, key=lambda r: r["threshold"]) if reaching else sweep[0]
+    mine, theirs = policy[metric], static[metric]
+    return {
+        "at": "recall",
+        "metric": metric,
+        "static_threshold": static["threshold"],
+        "matched": bool(reaching),
+        "policy": {k: policy[k] for k in shown},
+        "static": {k: static[k] for k in shown},
+        # policy / static error at the same recall: < 1 means fewer errors than static.
+        "ratio": mine / theirs if mine is not None and theirs else None,
+    }
+
+
+# --- the protocols ------------------------------------------------------------------------
+
+
+def _kinds(pairs: Sequence[Pair]) -> np.ndarray | None:
+    kinds = np.array([p.kind for p in pairs], dtype=object)
+    return kinds if any(kinds) else None
+
+
+def evaluate_pairs(pairs: Sequence[Pair], vectors: Vectors, policy: HitPolicy) -> dict:
+    """Each pair alone: similarity = cosine(a, b); the policy decides whether `b` (the query)
+    may be answered with `a` (the cached prompt). See `report` for the result."""
+    sims = np.einsum("ij,ij->i", vectors.of([p.a for p in pairs]), vectors.of([p.b for p in pairs]))
+    # float64 from here: the sweep and the policy compare against the same numbers.
+    sims = np.clip(sims.astype(np.float64), -1.0, 1.0)
+    label = np.array([p.label == 1 for p in pairs])
+    kinds = _kinds(pairs)
+    decisions = [
+        policy.decide(p.b, p.a, float(s), second=None, category=p.category)
+        for p, s in zip(pairs, sims, strict=True)
+    ]
+    hit = np.array([d.hit for d in decisions], dtype=bool)
+    row = pair_metrics(hit, label, kinds) | _decisions_summary(decisions)
+    if kinds is not None:
+        row["by_kind"] = _by_kind("pairs", hit, hit, label, kinds)
+    sweep = [{"threshold": t} | pair_metrics(sims >= t, label, kinds) for t in THRESHOLDS]
+    return {
+        "queries": len(pairs),
+        "entries": None,
+        "policy": row,
+        "sweep": sweep,
+        "comparison": compare(row, sweep, "pairs"),
+    }
+
+
+def nearest(
+    entries: np.ndarray, queries: np.ndarray, chunk: int = SEARCH_CHUNK
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact cosine search of unit vectors: per query, the best entry's row, its similarity,
+    and the second best's similarity (NaN with a single entry)."""
+    best = np.empty(len(queries), dtype=np.int64)
+    best_sim = np.empty(len(queries), dtype=np.float64)
+    second = np.full(len(queries), np.nan, dtype=np.float64)
+    entries = np.ascontiguousarray(entries, dtype=np.float32)
+    for start in range(0, len(queries), chunk):
+        block = np.asarray(queries[start : start + chunk], dtype=np.float32) @ entries.T
+        rows = np.arange(len(block))
+        top = block.argmax(axis=1)
+        best[start : start + len(block)] = top
+        best_sim[start : start + len(block)] = block[rows, top]
+        if entries.shape[0] > 1:
+            block[rows, top] = -np.inf
+            second[start : start + len(block)] = block.max(axis=1)
+    return best, np.clip(best_sim, -1.0, 1.0), np.clip(second, -1.0, 1.0)
+
+
+def evaluate_stream(pairs: Sequence[Pair], vectors: Vectors, policy: HitPolicy) -> dict:
+    """A cache holding every distinct `a`, asked every `b` (one query per pair).
+
+    The right answers for a query `b` are every `a` labelled 1 with that `b` in any pair,
+    and an entry with the very same text as `b`. A label-1 query is a true duplicate; a
+    label-0 query should miss unless it finds one of its right answers.
+    """
+    entries = list(dict.fromkeys(p.a for p in pairs))
+    entry_row = {t: i for i, t in enumerate(entries)}
+    queries = list(dict.fromkeys(p.b for p in pairs))
+    query_row = {t: i for i, t in enumerate(queries)}
+    best, best_sim, second = nearest(vectors.of(entries), vectors.of(queries))
+    right_answers: defaultdict[str, set[int]] = defaultdict(set)
+    for p in pairs:
+        if p.label == 1:
+            right_answers[p.b].add(entry_row[p.a])
+    exact = 0
+    for q in queries:
+        if q in entry_row:
+            right_answers[q].add(entry_row[q])
+            exact += 1
+
+    label = np.array([p.label == 1 for p in pairs])
+    at = np.array([query_row[p.b] for p in pairs], dtype=np.int64)
+    right = np.array([int(best[i]) in right_answers[p.b] for p, i in zip(pairs, at, strict=True)])
+    sims = best_sim[at]
+    decisions = []
+    for p, i in zip(pairs, at, strict=True):
+        runner_up = second[i]
+        decisions.append(
+            policy.decide(
+                p.b,
+                entries[best[i]],
+                float(best_sim[i]),
+                second=None if math.isnan(runner_up) else float(runner_up),
+                category=p.category,
+            )
+        )
+    hit = np.array([d.hit for d in decisions], dtype=bool)
+    kinds = _kinds(pairs)
+    row = stream_metrics(hit, right, label, kinds) | _decisions_summary(decisions)
+    if kinds is not None:
+        row["by_kind"] = _by_kind("stream", hit, right, label, kinds)
+    sweep = [{"threshold": t} | stream_metrics(sims >= t, right, label, kinds) for t in THRESHOLDS]
+    return {
+        "queries": len(pairs),
+        "entries": len(entries),
+        "retrieval": {
+            "distinct_queries": len(queries),
+            "exact": exact,
+            # Share of label-1 queries whose best candidate is right: the recall ceiling of
+            # any policy (it only decides hit or miss on the best candidate).
+            "top1_right": _share(int((right & label).sum()), int(label.sum())),
+        },
+        "policy": row,
+        "sweep": sweep,
+        "comparison": compare(row, sweep, "stream"),
+    }
+
+
+def report(
+    *,
+    pairs: Sequence[Pair],
+    vectors: Vectors,
+    policy: HitPolicy,
+    protocol: str,
+    policy_name: str = "",
+    data: str = "",
+    split: str = "all",
+    embed_seconds: float = 0.0,
+) -> dict[str, Any]:
+    """The whole evaluation as the `semcache eval --json` report (schema in docs/eval.md)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}")
+    if not pairs:
+        raise ValueError("no pairs to evaluate")
+    started = time.perf_counter()
+    run = evaluate_stream if protocol == "stream" else evaluate_pairs
+    result = run(pairs, vectors, policy)
+    seconds = {"embed": round(embed_seconds, 3),
+               "evaluate": round(time.perf_counter() - started, 3)}  # fmt: skip
+    out: dict[str, Any] = {
+        "schema": SCHEMA,
+        "data": data,
+        "protocol": protocol,
+        "split": split,
+        "pairs": len(pairs),
+        "queries": result["queries"],
+        "entries": result["entries"],
+        "model": vectors.model,
+        "policy": {"name": policy_name} | result["policy"],
+        "sweep": result["sweep"],
+        "comparison": result["comparison"],
+        "seconds": seconds,
+    }
+    if "retrieval" in result:
+        out["retrieval"] = result["retrieval"]
+    return out
+
+
+# --- the table ----------------------------------------------------------------------------
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}f}"
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The report for people: the policy, then every other swept threshold (and the one
+    matched on recall, marked *), then the comparison in one sentence."""
+    stream = result["protocol"] == "stream"
+    columns = (
+        [("hit rate", "hit_rate"), ("recall", "recall"), ("precision", "precision"),
+         ("wrong-hit rate", "wrong_hit_rate"), ("wrong hits", "wrong_hits")]
+        if stream else
+        [("hits", "hits"), ("precision", "precision"), ("recall", "recall"), ("F1", "f1"),
+         ("accuracy", "accuracy"), ("FP", "fp"), ("FP rate", "false_positive_rate")]
+    )  # fmt: skip
+    if "traps_blocked" in result["policy"]:
+        columns.append(("traps blocked", "traps_blocked"))
+    comparison = result["comparison"]
+    policy = result["policy"]
+    rows = [("", "threshold", *(name for name, _ in columns))]
+    rows.append(
+        (f"policy {policy['name']}".strip(), _number(policy["threshold"], 2),
+         *(_number(policy[key]) for _, key in columns))
+    )  # fmt: skip
+    for r in result["sweep"]:
+        matched = r["threshold"] == comparison["static_threshold"]
+        if matched or round(r["threshold"] * 100) % 2 == 0:
+            rows.append(
+                ("static *" if matched else "static", f"{r['threshold']:.2f}",
+                 *(_number(r[key]) for _, key in columns))
+            )  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        f"{Path(result['data']).name or 'pairs'}: {result['protocol']} protocol, "
+        f"split {result['split']}, {result['pairs']:,} pairs"
+        + (f", {result['queries']:,} queries against {result['entries']:,} cached entries"
+           if stream else ""),
+        f"model {result['model']}; embedding {result['seconds']['embed']:.1f} s, "
+        f"evaluation {result['seconds']['evaluate']:.1f} s",
+        "",
+    ]  # fmt: skip
+    lines += [
+        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths,
+                  strict=True))).rstrip()
+        for row in rows
+    ]  # fmt: skip
+    metric = comparison["metric"].replace("_", " ")
+    mine, theirs = comparison["policy"], comparison["static"]
+    ratio = comparison["ratio"]
+    lines += [
+        "",
+        f"* at the policy's recall ({_number(mine['recall'])}), static "
+        f"{comparison['static_threshold']:.2f} (recall {_number(theirs['recall'])}"
+        f"{'' if comparison['matched'] else ', the highest swept'}) has {metric} "
+        f"{_number(theirs[comparison['metric']], 4)}; the policy "
+        f"{_number(mine[comparison['metric']], 4)}"
+        + (f" ({ratio:.2f}x)" if ratio is not None else ""),
+    ]
+    if "retrieval" in result:
+        lines.append(
+            f"  right answer ranked first for {_number(result['retrieval']['top1_right'])} of "
+            "true duplicates (the recall ceiling of any policy)"
+        )
+    if policy.get("guards"):
+        vetoes = ", ".join(f"{g} {n:,}" for g, n in sorted(policy["guards"].items()))
+        lines.append(f"  guard vetoes: {vetoes}")
+    return "\n".join(lines)
