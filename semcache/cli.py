@@ -3,6 +3,7 @@
     semcache up                          start the local mesh (what `make run` runs)
     semcache ask "How do I reset my password?"        complete: cached answer or the LLM's
     semcache lookup PROMPT | store PROMPT ANSWER | invalidate | stats | ring
+    semcache eval --pairs FILE.jsonl     hit quality of a hit policy on labelled pairs
 
 Calls go to `--address` ($SEMCACHE_ADDRESS, default 127.0.0.1:50051) with `--token`
 ($SEMCACHE_TOKEN) when the router has auth on. Output is for people; `--json` prints one
@@ -242,6 +243,146 @@ def ring(args: argparse.Namespace) -> None:
     _emit(args, result, text)
 
 
+# --- hit quality ---------------------------------------------------------------------------
+
+
+def evaluate_quality(args: argparse.Namespace) -> None:
+    """`semcache eval`: a hit policy on labelled pairs, with the real embedder (docs/eval.md)."""
+    import time  # imported here, like the quality modules: no other command needs them
+
+    from semcache.quality import evaluate
+    from semcache.quality.policy import HitPolicy
+
+    if args.limit is not None and args.limit < 1:
+        sys.exit(f"semcache: --limit must be >= 1, got {args.limit}")
+    try:
+        pairs = evaluate.select(evaluate.load_pairs(args.pairs, args.limit), args.split)
+    except evaluate.PairsError as e:
+        sys.exit(f"semcache: {e}")
+    if not pairs:
+        sys.exit(f"semcache: {args.pairs}: no pairs in the {args.split} split")
+    if args.static is not None:
+        if not -1.0 <= args.static <= 1.0:
+            sys.exit(f"semcache: --static must be a cosine similarity in [-1, 1]: {args.static}")
+        policy, name = HitPolicy.static(args.static), f"static {args.static:g}"
+    elif args.policy is not None:
+        if not hasattr(HitPolicy, "load"):
+            sys.exit("semcache: this version's HitPolicy cannot load policy files")
+        try:
+            policy, name = HitPolicy.load(args.policy), str(args.policy)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            sys.exit(f"semcache: {e}")  # names the file
+    else:
+        policy, name = HitPolicy.default(), "default"
+    started = time.perf_counter()
+    vectors = _vectors(args, evaluate.texts_of(pairs))
+    result = evaluate.report(
+        pairs=pairs,
+        vectors=vectors,
+        policy=policy,
+        protocol=args.protocol,
+        policy_name=name,
+        data=str(args.pairs),
+        split=args.split,
+        embed_seconds=time.perf_counter() - started,
+    )
+    print(evaluate.format_table(result))
+    if args.json is not None:
+        _write_json(args.json, result)
+    if args.plot is not None:
+        from semcache.quality.plot import PlotError, plot_report
+
+        try:
+            plot_report(result, args.plot)
+        except PlotError as e:
+            sys.exit(f"semcache: {e}")
+
+
+def _vectors(args: argparse.Namespace, texts: list[str]) -> Any:
+    """The texts' vectors from `--embedder`, or a private embedder started for the run."""
+    from semcache.quality import embeddings
+
+    if args.embedder is None:
+        print("semcache: starting a private embedder (--embedder HOST:PORT uses a running one)",
+              file=sys.stderr, flush=True)  # fmt: skip
+    try:
+        return embeddings.embed_texts_sync(texts, args.embedder,
+                                           progress=embeddings.ProgressLine())  # fmt: skip
+    except embeddings.EmbeddingError as e:
+        sys.exit(f"semcache: {e}")
+
+
+def _write_json(path: Path, value: Any) -> None:
+    try:
+        path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+    except OSError as e:
+        sys.exit(f"semcache: {path}: {e.strerror or e}")
+
+
+def calibrate_policy(args: argparse.Namespace) -> None:
+    """`semcache calibrate`: fit a policy on the fit split, report on the held-out split."""
+    import datetime as dt
+    import time
+
+    from semcache.quality import calibrate, evaluate
+    from semcache.quality.policy import HitPolicy
+
+    if not 0 < args.target_precision < 1:
+        sys.exit(f"semcache: --target-precision must be in (0, 1), got {args.target_precision}")
+    try:
+        base = HitPolicy.load(args.base) if args.base else HitPolicy()
+        if args.floor is not None:
+            base = dataclasses.replace(base, thresholds={**base.thresholds, "default": args.floor})
+        pairs = evaluate.load_pairs(args.pairs)
+    except (evaluate.PairsError, ValueError) as e:
+        sys.exit(f"semcache: {e}")
+    fit, test = evaluate.split(pairs)
+    if not fit or not test:
+        sys.exit(f"semcache: {args.pairs}: too few pairs to hold some out ({len(pairs)})")
+    started = time.perf_counter()
+    vectors = _vectors(args, evaluate.texts_of(pairs))
+    embed_seconds = time.perf_counter() - started
+    try:
+        policy, seen = calibrate.calibrate(
+            fit,
+            vectors,
+            base=base,
+            target_precision=args.target_precision,
+            by_category=args.by_category,
+        )
+    except ValueError as e:
+        sys.exit(f"semcache: {e}")
+    document = dataclasses.replace(policy, name=args.name).to_json() | {
+        "fitted": {
+            "data": str(args.pairs),
+            "split": "fit",
+            "split_seed": evaluate.SPLIT_SEED,
+            "model": vectors.model,
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            **{k: v for k, v in seen.items()},
+        }
+    }
+    _write_json(args.out, document)
+    print(
+        f"fitted on {seen['fitted_on']} candidates from {len(fit)} pairs; "
+        f"vetoes: {', '.join(seen['vetoes']) or 'none'}; cut {seen['cut']:.3f}; "
+        f"wrote {args.out}\nheld-out report ({len(test)} pairs, never seen by the fit):"
+    )
+    result = evaluate.report(
+        pairs=test,
+        vectors=vectors,
+        policy=policy,
+        protocol="stream",
+        policy_name=str(args.out),
+        data=str(args.pairs),
+        split="test",
+        embed_seconds=embed_seconds,
+    )
+    print(evaluate.format_table(result))
+    if args.json is not None:
+        _write_json(args.json, result)
+
+
 def _table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
@@ -356,6 +497,79 @@ def _parser() -> argparse.ArgumentParser:
         help="turn on API-token auth at the router: '<token> <tenant>' lines",
     )
     p.set_defaults(run=up)
+
+    p = commands.add_parser(
+        "eval",
+        help="hit quality of a hit policy on labelled pairs (docs/eval.md)",
+        description="Evaluates a hit policy on labelled pairs (JSONL: a, b, label 1 = same "
+        "meaning, optional kind and category) with the real embedder, against a sweep of "
+        "static thresholds. Vectors are cached in ~/.cache/semcache/embeddings.",
+    )
+    p.add_argument("--pairs", type=Path, required=True, help="labelled pairs, JSONL")
+    p.add_argument(
+        "--protocol",
+        choices=("pairs", "stream"),
+        default="pairs",
+        help="pairs: each pair alone; stream: every a cached, every b a query against all "
+        "of them (default: %(default)s)",
+    )
+    policy = p.add_mutually_exclusive_group()
+    policy.add_argument("--policy", type=Path, help="a policy file (default: the shards' default)")
+    policy.add_argument(
+        "--static", type=float, metavar="THRESHOLD", help="one static cosine threshold, no guards"
+    )
+    p.add_argument(
+        "--split",
+        choices=("all", "test"),
+        default="all",
+        help="test: only the held-out 20%% a calibrator never sees (default: %(default)s)",
+    )
+    p.add_argument("--json", type=Path, metavar="OUT", help="write the report as JSON here")
+    p.add_argument("--plot", type=Path, metavar="OUT.png", help="draw the curves (matplotlib)")
+    p.add_argument(
+        "--embedder",
+        metavar="HOST:PORT",
+        help="a running embedder (default: start a private one for the run)",
+    )
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N pairs")
+    p.set_defaults(run=evaluate_quality)
+
+    p = commands.add_parser(
+        "calibrate",
+        help="fit a hit policy on labelled pairs (docs/quality.md)",
+        description="Fits the hit model (logistic regression over similarity, margin, guard "
+        "signals and lexical features) on the fit split of the pairs (80%%, grouped by a), "
+        "picks the guards that pay, writes the policy file the shards load (--policy), and "
+        "reports on the held-out 20%% with the stream protocol.",
+    )
+    p.add_argument("--pairs", type=Path, required=True, help="labelled pairs, JSONL")
+    p.add_argument("--out", type=Path, required=True, metavar="POLICY.json")
+    p.add_argument("--name", default="calibrated", help="the policy's name in reports")
+    p.add_argument(
+        "--target-precision",
+        type=float,
+        default=0.8,
+        help="share of hits that must be right, on the fit split (default: %(default)s)",
+    )
+    p.add_argument(
+        "--by-category",
+        action="store_true",
+        help="a cut per category (code, default, ...) with enough candidates",
+    )
+    p.add_argument(
+        "--floor",
+        type=float,
+        default=None,
+        help="similarity below which nothing hits (default: the base policy's, 0.9)",
+    )
+    p.add_argument("--base", type=Path, help="a policy file to start from (thresholds, tenants)")
+    p.add_argument("--json", type=Path, metavar="OUT", help="write the held-out report here")
+    p.add_argument(
+        "--embedder",
+        metavar="HOST:PORT",
+        help="a running embedder (default: start a private one for the run)",
+    )
+    p.set_defaults(run=calibrate_policy)
     return parser
 
 

@@ -2,32 +2,40 @@
 
 from __future__ import annotations
 
+import math
+
 from semcache.quality import guards
 
 FEATURES = (
     "similarity",
-    "margin",  # similarity minus the second-best candidate's (MARGIN_UNKNOWN without one)
+    "margin",  # similarity minus the second-best candidate's; NaN without one
     "length_ratio",  # shorter / longer, in words
     "word_overlap",  # Jaccard of the content words
+    "only_query",  # content words of the query the cached prompt lacks
+    "only_cached",  # and the other way round
+    "substitution",  # 1-2 words swapped for 1-2 others: "learn French" vs "learn Spanish"
     *(f"guard_{name}" for name in guards.GUARDS),
 )
-#: The margin used when there is no second candidate (a namespace of one entry): large,
-#: since nothing else competes.
-MARGIN_UNKNOWN = 0.2
 
 
 def features(query: str, cached: str, similarity: float, second: float | None,
-             fired: tuple[str, ...] | None = None) -> tuple[float, ...]:  # fmt: skip
+             fired: tuple[str, ...] | None = None) -> tuple[float, ...]:
+    """The feature vector; an unknown margin (a namespace of one entry) is NaN, which the
+    model reads as the average margin, so it neither helps nor hurts the candidate."""
     a, b = guards.read(query), guards.read(cached)
     if fired is None:
         fired = guards.signals(a, b)
     words_a, words_b = set(a.content), set(b.content)
     union = words_a | words_b
+    only_a, only_b = len(words_a - words_b), len(words_b - words_a)
     longer = max(len(a.words), len(b.words)) or 1
     return (
         similarity,
-        MARGIN_UNKNOWN if second is None else similarity - second,
+        math.nan if second is None else similarity - second,
         min(len(a.words), len(b.words)) / longer,
         len(words_a & words_b) / len(union) if union else 1.0,
+        float(only_a),
+        float(only_b),
+        1.0 if 1 <= only_a <= 2 and 1 <= only_b <= 2 else 0.0,
         *(1.0 if name in fired else 0.0 for name in guards.GUARDS),
     )

@@ -12,6 +12,8 @@ small part of the sentence. Each guard compares the two prompts for one such dif
     entity    a proper noun on one side is absent from the other (Australia vs Austria)
     order     the same content words in another order around a direction word
               (from X to Y vs from Y to X)
+    swap      exactly one content word replaced by another, the rest the same
+              ("side effects of ibuprofen" vs "side effects of aspirin")
 
 Pure functions of the two texts, no model: cheap enough for every semantic candidate.
 The policy decides what a signal does (veto the hit, or demand a higher similarity).
@@ -22,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-GUARDS = ("negation", "antonym", "number", "unit", "date", "entity", "order")
+GUARDS = ("negation", "antonym", "number", "unit", "date", "entity", "order", "swap")
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’]*|\d+(?:[.,]\d+)*|%")
 
@@ -37,34 +39,108 @@ _NEGATIONS = _words(
 )
 
 _ANTONYMS = [
-    ("enable", "disable"), ("increase", "decrease"), ("add", "remove"), ("open", "close"),
-    ("start", "stop"), ("buy", "sell"), ("before", "after"), ("win", "lose"),
-    ("maximum", "minimum"), ("max", "min"), ("import", "export"), ("encrypt", "decrypt"),
-    ("upload", "download"), ("install", "uninstall"), ("allow", "deny"), ("allow", "block"),
-    ("accept", "reject"), ("true", "false"), ("hot", "cold"), ("fast", "slow"),
-    ("best", "worst"), ("good", "bad"), ("more", "less"), ("cheap", "expensive"),
-    ("positive", "negative"), ("include", "exclude"), ("push", "pull"), ("show", "hide"),
-    ("lock", "unlock"), ("connect", "disconnect"), ("login", "logout"), ("subscribe",
-    "unsubscribe"), ("compress", "decompress"), ("encode", "decode"), ("serialize",
-    "deserialize"), ("first", "last"), ("left", "right"), ("north", "south"),
-    ("east", "west"), ("high", "low"), ("long", "short"), ("light", "dark"),
-    ("male", "female"), ("advantage", "disadvantage"), ("pro", "con"), ("love", "hate"),
-    ("rise", "fall"), ("gain", "lose"), ("arrive", "depart"), ("import", "export"),
-    ("safe", "dangerous"), ("healthy", "unhealthy"), ("legal", "illegal"), ("possible",
-    "impossible"), ("easy", "hard"), ("easy", "difficult"), ("big", "small"),
-    ("large", "small"), ("old", "new"), ("young", "old"), ("early", "late"),
-    ("inside", "outside"), ("above", "below"), ("upper", "lower"), ("input", "output"),
-    ("send", "receive"), ("encrypt", "decrypt"), ("attack", "defend"), ("borrow", "lend"),
-    ("mount", "unmount"), ("merge", "split"), ("create", "delete"), ("join", "leave"),
-    ("like", "dislike"), ("agree", "disagree"), ("always", "never"), ("all", "none"),
-    ("success", "failure"), ("succeed", "fail"), ("pass", "fail"), ("heat", "cool"),
-    ("wet", "dry"), ("full", "empty"), ("rich", "poor"), ("strong", "weak"),
-    ("cause", "cure"), ("prevent", "cause"), ("pay", "refund"), ("hire", "fire"),
-    ("up", "down"), ("upgrade", "downgrade"), ("underweight", "overweight"),
-    ("underrated", "overrated"), ("asleep", "awake"), ("sunrise", "sunset"),
-    ("raise", "lower"), ("precede", "succeed"), ("predecessor", "successor"),
-    ("largest", "smallest"), ("biggest", "smallest"), ("most", "least"),
-]  # fmt: skip
+    ("enable", "disable"),
+    ("increase", "decrease"),
+    ("add", "remove"),
+    ("open", "close"),
+    ("start", "stop"),
+    ("buy", "sell"),
+    ("before", "after"),
+    ("win", "lose"),
+    ("maximum", "minimum"),
+    ("max", "min"),
+    ("import", "export"),
+    ("encrypt", "decrypt"),
+    ("upload", "download"),
+    ("install", "uninstall"),
+    ("allow", "deny"),
+    ("allow", "block"),
+    ("accept", "reject"),
+    ("true", "false"),
+    ("hot", "cold"),
+    ("fast", "slow"),
+    ("best", "worst"),
+    ("good", "bad"),
+    ("more", "less"),
+    ("cheap", "expensive"),
+    ("positive", "negative"),
+    ("include", "exclude"),
+    ("push", "pull"),
+    ("show", "hide"),
+    ("lock", "unlock"),
+    ("connect", "disconnect"),
+    ("login", "logout"),
+    ("subscribe", "unsubscribe"),
+    ("compress", "decompress"),
+    ("encode", "decode"),
+    ("serialize", "deserialize"),
+    ("first", "last"),
+    ("left", "right"),
+    ("north", "south"),
+    ("east", "west"),
+    ("high", "low"),
+    ("long", "short"),
+    ("light", "dark"),
+    ("male", "female"),
+    ("advantage", "disadvantage"),
+    ("pro", "con"),
+    ("love", "hate"),
+    ("rise", "fall"),
+    ("gain", "lose"),
+    ("arrive", "depart"),
+    ("import", "export"),
+    ("safe", "dangerous"),
+    ("healthy", "unhealthy"),
+    ("legal", "illegal"),
+    ("possible", "impossible"),
+    ("easy", "hard"),
+    ("easy", "difficult"),
+    ("big", "small"),
+    ("large", "small"),
+    ("old", "new"),
+    ("young", "old"),
+    ("early", "late"),
+    ("inside", "outside"),
+    ("above", "below"),
+    ("upper", "lower"),
+    ("input", "output"),
+    ("send", "receive"),
+    ("encrypt", "decrypt"),
+    ("attack", "defend"),
+    ("borrow", "lend"),
+    ("mount", "unmount"),
+    ("merge", "split"),
+    ("create", "delete"),
+    ("join", "leave"),
+    ("like", "dislike"),
+    ("agree", "disagree"),
+    ("always", "never"),
+    ("all", "none"),
+    ("success", "failure"),
+    ("succeed", "fail"),
+    ("pass", "fail"),
+    ("heat", "cool"),
+    ("wet", "dry"),
+    ("full", "empty"),
+    ("rich", "poor"),
+    ("strong", "weak"),
+    ("cause", "cure"),
+    ("prevent", "cause"),
+    ("pay", "refund"),
+    ("hire", "fire"),
+    ("up", "down"),
+    ("upgrade", "downgrade"),
+    ("underweight", "overweight"),
+    ("underrated", "overrated"),
+    ("asleep", "awake"),
+    ("sunrise", "sunset"),
+    ("raise", "lower"),
+    ("precede", "succeed"),
+    ("predecessor", "successor"),
+    ("largest", "smallest"),
+    ("biggest", "smallest"),
+    ("most", "least"),
+]
 
 
 def _inflections(word: str) -> set[str]:
@@ -92,30 +168,110 @@ _ZERO_TO_TWENTY = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
     "fifteen sixteen seventeen eighteen nineteen twenty"
 )
-_NUMBER_WORDS = {
-    w: str(i) for i, w in enumerate(_ZERO_TO_TWENTY.split())
-} | {"thirty": "30", "forty": "40", "fifty": "50", "hundred": "100", "thousand": "1000",
-     "million": "1000000", "billion": "1000000000", "dozen": "12", "half": "0.5"}  # fmt: skip
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(_ZERO_TO_TWENTY.split())} | {
+    "thirty": "30",
+    "forty": "40",
+    "fifty": "50",
+    "hundred": "100",
+    "thousand": "1000",
+    "million": "1000000",
+    "billion": "1000000000",
+    "dozen": "12",
+    "half": "0.5",
+}
 
 _UNITS = {
-    "km": "km", "kilometer": "km", "kilometre": "km", "mile": "mile", "mi": "mile",
-    "meter": "m", "metre": "m", "foot": "ft", "feet": "ft", "ft": "ft", "inch": "in",
-    "cm": "cm", "centimeter": "cm", "mm": "mm", "millimeter": "mm", "yard": "yd",
-    "kg": "kg", "kilogram": "kg", "kilo": "kg", "pound": "lb", "lb": "lb", "lbs": "lb",
-    "gram": "g", "g": "g", "ounce": "oz", "oz": "oz", "ton": "t", "tonne": "t",
-    "liter": "l", "litre": "l", "ml": "ml", "milliliter": "ml", "gallon": "gal",
-    "cup": "cup", "pint": "pint", "quart": "quart", "tablespoon": "tbsp", "teaspoon": "tsp",
-    "celsius": "C", "fahrenheit": "F", "kelvin": "K",
-    "sec": "s", "minute": "min", "hour": "h", "hr": "h", "day": "day", "week": "week",
-    "month": "month", "year": "year", "mph": "mph", "kph": "kph", "kmh": "kph",
-    "kb": "kB", "mb": "MB", "gb": "GB", "tb": "TB", "byte": "B", "bit": "bit",
-    "kbps": "kbps", "mbps": "Mbps", "gbps": "Gbps", "hz": "Hz", "ghz": "GHz", "mhz": "MHz",
-    "watt": "W", "kw": "kW", "kwh": "kWh", "volt": "V", "amp": "A", "calorie": "kcal",
-    "kcal": "kcal", "percent": "%", "%": "%", "acre": "acre", "hectare": "ha",
-    "dollar": "USD", "usd": "USD", "euro": "EUR", "eur": "EUR", "yen": "JPY", "jpy": "JPY",
-    "gbp": "GBP", "sterling": "GBP", "rupee": "INR", "inr": "INR", "yuan": "CNY",
-    "bitcoin": "BTC", "btc": "BTC", "peso": "MXN", "franc": "CHF",
-}  # fmt: skip
+    "km": "km",
+    "kilometer": "km",
+    "kilometre": "km",
+    "mile": "mile",
+    "mi": "mile",
+    "meter": "m",
+    "metre": "m",
+    "foot": "ft",
+    "feet": "ft",
+    "ft": "ft",
+    "inch": "in",
+    "cm": "cm",
+    "centimeter": "cm",
+    "mm": "mm",
+    "millimeter": "mm",
+    "yard": "yd",
+    "kg": "kg",
+    "kilogram": "kg",
+    "kilo": "kg",
+    "pound": "lb",
+    "lb": "lb",
+    "lbs": "lb",
+    "gram": "g",
+    "g": "g",
+    "ounce": "oz",
+    "oz": "oz",
+    "ton": "t",
+    "tonne": "t",
+    "liter": "l",
+    "litre": "l",
+    "ml": "ml",
+    "milliliter": "ml",
+    "gallon": "gal",
+    "cup": "cup",
+    "pint": "pint",
+    "quart": "quart",
+    "tablespoon": "tbsp",
+    "teaspoon": "tsp",
+    "celsius": "C",
+    "fahrenheit": "F",
+    "kelvin": "K",
+    "sec": "s",
+    "minute": "min",
+    "hour": "h",
+    "hr": "h",
+    "day": "day",
+    "week": "week",
+    "month": "month",
+    "year": "year",
+    "mph": "mph",
+    "kph": "kph",
+    "kmh": "kph",
+    "kb": "kB",
+    "mb": "MB",
+    "gb": "GB",
+    "tb": "TB",
+    "byte": "B",
+    "bit": "bit",
+    "kbps": "kbps",
+    "mbps": "Mbps",
+    "gbps": "Gbps",
+    "hz": "Hz",
+    "ghz": "GHz",
+    "mhz": "MHz",
+    "watt": "W",
+    "kw": "kW",
+    "kwh": "kWh",
+    "volt": "V",
+    "amp": "A",
+    "calorie": "kcal",
+    "kcal": "kcal",
+    "percent": "%",
+    "%": "%",
+    "acre": "acre",
+    "hectare": "ha",
+    "dollar": "USD",
+    "usd": "USD",
+    "euro": "EUR",
+    "eur": "EUR",
+    "yen": "JPY",
+    "jpy": "JPY",
+    "gbp": "GBP",
+    "sterling": "GBP",
+    "rupee": "INR",
+    "inr": "INR",
+    "yuan": "CNY",
+    "bitcoin": "BTC",
+    "btc": "BTC",
+    "peso": "MXN",
+    "franc": "CHF",
+}
 
 _TIME_WORDS = _words(
     "today tomorrow yesterday tonight morning evening afternoon night weekend "
@@ -144,8 +300,16 @@ def _normalise(word: str) -> str:
 
 def _stem(word: str) -> str:
     """A crude stemmer for word-list matching: plurals, -ed, -ing, -er/-est."""
-    for suffix, keep in (("iest", "y"), ("ies", "y"), ("est", ""), ("ing", ""), ("ed", ""),
-                         ("es", ""), ("er", ""), ("s", "")):  # fmt: skip
+    for suffix, keep in (
+        ("iest", "y"),
+        ("ies", "y"),
+        ("est", ""),
+        ("ing", ""),
+        ("ed", ""),
+        ("es", ""),
+        ("er", ""),
+        ("s", ""),
+    ):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             stem = word[: -len(suffix)] + keep
             if len(stem) >= 3 and stem[-1] == stem[-2] and suffix in ("est", "er", "ing", "ed"):
@@ -196,11 +360,17 @@ def read(text: str) -> Text:
             after = next((x for x in words[i + 1 :] if x not in _STOPWORDS), None)
             if before and after:
                 directed.add((before, after))
-    return Text(words=words, stems=stems, negated=any(w in _NEGATIONS for w in words),
-                numbers=frozenset(numbers), units=frozenset(units),
-                times=frozenset(w for w in words if w in _TIME_WORDS),
-                entities=frozenset(entities), content=content,
-                directed=frozenset(directed))  # fmt: skip
+    return Text(
+        words=words,
+        stems=stems,
+        negated=any(w in _NEGATIONS for w in words),
+        numbers=frozenset(numbers),
+        units=frozenset(units),
+        times=frozenset(w for w in words if w in _TIME_WORDS),
+        entities=frozenset(entities),
+        content=content,
+        directed=frozenset(directed),
+    )
 
 
 def _antonym(a: Text, b: Text) -> bool:
@@ -222,6 +392,13 @@ def _order(a: Text, b: Text) -> bool:
     return any((y, x) in b.directed for x, y in a.directed if x != y)
 
 
+def _swap(a: Text, b: Text) -> bool:
+    """One content word (stemmed) swapped for one other, and at least two shared."""
+    sa = {_NUMBER_WORDS.get(w) or _stem(w) for w in a.content}
+    sb = {_NUMBER_WORDS.get(w) or _stem(w) for w in b.content}
+    return len(sa - sb) == 1 and len(sb - sa) == 1 and len(sa & sb) >= 2
+
+
 def signals(query: str | Text, cached: str | Text) -> tuple[str, ...]:
     """The guards that fire for this pair of prompts, in `GUARDS` order."""
     a = read(query) if isinstance(query, str) else query
@@ -236,5 +413,6 @@ def signals(query: str | Text, cached: str | Text) -> tuple[str, ...]:
         "date": bool(a.times) and bool(b.times) and a.times != b.times,
         "entity": _entity(a, b),
         "order": _order(a, b),
+        "swap": _swap(a, b),
     }
     return tuple(name for name in GUARDS if fired[name])

@@ -48,7 +48,7 @@ _CODE = re.compile(
 
 
 def detect_category(prompt: str) -> str:
-    """"code" for programming and ops questions (syntax or vocabulary), else "default"."""
+    """ "code" for programming and ops questions (syntax or vocabulary), else "default"."""
     return "code" if _CODE.search(prompt) else DEFAULT_CATEGORY
 
 
@@ -63,7 +63,8 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class LogisticModel:
-    """p(right) = sigmoid(bias + weights · features); a hit needs p >= cut."""
+    """p(right) = sigmoid(bias + weights · features); a hit needs p >= the cut (the
+    category's own cut when it has one)."""
 
     weights: tuple[float, ...]
     bias: float
@@ -71,34 +72,60 @@ class LogisticModel:
     #: Feature scaling learnt with the weights: x' = (x - mean) / scale.
     mean: tuple[float, ...]
     scale: tuple[float, ...]
+    cuts: Mapping[str, float] = field(default_factory=dict)
+
+    def cut_for(self, category: str) -> float:
+        return self.cuts.get(category, self.cut)
 
     def probability(self, x: tuple[float, ...]) -> float:
-        z = self.bias + sum(w * (v - m) / s for w, v, m, s in
-                            zip(self.weights, x, self.mean, self.scale, strict=True))  # fmt: skip
+        # NaN (an unknown feature) reads as the mean: it adds nothing either way.
+        z = self.bias + sum(
+            w * (v - m) / s
+            for w, v, m, s in zip(self.weights, x, self.mean, self.scale, strict=True)
+            if not math.isnan(v)
+        )
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
     def to_json(self) -> dict[str, Any]:
-        return {"features": list(FEATURES), "weights": list(self.weights), "bias": self.bias,
-                "cut": self.cut, "mean": list(self.mean), "scale": list(self.scale)}  # fmt: skip
+        return {
+            "features": list(FEATURES),
+            "weights": list(self.weights),
+            "bias": self.bias,
+            "cut": self.cut,
+            "cuts": dict(self.cuts),
+            "mean": list(self.mean),
+            "scale": list(self.scale),
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LogisticModel:
         if list(data.get("features", ())) != list(FEATURES):
             raise ValueError(f"model.features: expected {list(FEATURES)} (refit the policy)")
         n = len(FEATURES)
-        model = cls(weights=tuple(map(float, data["weights"])), bias=float(data["bias"]),
-                    cut=float(data["cut"]), mean=tuple(map(float, data["mean"])),
-                    scale=tuple(map(float, data["scale"])))  # fmt: skip
+        model = cls(
+            weights=tuple(map(float, data["weights"])),
+            bias=float(data["bias"]),
+            cut=float(data["cut"]),
+            mean=tuple(map(float, data["mean"])),
+            scale=tuple(map(float, data["scale"])),
+            cuts={str(k): float(v) for k, v in (data.get("cuts") or {}).items()},
+        )
         if not (len(model.weights) == len(model.mean) == len(model.scale) == n):
             raise ValueError(f"model: weights, mean and scale need {n} values each")
-        if not 0 < model.cut < 1 or any(s <= 0 for s in model.scale):
-            raise ValueError("model: cut must be in (0, 1) and every scale > 0")
+        if not all(0 < c < 1 for c in (model.cut, *model.cuts.values())) or any(
+            s <= 0 for s in model.scale
+        ):
+            raise ValueError("model: cuts must be in (0, 1) and every scale > 0")
         return model
 
 
 def _check_similarity(where: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or \
-            not math.isfinite(value) or not -1 <= value <= 1:  # fmt: skip
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not -1 <= value <= 1
+    ):
         raise ValueError(f"{where}: must be a cosine similarity in [-1, 1], got {value!r}")
     return float(value)
 
@@ -153,27 +180,41 @@ class HitPolicy:
     def from_json(cls, data: Mapping[str, Any]) -> HitPolicy:
         if not isinstance(data, Mapping):
             raise ValueError("must be a JSON object")
-        unknown = set(data) - {"name", "thresholds", "tenants", "guards", "model", "fitted",
-                               "schema"}  # fmt: skip
+        unknown = set(data) - {
+            "name",
+            "thresholds",
+            "tenants",
+            "guards",
+            "model",
+            "fitted",
+            "schema",
+        }
         if unknown:
             raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
         model = data.get("model")
-        return cls(thresholds=dict(data.get("thresholds") or {DEFAULT_CATEGORY: 0.9}),
-                   tenants={t: dict(o) for t, o in (data.get("tenants") or {}).items()},
-                   guards=dict(data.get("guards") or {}),
-                   model=LogisticModel.from_json(model) if model else None,
-                   name=str(data.get("name", "custom")))  # fmt: skip
+        return cls(
+            thresholds=dict(data.get("thresholds") or {DEFAULT_CATEGORY: 0.9}),
+            tenants={t: dict(o) for t, o in (data.get("tenants") or {}).items()},
+            guards=dict(data.get("guards") or {}),
+            model=LogisticModel.from_json(model) if model else None,
+            name=str(data.get("name", "custom")),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema": 1, "name": self.name, "thresholds": dict(self.thresholds),
-                "tenants": {t: dict(o) for t, o in self.tenants.items()},
-                "guards": dict(self.guards),
-                "model": self.model.to_json() if self.model else None}  # fmt: skip
+        return {
+            "schema": 1,
+            "name": self.name,
+            "thresholds": dict(self.thresholds),
+            "tenants": {t: dict(o) for t, o in self.tenants.items()},
+            "guards": dict(self.guards),
+            "model": self.model.to_json() if self.model else None,
+        }
 
     # -- decisions -----------------------------------------------------------------------
 
-    def threshold_for(self, category: str, tenant: str = "",
-                      min_similarity: float | None = None) -> float:  # fmt: skip
+    def threshold_for(
+        self, category: str, tenant: str = "", min_similarity: float | None = None
+    ) -> float:
         """The lowest similarity that can hit: the search can skip anything below it."""
         overrides = self.tenants.get(tenant, {})
         threshold = overrides.get(category, self.thresholds.get(category))
@@ -181,9 +222,17 @@ class HitPolicy:
             threshold = overrides.get(DEFAULT_CATEGORY, self.thresholds[DEFAULT_CATEGORY])
         return threshold if min_similarity is None else max(threshold, min_similarity)
 
-    def decide(self, query: str, cached: str, similarity: float, *, second: float | None = None,
-               category: str = "", tenant: str = "",
-               min_similarity: float | None = None) -> Decision:  # fmt: skip
+    def decide(
+        self,
+        query: str,
+        cached: str,
+        similarity: float,
+        *,
+        second: float | None = None,
+        category: str = "",
+        tenant: str = "",
+        min_similarity: float | None = None,
+    ) -> Decision:
         """Whether `cached` (the nearest entry's prompt, at `similarity`) answers `query`.
 
         `second` is the similarity of the next-best entry, when there is one.
@@ -200,8 +249,8 @@ class HitPolicy:
         if self.model is None:
             return Decision(True, threshold, category)
         p = self.model.probability(features(query, cached, similarity, second, fired))
-        return Decision(p >= self.model.cut, threshold, category,
-                        guard="" if p >= self.model.cut else "model", probability=p)  # fmt: skip
+        hit = p >= self.model.cut_for(category)
+        return Decision(hit, threshold, category, guard="" if hit else "model", probability=p)
 
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("default_policy.json")

@@ -1,0 +1,75 @@
+"""The calibrator: logistic fit, cut choice, and a whole fit on the shipped pairs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from semcache.quality import evaluate, guards
+from semcache.quality.calibrate import calibrate, choose_cut, fit_logistic, stream_candidates
+from semcache.quality.embeddings import embed_texts
+from semcache.quality.policy import HitPolicy
+
+PAIRS = Path(__file__).parent / "data" / "pairs.jsonl"
+
+
+def test_logistic_fit_finds_the_informative_feature() -> None:
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(2000, 3))
+    y = (x[:, 1] + 0.3 * rng.normal(size=2000) > 0).astype(float)  # only feature 1 matters
+    weights, bias, mean, scale = fit_logistic(x, y)
+    assert weights[1] > 2 and abs(weights[0]) < 0.3 and abs(weights[2]) < 0.3
+    assert abs(bias) < 0.3 and mean.shape == scale.shape == (3,)
+
+
+def test_constant_and_unknown_features_stay_inert() -> None:
+    x = np.array([[0.1, 0.0, np.nan], [0.9, 0.0, 0.2], [0.2, 0.0, 0.1], [0.8, 0.0, np.nan]] * 10)
+    y = np.array([0, 1, 0, 1] * 10, dtype=float)
+    weights, _, mean, scale = fit_logistic(x, y)
+    assert weights[1] == 0 and scale[1] == 1 and np.isfinite(weights).all()
+    assert mean[2] == pytest.approx(0.15)
+
+
+def test_cut_keeps_precision_at_the_target() -> None:
+    p = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.5])
+    right = np.array([1, 1, 1, 0, 1, 0])
+    cut = choose_cut(p, right, 0.8)
+    assert cut == 0.6  # hits {.95 .. .6}: 4 right of 5 = 0.8
+    assert right[p >= cut].mean() >= 0.8
+    assert choose_cut(p, right, 0.99) == 0.8  # only the top three are all right
+    assert choose_cut(p, np.zeros(6), 0.5) == 0.999  # nothing reaches it: (almost) never hit
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SEMCACHE_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+async def test_calibrating_on_the_shipped_pairs(embedder_address, cache_dir, tmp_path) -> None:
+    pairs = evaluate.load_pairs(PAIRS)
+    fit, test = evaluate.split(pairs)
+    assert {p.a for p in fit}.isdisjoint(p.a for p in test)  # never judged on what it saw
+    vectors = await embed_texts(evaluate.texts_of(pairs), embedder_address)
+    floor = HitPolicy(thresholds={"default": 0.5})
+    policy, seen = calibrate(fit, vectors, base=floor, target_precision=0.8)
+
+    assert policy.model is not None and 0 < policy.model.cut < 1
+    assert set(policy.guards) == set(seen["vetoes"]) <= set(guards.GUARDS)
+    assert seen["fitted_on"] <= seen["candidates"] == len({p.b for p in fit})
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(policy.to_json()))
+    assert HitPolicy.load(path) == policy  # what the shards will load
+
+    # On the fit split, the model's hits are more often right than the floor's.
+    candidates = stream_candidates(fit, vectors)
+
+    def precision(p: HitPolicy) -> float:
+        hits = [c.right for c in candidates
+                if p.decide(c.query, c.cached, c.similarity, second=c.second).hit]  # fmt: skip
+        return sum(hits) / len(hits)
+
+    assert precision(policy) > precision(floor)
