@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from semcache.config import ShardConfig
 from semcache.quality import evaluate, guards
 from semcache.quality.calibrate import calibrate, choose_cut, fit_logistic, stream_candidates
 from semcache.quality.embeddings import embed_texts
@@ -68,8 +72,56 @@ async def test_calibrating_on_the_shipped_pairs(embedder_address, cache_dir, tmp
     candidates = stream_candidates(fit, vectors)
 
     def precision(p: HitPolicy) -> float:
-        hits = [c.right for c in candidates
-                if p.decide(c.query, c.cached, c.similarity, second=c.second).hit]  # fmt: skip
+        hits = [
+            c.right
+            for c in candidates
+            if p.decide(c.query, c.cached, c.similarity, second=c.second).hit
+        ]
         return sum(hits) / len(hits)
 
     assert precision(policy) > precision(floor)
+
+
+async def test_calibrate_command_writes_a_policy_the_shards_load(
+    embedder_address, cache_dir, tmp_path
+) -> None:
+    out, report = tmp_path / "policy.json", tmp_path / "report.json"
+    argv = [
+        sys.executable,
+        "-m",
+        "semcache.cli",
+        "calibrate",
+        "--pairs",
+        str(PAIRS),
+        "--floor",
+        "0.5",
+        "--target-precision",
+        "0.8",
+        "--out",
+        str(out),
+        "--json",
+        str(report),
+        "--embedder",
+        embedder_address,
+    ]
+    done = await asyncio.to_thread(
+        subprocess.run, argv, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "held-out report" in done.stdout
+    policy = HitPolicy.load(out)
+    assert policy.model is not None and policy.name == "calibrated"
+    fitted = json.loads(out.read_text())["fitted"]
+    assert fitted["split"] == "fit" and fitted["target_precision"] == 0.8
+    held_out = json.loads(report.read_text())
+    assert held_out["split"] == "test" and held_out["protocol"] == "stream"
+    assert ShardConfig(policy=out).load_policy() == policy  # `cache_svc --policy` takes it
+
+    bad = await asyncio.to_thread(
+        subprocess.run,
+        [*argv[:-2], "--target-precision", "1.5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 1 and "--target-precision must be in (0, 1)" in bad.stderr
