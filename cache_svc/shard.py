@@ -218,7 +218,7 @@ class Shard:
             second=candidates[1].similarity if len(candidates) > 1 else None,
             category=outcome.category, tenant=query.tenant, min_similarity=query.min_similarity,
         )  # fmt: skip
-        outcome.guard = decision.guard
+        outcome.guard, outcome.threshold = decision.guard, decision.threshold
         if decision.hit and self._fresh(best.entry, query, now):
             self._hit(outcome, best.entry, "semantic", best.similarity)
 

@@ -120,6 +120,8 @@ def test_calibrated_model_decides_above_the_threshold() -> None:
     no = policy.decide("Where is Lima?", "Where's Lima?", 0.85)
     assert yes.hit and yes.probability > 0.5
     assert (no.hit, no.guard) == (False, "model") and no.probability < 0.5
+    # The threshold reported is the similarity the model needed: 0.9 here (bias -0.9 w).
+    assert yes.threshold == pytest.approx(0.9) == no.threshold
 
 
 def test_policy_files_round_trip_and_bad_ones_say_why(tmp_path: Path) -> None:

@@ -18,8 +18,13 @@ FEATURES = (
 )
 
 
-def features(query: str, cached: str, similarity: float, second: float | None,
-             fired: tuple[str, ...] | None = None) -> tuple[float, ...]:
+def features(
+    query: str,
+    cached: str,
+    similarity: float,
+    second: float | None,
+    fired: tuple[str, ...] | None = None,
+) -> tuple[float, ...]:
     """The feature vector; an unknown margin (a namespace of one entry) is NaN, which the
     model reads as the average margin, so it neither helps nor hurts the candidate."""
     a, b = guards.read(query), guards.read(cached)

@@ -55,6 +55,8 @@ def detect_category(prompt: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Decision:
     hit: bool
+    #: The similarity this candidate needed: the floor, or with a model the similarity at
+    #: which it would reach the cut (all its other features as they are).
     threshold: float
     category: str
     guard: str = ""  # the guard (or "model") that turned a would-be hit into a miss
@@ -77,14 +79,27 @@ class LogisticModel:
     def cut_for(self, category: str) -> float:
         return self.cuts.get(category, self.cut)
 
-    def probability(self, x: tuple[float, ...]) -> float:
+    def _logit(self, x: tuple[float, ...]) -> float:
         # NaN (an unknown feature) reads as the mean: it adds nothing either way.
-        z = self.bias + sum(
+        return self.bias + sum(
             w * (v - m) / s
             for w, v, m, s in zip(self.weights, x, self.mean, self.scale, strict=True)
             if not math.isnan(v)
         )
-        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+    def probability(self, x: tuple[float, ...]) -> float:
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, self._logit(x)))))
+
+    def similarity_needed(self, x: tuple[float, ...], category: str) -> float:
+        """The similarity at which this candidate, all else equal, would reach the cut: what
+        a response reports as the threshold used."""
+        i = FEATURES.index("similarity")
+        w, m, s = self.weights[i], self.mean[i], self.scale[i]
+        if w <= 0:
+            return math.inf
+        cut = self.cut_for(category)
+        rest = self._logit(x) - w * (x[i] - m) / s
+        return m + s * (math.log(cut / (1 - cut)) - rest) / w
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -248,9 +263,11 @@ class HitPolicy:
                 return Decision(False, threshold, category, guard=guard)
         if self.model is None:
             return Decision(True, threshold, category)
-        p = self.model.probability(features(query, cached, similarity, second, fired))
+        x = features(query, cached, similarity, second, fired)
+        p = self.model.probability(x)
         hit = p >= self.model.cut_for(category)
-        return Decision(hit, threshold, category, guard="" if hit else "model", probability=p)
+        needed = min(1.0, max(threshold, self.model.similarity_needed(x, category)))
+        return Decision(hit, needed, category, guard="" if hit else "model", probability=p)
 
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("default_policy.json")
