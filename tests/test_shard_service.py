@@ -172,9 +172,15 @@ async def test_concurrent_identical_misses_call_the_llm_once(
         responses = await asyncio.gather(*(running.stub.Complete(request) for _ in range(50)))
         assert running.echo.calls == 1
         assert len({r.answer.text for r in responses}) == 1
-        assert sum(r.cache.coalesced for r in responses) == 49
+        # One leader stores; the others waited for it (coalesced) or, on a slow machine,
+        # arrived after it finished and hit its entry. None called the LLM again.
+        assert sum(r.cache.stored for r in responses) == 1
+        others = [r for r in responses if not r.cache.stored]
+        assert all(r.cache.coalesced or r.cache.status == HIT for r in others)
+        coalesced = sum(r.cache.coalesced for r in responses)
+        assert coalesced >= 1
         stats = await running.admin.Stats(cache_pb2.StatsRequest())
-        assert stats.total.coalesced == 49
+        assert stats.total.coalesced == coalesced
 
 
 async def test_ttl_expiry(shard, tenant) -> None:
