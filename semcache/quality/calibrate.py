@@ -20,61 +20,18 @@ protocols, as `semcache eval` would.
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from semcache.quality import guards
-from semcache.quality.evaluate import Pair, Vectors, nearest
+from semcache.quality.evaluate import Candidate, Pair, Vectors, stream_candidates
 from semcache.quality.features import FEATURES, features
 from semcache.quality.policy import VETO, HitPolicy, LogisticModel, detect_category
 
 #: Below this many candidates a category keeps the overall cut.
 MIN_CATEGORY_ROWS = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A query and the nearest cached entry, as a shard would see them."""
-
-    query: str
-    cached: str
-    similarity: float
-    second: float | None
-    category: str
-    right: bool  # the entry is one of the query's true duplicates
-
-
-def stream_candidates(pairs: Sequence[Pair], vectors: Vectors) -> list[Candidate]:
-    """One candidate per distinct query `b`: its nearest among every distinct `a`."""
-    entries = list(dict.fromkeys(p.a for p in pairs))
-    queries = list(dict.fromkeys(p.b for p in pairs))
-    row = {t: i for i, t in enumerate(entries)}
-    right: defaultdict[str, set[int]] = defaultdict(set)
-    category: dict[str, str] = {}
-    for p in pairs:
-        category.setdefault(p.b, p.category)
-        if p.label == 1:
-            right[p.b].add(row[p.a])
-    best, best_sim, second = nearest(vectors.of(entries), vectors.of(queries))
-    out = []
-    for i, query in enumerate(queries):
-        runner_up = float(second[i])
-        out.append(
-            Candidate(
-                query=query,
-                cached=entries[best[i]],
-                similarity=float(best_sim[i]),
-                second=None if math.isnan(runner_up) else runner_up,
-                category=category[query] or detect_category(query),
-                right=int(best[i]) in right[query] or query == entries[best[i]],
-            )
-        )
-    return out
 
 
 def fit_logistic(
@@ -121,14 +78,16 @@ def _fit(
     by_category: bool,
     l2: float,
 ) -> tuple[HitPolicy, dict]:
-    rows, x = [], []
+    rows, x, categories = [], [], []
     for c in candidates:
-        if c.similarity < base.threshold_for(c.category):
+        category = c.category or detect_category(c.query)
+        if c.similarity < base.threshold_for(category):
             continue
         fired = guards.signals(c.query, c.cached)
         if vetoes.intersection(fired):
             continue
         rows.append(c)
+        categories.append(category)
         x.append(features(c.query, c.cached, c.similarity, c.second, fired))
     if len(rows) < 20 or len({c.right for c in rows}) < 2:
         raise ValueError(
@@ -147,7 +106,7 @@ def _fit(
     probability = np.array([model.probability(tuple(v)) for v in xs])
     cuts: dict[str, float] = {}
     if by_category:
-        categories = np.array([c.category for c in rows])
+        categories = np.array(categories)
         for category in sorted(set(categories.tolist())):
             mask = categories == category
             if mask.sum() >= MIN_CATEGORY_ROWS:

@@ -348,43 +348,64 @@ def nearest(
     return best, np.clip(best_sim, -1.0, 1.0), np.clip(second, -1.0, 1.0)
 
 
-def evaluate_stream(pairs: Sequence[Pair], vectors: Vectors, policy: HitPolicy) -> dict:
-    """A cache holding every distinct `a`, asked every `b` (one query per pair).
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A query and the nearest cached entry, as a shard would see them."""
+
+    query: str
+    cached: str
+    similarity: float
+    second: float | None  # the runner-up's similarity; None with a single entry
+    category: str  # the first pair's with this query; "" lets the policy detect it
+    right: bool  # the entry is one of the query's right answers
+
+
+def stream_candidates(pairs: Sequence[Pair], vectors: Vectors) -> list[Candidate]:
+    """A cache holding every distinct `a`, asked every distinct `b`: its nearest entry.
 
     The right answers for a query `b` are every `a` labelled 1 with that `b` in any pair,
-    and an entry with the very same text as `b`. A label-1 query is a true duplicate; a
-    label-0 query should miss unless it finds one of its right answers.
+    and an entry with the very same text as `b`.
     """
     entries = list(dict.fromkeys(p.a for p in pairs))
     entry_row = {t: i for i, t in enumerate(entries)}
     queries = list(dict.fromkeys(p.b for p in pairs))
-    query_row = {t: i for i, t in enumerate(queries)}
     best, best_sim, second = nearest(vectors.of(entries), vectors.of(queries))
     right_answers: defaultdict[str, set[int]] = defaultdict(set)
+    category: dict[str, str] = {}
     for p in pairs:
+        category.setdefault(p.b, p.category)
         if p.label == 1:
             right_answers[p.b].add(entry_row[p.a])
-    exact = 0
     for q in queries:
         if q in entry_row:
             right_answers[q].add(entry_row[q])
-            exact += 1
+    return [
+        Candidate(
+            query=q,
+            cached=entries[best[i]],
+            similarity=float(best_sim[i]),
+            second=None if math.isnan(second[i]) else float(second[i]),
+            category=category[q],
+            right=int(best[i]) in right_answers[q],
+        )
+        for i, q in enumerate(queries)
+    ]
 
+
+def evaluate_stream(pairs: Sequence[Pair], vectors: Vectors, policy: HitPolicy) -> dict:
+    """A cache holding every distinct `a`, asked every `b` (one query per pair): see
+    `stream_candidates`. A label-1 query is a true duplicate; a label-0 query should miss
+    unless it finds one of its right answers."""
+    entries = set(p.a for p in pairs)
+    candidates = {c.query: c for c in stream_candidates(pairs, vectors)}
     label = np.array([p.label == 1 for p in pairs])
-    at = np.array([query_row[p.b] for p in pairs], dtype=np.int64)
-    right = np.array([int(best[i]) in right_answers[p.b] for p, i in zip(pairs, at, strict=True)])
-    sims = best_sim[at]
+    right = np.array([candidates[p.b].right for p in pairs])
+    sims = np.array([candidates[p.b].similarity for p in pairs])
     decisions = []
-    for p, i in zip(pairs, at, strict=True):
-        runner_up = second[i]
+    for p in pairs:
+        c = candidates[p.b]
         decisions.append(
-            policy.decide(
-                p.b,
-                entries[best[i]],
-                float(best_sim[i]),
-                second=None if math.isnan(runner_up) else float(runner_up),
-                category=p.category,
-            )
+            policy.decide(p.b, c.cached, c.similarity, second=c.second, category=p.category)
         )
     hit = np.array([d.hit for d in decisions], dtype=bool)
     kinds = _kinds(pairs)
@@ -396,8 +417,8 @@ def evaluate_stream(pairs: Sequence[Pair], vectors: Vectors, policy: HitPolicy) 
         "queries": len(pairs),
         "entries": len(entries),
         "retrieval": {
-            "distinct_queries": len(queries),
-            "exact": exact,
+            "distinct_queries": len(candidates),
+            "exact": sum(q in entries for q in candidates),
             # Share of label-1 queries whose best candidate is right: the recall ceiling of
             # any policy (it only decides hit or miss on the best candidate).
             "top1_right": _share(int((right & label).sum()), int(label.sum())),
