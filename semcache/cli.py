@@ -287,6 +287,10 @@ def evaluate_quality(args: argparse.Namespace) -> None:
         embed_seconds=time.perf_counter() - started,
     )
     print(evaluate.format_table(result))
+    if args.examples:
+        print(f"\n{args.examples} wrong hits at random (similarity | query || cached):")
+        for c in evaluate.wrong_hits(pairs, vectors, policy, args.examples):
+            print(f"  {c.similarity:.3f} | {c.query} || {c.cached}")
     if args.json is not None:
         _write_json(args.json, result)
     if args.plot is not None:
@@ -532,6 +536,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a running embedder (default: start a private one for the run)",
     )
     p.add_argument("--limit", type=int, metavar="N", help="only the first N pairs")
+    p.add_argument(
+        "--examples",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print N wrong hits (stream setting), drawn at random with a fixed seed",
+    )
     p.set_defaults(run=evaluate_quality)
 
     p = commands.add_parser(

@@ -360,13 +360,17 @@ async def test_cli(embedder_address: str, tmp_path: Path) -> None:
     out, png = tmp_path / "out.json", tmp_path / "out.png"
     argv = [sys.executable, "-m", "semcache.cli", "eval", "--pairs", str(PAIRS), "--embedder",
             embedder_address, "--protocol", "stream", "--static", "0.85", "--json", str(out),
-            "--plot", str(png)]  # fmt: skip
+            "--plot", str(png), "--examples", "3"]  # fmt: skip
     env = os.environ | {"SEMCACHE_CACHE_DIR": str(tmp_path / "cache")}
     done = await asyncio.to_thread(
         subprocess.run, argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=120
     )
     assert done.returncode == 0, done.stderr
     assert "policy static 0.85" in done.stdout
+    # Static 0.85 hits some traps on the shipped set: three of them are shown.
+    shown = done.stdout.split("3 wrong hits at random (similarity | query || cached):")[1]
+    shown = shown.strip().splitlines()
+    assert len(shown) == 3 and all(" || " in line for line in shown)
     result = json.loads(out.read_text(encoding="utf-8"))
     assert result["policy"]["name"] == "static 0.85" and result["protocol"] == "stream"
     assert result["policy"]["threshold"] == 0.85

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -390,6 +391,20 @@ def stream_candidates(pairs: Sequence[Pair], vectors: Vectors) -> list[Candidate
         )
         for i, q in enumerate(queries)
     ]
+
+
+def wrong_hits(
+    pairs: Sequence[Pair], vectors: Vectors, policy: HitPolicy, count: int, seed: int = 1
+) -> list[Candidate]:
+    """`count` of the policy's wrong hits in the stream setting, drawn with a fixed seed:
+    to read what the labels call wrong."""
+    wrong = [
+        c
+        for c in stream_candidates(pairs, vectors)
+        if not c.right
+        and policy.decide(c.query, c.cached, c.similarity, second=c.second, category=c.category).hit
+    ]
+    return random.Random(seed).sample(wrong, min(count, len(wrong)))
 
 
 def evaluate_stream(pairs: Sequence[Pair], vectors: Vectors, policy: HitPolicy) -> dict:
