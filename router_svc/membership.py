@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from prometheus_client import Gauge
 from redis.exceptions import RedisError
@@ -27,12 +28,16 @@ class RegistryWatcher:
     """Reads the registry every `interval` and makes the pool's membership match it.
 
     While Redis cannot be read the pool keeps the members it has (health checks still run),
-    so a Redis outage does not empty the ring.
+    so a Redis outage does not empty the ring. A member missing from the registry leaves at
+    once when it is unhealthy (a clean stop, a crash), but a healthy one stays for `grace`
+    seconds: after an outage the registry can be read before shards have beaten again.
     """
 
-    def __init__(self, url: str, pool: ShardPool, interval: float) -> None:
+    def __init__(self, url: str, pool: ShardPool, interval: float, grace: float = 10.0) -> None:
         self.pool = pool
         self.interval = interval
+        self.grace = grace
+        self._absent_since: dict[str, float] = {}
         self._client = registry.connect(url)
         self._task: asyncio.Task[None] | None = None
         self.readable: bool | None = None  # None: not read yet
@@ -63,9 +68,21 @@ class RegistryWatcher:
             log.info("registry readable again")
         self.readable = True
         REGISTRY_READABLE.set(1)
-        await self.pool.update(members)
+        now = time.monotonic()
+        kept = {}
+        for member in self.pool.members.values():
+            if member.id in members:
+                continue
+            since = self._absent_since.setdefault(member.id, now)
+            if member.healthy and now - since < self.grace:
+                kept[member.id] = member.address
+        await self.pool.update(members | kept)
+        self._absent_since = {i: t for i, t in self._absent_since.items() if i in kept}
 
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            await self.sync()
+            try:
+                await self.sync()
+            except Exception:  # a bad registry value must not stop membership for good
+                log.exception("registry read failed")

@@ -212,8 +212,10 @@ class ShardConfig(ServerConfig):
                      "hnsw_ef_construction", "hnsw_ef", "max_prompt_bytes"):  # fmt: skip
             _check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
         for name in ("embedder_timeout", "redis_timeout", "default_ttl_seconds",
-                     "sweep_interval_seconds", "llm_timeout", "registry_ttl_seconds"):  # fmt: skip
+                     "sweep_interval_seconds", "llm_timeout"):  # fmt: skip
             _check(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        ttl = self.registry_ttl_seconds
+        _check(ttl >= 1, "registry_ttl_seconds", f"must be >= 1 (beats every ttl / 3), got {ttl}")
         _check(self.echo_delay_ms >= 0, "echo_delay_ms", "must be >= 0")
         _check(bool(self.shard_id.strip()), "shard_id", "must not be empty")
         _check_redis_url("redis", self.redis)

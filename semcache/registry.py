@@ -22,6 +22,15 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 INDEX_KEY = "semcache:members"
+#: Deletes KEYS[1] and removes ARGV[2] from the set KEYS[2] only if KEYS[1] holds ARGV[1].
+_DEREGISTER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
 _FAILURES = (RedisError, OSError, TimeoutError)
 
 
@@ -30,8 +39,9 @@ def member_key(shard_id: str) -> str:
 
 
 def connect(url: str, timeout: float = 1.0) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                decode_responses=True)  # fmt: skip
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+    )
 
 
 async def read_members(client: redis.Redis) -> dict[str, str]:
@@ -87,7 +97,10 @@ class Heartbeat:
     async def _beat_forever(self) -> None:
         while True:
             await asyncio.sleep(self.ttl / 3)
-            await self._beat()
+            try:
+                await self._beat()
+            except Exception:  # keep beating whatever one beat ran into
+                log.exception("registry heartbeat failed")
 
     async def aclose(self) -> None:
         """Stops the heartbeat and deregisters, so routers drop this shard at once."""
@@ -97,9 +110,12 @@ class Heartbeat:
                 await self._task
             self._task = None
         with contextlib.suppress(*_FAILURES):
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.delete(member_key(self.shard_id))
-                pipe.srem(INDEX_KEY, self.shard_id)
-                await pipe.execute()
-            log.info("deregistered", extra={"shard": self.shard_id})
+            # Only our own registration: another shard may have taken this id since.
+            deleted = await self._client.eval(
+                _DEREGISTER, 2, member_key(self.shard_id), INDEX_KEY, self.address, self.shard_id
+            )
+            log.info(
+                "deregistered" if deleted else "registration held by another address",
+                extra={"shard": self.shard_id},
+            )
         await self._client.aclose()

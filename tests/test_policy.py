@@ -14,6 +14,17 @@ from semcache.quality.policy import HitPolicy, LogisticModel, detect_category
 from tests.conftest import load_pairs
 
 
+def test_nan_similarity_never_hits() -> None:
+    assert not HitPolicy.static(0.9).decide("a b", "a b", float("nan")).hit
+    assert not HitPolicy.default().decide("a b", "a b", float("nan")).hit
+
+
+def test_guards_read_a_bounded_prefix() -> None:
+    assert len(guards.read("word " * 5000).words) == guards.MAX_WORDS
+    assert guards.signals("Which one is better, Python or Java?",
+                          "Which is better, Python or Java?") == ()  # fmt: skip
+
+
 def test_request_bound_only_tightens() -> None:
     policy = HitPolicy.static(0.9)
     assert policy.decide("a b", "a b", 0.92).hit
@@ -142,6 +153,7 @@ def test_policy_files_round_trip_and_bad_ones_say_why(tmp_path: Path) -> None:
         ({"guards": {"number": "block"}}, "guards.number"),
         ({"threshold": 0.9}, "unknown field"),
         ({"model": {**model().to_json(), "features": ["similarity"]}}, "model.features"),
+        ({"model": {**model().to_json(), "bias": float("nan")}}, "must be finite"),
     ]:
         path.write_text(json.dumps(bad))
         with pytest.raises(ValueError, match=message):

@@ -13,6 +13,8 @@ from prometheus_client import REGISTRY
 
 from cache_svc.llm import EchoBackend
 from cache_svc.service import running_shard
+from router_svc.membership import RegistryWatcher
+from router_svc.pool import ShardPool
 from router_svc.service import running_router
 from semcache import registry
 from semcache.config import ConfigError, RouterConfig, ShardConfig
@@ -118,3 +120,37 @@ async def test_router_keeps_its_shards_while_the_registry_is_down(
 def test_membership_settings_are_checked(config, message) -> None:
     with pytest.raises(ConfigError, match=message):
         config().validate()
+
+
+async def test_an_empty_read_after_an_outage_keeps_healthy_shards(
+    embedder_address, redis_server, registry_url
+) -> None:
+    """Redis back without the registrations (no persistence): shards re-beat within ttl/3,
+    and until then the router keeps the healthy ones instead of emptying its ring."""
+    client = registry.connect(registry_url)
+    await client.flushdb()
+    pool = ShardPool(
+        vnodes=150, load_factor=0, health_interval=60, health_timeout=1, unhealthy_after=1
+    )
+    async with registered_shard(embedder_address, redis_server.url, registry_url, "shard-0"):
+        watcher = RegistryWatcher(registry_url, pool, interval=60, grace=30)
+        async with watcher:
+            assert pool.ring.members == ["shard-0"]
+            await client.flushdb()  # what a restarted Redis without persistence holds
+            await watcher.sync()
+            assert pool.ring.members == ["shard-0"]
+            watcher.grace = 0  # past the grace: an absent member goes
+            await watcher.sync()
+            assert pool.ring.members == []
+    await pool.aclose()
+    await client.aclose()
+
+
+async def test_deregistering_leaves_another_shards_registration_alone(registry_url) -> None:
+    client = registry.connect(registry_url)
+    await client.flushdb()
+    async with registry.Heartbeat(registry_url, "shard-x", "127.0.0.1:1", ttl=10):
+        # Another process took the id (a replacement pod) and wrote its own address.
+        await client.set(registry.member_key("shard-x"), "127.0.0.1:2", px=10_000)
+    assert await registry.read_members(client) == {"shard-x": "127.0.0.1:2"}
+    await client.aclose()

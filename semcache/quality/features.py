@@ -19,15 +19,16 @@ FEATURES = (
 
 
 def features(
-    query: str,
-    cached: str,
+    query: str | guards.Text,
+    cached: str | guards.Text,
     similarity: float,
     second: float | None,
     fired: tuple[str, ...] | None = None,
 ) -> tuple[float, ...]:
     """The feature vector; an unknown margin (a namespace of one entry) is NaN, which the
     model reads as the average margin, so it neither helps nor hurts the candidate."""
-    a, b = guards.read(query), guards.read(cached)
+    a = guards.read(query) if isinstance(query, str) else query
+    b = guards.read(cached) if isinstance(cached, str) else cached
     if fired is None:
         fired = guards.signals(a, b)
     words_a, words_b = set(a.content), set(b.content)

@@ -21,12 +21,15 @@ The policy decides what a signal does (veto the hit, or demand a higher similari
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
 GUARDS = ("negation", "antonym", "number", "unit", "date", "entity", "order", "swap")
 
-_WORD = re.compile(r"[A-Za-z][A-Za-z'’]*|\d+(?:[.,]\d+)*|%")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'’]*|[0-9]+(?:[.,][0-9]+)*|%")
+#: Words read per prompt: a guard is about what a question asks, not a pasted document.
+MAX_WORDS = 512
 
 
 def _words(text: str) -> frozenset[str]:
@@ -168,7 +171,8 @@ _ZERO_TO_TWENTY = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
     "fifteen sixteen seventeen eighteen nineteen twenty"
 )
-_NUMBER_WORDS = {w: str(i) for i, w in enumerate(_ZERO_TO_TWENTY.split())} | {
+# "one" is left out: far more often a pronoun ("which one is better") than a count.
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(_ZERO_TO_TWENTY.split()) if w != "one"} | {
     "thirty": "30",
     "forty": "40",
     "fifty": "50",
@@ -185,7 +189,6 @@ _UNITS = {
     "kilometer": "km",
     "kilometre": "km",
     "mile": "mile",
-    "mi": "mile",
     "meter": "m",
     "metre": "m",
     "foot": "ft",
@@ -204,7 +207,6 @@ _UNITS = {
     "lb": "lb",
     "lbs": "lb",
     "gram": "g",
-    "g": "g",
     "ounce": "oz",
     "oz": "oz",
     "ton": "t",
@@ -334,7 +336,9 @@ class Text:
 
 
 def read(text: str) -> Text:
-    matches = list(_WORD.finditer(text))
+    """What the guards read from one prompt: its first `MAX_WORDS` words, in linear time
+    (this runs on a shard's request path)."""
+    matches = list(itertools.islice(_WORD.finditer(text), MAX_WORDS))
     raw = [m.group() for m in matches]
     words = tuple(_normalise(w) for w in raw)
     stems = frozenset(_stem(w) for w in words)
@@ -347,19 +351,33 @@ def read(text: str) -> Text:
     units = {_UNITS[w] for w in words if w in _UNITS}
     units |= {_UNITS[s] for s in stems if s in _UNITS}
     entities = set()
-    for m in matches:
+    previous_end = 0
+    for i, m in enumerate(matches):
         w = m.group()
-        sentence_start = not text[: m.start()].strip() or text[: m.start()].rstrip()[-1] in ".?!:"
+        gap = text[previous_end : m.start()].strip()  # what separates it from the last word
+        sentence_start = (i == 0 and not gap) or (gap != "" and gap[-1] in ".?!:")
         if any(c.isupper() for c in w) and not sentence_start and not w.startswith("I'"):
             entities.add(_normalise(w))
+        previous_end = m.end()
     content = tuple(w for w in words if w not in _STOPWORDS)
-    directed = set()
-    for i, w in enumerate(words):
-        if w in _DIRECTION_WORDS:
-            before = next((x for x in reversed(words[:i]) if x not in _STOPWORDS), None)
-            after = next((x for x in words[i + 1 :] if x not in _STOPWORDS), None)
-            if before and after:
-                directed.add((before, after))
+    # The nearest content word before and after each position, in two passes.
+    before: list[str | None] = []
+    last = None
+    for w in words:
+        before.append(last)
+        if w not in _STOPWORDS:
+            last = w
+    after: list[str | None] = [None] * len(words)
+    last = None
+    for i in range(len(words) - 1, -1, -1):
+        after[i] = last
+        if words[i] not in _STOPWORDS:
+            last = words[i]
+    directed = {
+        (before[i], after[i])
+        for i, w in enumerate(words)
+        if w in _DIRECTION_WORDS and before[i] and after[i]
+    }
     return Text(
         words=words,
         stems=stems,

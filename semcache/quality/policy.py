@@ -34,7 +34,7 @@ VETO = "veto"
 
 _CODE = re.compile(
     # Syntax: backticks, calls, statements, flags, includes, SQL.
-    r"`|\w\(\)|\w\.\w+\(|[{};]\s*$|=>|::|#include|\$\w+|\s--\w|\bselect\b.+\bfrom\b|"
+    r"`|\w\(\)|\w\.\w+\(|[{};]\s*$|=>|::|#include|\$\w+|\s--\w|\bselect\b[^\n]{0,200}?\bfrom\b|"
     # Vocabulary that only programming and operations questions use.
     r"\b(python|javascript|typescript|java|golang|rust|c\+\+|c#|php|ruby|kotlin|swift|sql|"
     r"mysql|postgres(ql)?|sqlite|mongodb|redis|bash|shell|powershell|json|yaml|html|css|regex|"
@@ -48,8 +48,9 @@ _CODE = re.compile(
 
 
 def detect_category(prompt: str) -> str:
-    """ "code" for programming and ops questions (syntax or vocabulary), else "default"."""
-    return "code" if _CODE.search(prompt) else DEFAULT_CATEGORY
+    """ "code" for programming and ops questions (syntax or vocabulary), else "default".
+    Reads the first 2,000 characters: enough to tell, and a bounded cost per request."""
+    return "code" if _CODE.search(prompt[:2000]) else DEFAULT_CATEGORY
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,9 @@ class LogisticModel:
             scale=tuple(map(float, data["scale"])),
             cuts={str(k): float(v) for k, v in (data.get("cuts") or {}).items()},
         )
+        numbers = (*model.weights, model.bias, *model.mean, *model.scale)
+        if not all(math.isfinite(v) for v in numbers):
+            raise ValueError("model: weights, bias, mean and scale must be finite numbers")
         if not (len(model.weights) == len(model.mean) == len(model.scale) == n):
             raise ValueError(f"model: weights, mean and scale need {n} values each")
         if not all(0 < c < 1 for c in (model.cut, *model.cuts.values())) or any(
@@ -254,16 +258,17 @@ class HitPolicy:
         """
         category = category or detect_category(query)
         threshold = self.threshold_for(category, tenant, min_similarity)
-        if similarity < threshold:
+        if not math.isfinite(similarity) or similarity < threshold:
             return Decision(False, threshold, category)
-        fired = guards.signals(query, cached)
+        a, b = guards.read(query), guards.read(cached)  # once: the guards and the model
+        fired = guards.signals(a, b)
         for guard in fired:
             action = self.guards.get(guard)
             if action == VETO or (action is not None and similarity < float(action)):
                 return Decision(False, threshold, category, guard=guard)
         if self.model is None:
             return Decision(True, threshold, category)
-        x = features(query, cached, similarity, second, fired)
+        x = features(a, b, similarity, second, fired)
         p = self.model.probability(x)
         hit = p >= self.model.cut_for(category)
         needed = min(1.0, max(threshold, self.model.similarity_needed(x, category)))
