@@ -22,6 +22,15 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 INDEX_KEY = "semcache:members"
+#: Removes from the set KEYS[1] each id ARGV[i] whose member key KEYS[i + 1] does not exist.
+_PRUNE = """
+for i, id in ipairs(ARGV) do
+  if redis.call('EXISTS', KEYS[i + 1]) == 0 then
+    redis.call('SREM', KEYS[1], id)
+  end
+end
+return 0
+"""
 #: Deletes KEYS[1] and removes ARGV[2] from the set KEYS[2] only if KEYS[1] holds ARGV[1].
 _DEREGISTER = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -52,7 +61,10 @@ async def read_members(client: redis.Redis) -> dict[str, str]:
     addresses = await client.mget([member_key(i) for i in ids])
     expired = [i for i, a in zip(ids, addresses, strict=True) if a is None]
     if expired:
-        await client.srem(INDEX_KEY, *expired)
+        # Atomically, and only ids whose key is still gone: a shard may have re-registered
+        # since the MGET.
+        keys = [INDEX_KEY, *(member_key(i) for i in expired)]
+        await client.eval(_PRUNE, len(keys), *keys, *expired)
     return {i: a for i, a in zip(ids, addresses, strict=True) if a is not None}
 
 
