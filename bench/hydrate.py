@@ -24,12 +24,12 @@ from cache_svc.embedder import EmbedderClient
 from cache_svc.entry import Answer, Entry
 from cache_svc.eviction import Capacity, make_eviction
 from cache_svc.llm import EchoBackend
-from cache_svc.policy import HitPolicy
 from cache_svc.shard import Shard, ShardSettings
 from cache_svc.store import WriteThroughStore
 from semcache import keys
 from semcache.localredis import LocalRedis
 from semcache.probe import free_port
+from semcache.quality.policy import HitPolicy
 from semcache.v1 import cache_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ def make_shard(url: str) -> Shard:
         embedder=EmbedderClient("127.0.0.1:1"),  # never called: searches use stored vectors
         store=WriteThroughStore(url, write_timeout=30),
         llm=EchoBackend(),
-        policy=HitPolicy(0.9),
+        policy=HitPolicy.static(0.9),
         eviction=make_eviction("lru", Capacity(max_entries=10_000_000, max_bytes=10**12)),
     )
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from cache_svc import metrics
 from semcache.server import CHANNEL_OPTIONS
+from semcache.tls import TlsFiles, open_channel
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
 
 
@@ -15,10 +16,10 @@ class EmbedderUnavailableError(Exception):
 
 
 class EmbedderClient:
-    def __init__(self, address: str, timeout: float = 2.0) -> None:
+    def __init__(self, address: str, timeout: float = 2.0, tls: TlsFiles | None = None) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self._channel = open_channel(address, tls, CHANNEL_OPTIONS)
         self._stub = embedder_pb2_grpc.EmbedderStub(self._channel)
         self.healthy = True
 

@@ -43,7 +43,9 @@ def make_shard(config: ShardConfig, llm: LLMBackend | None = None) -> Shard:
     )
     return Shard(
         settings,
-        embedder=EmbedderClient(config.embedder, timeout=config.embedder_timeout),
+        embedder=EmbedderClient(
+            config.embedder, timeout=config.embedder_timeout, tls=config.load_tls()
+        ),
         store=WriteThroughStore(
             config.redis, max_backlog=config.redis_backlog, write_timeout=config.redis_timeout
         ),

@@ -22,6 +22,7 @@ from prometheus_client import Counter, Gauge
 
 from router_svc.ring import HashRing
 from semcache.server import CHANNEL_OPTIONS
+from semcache.tls import TlsFiles, open_channel
 from semcache.v1 import cache_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,14 @@ class Member:
 class ShardPool:
     def __init__(self, *, vnodes: int, load_factor: float, health_interval: float,
                  health_timeout: float, unhealthy_after: int,
-                 drain_seconds: float = 30.0) -> None:  # fmt: skip
+                 drain_seconds: float = 30.0, tls: TlsFiles | None = None) -> None:  # fmt: skip
         self.load_factor = load_factor
         self.health_interval = health_interval
         self.health_timeout = health_timeout
         self.unhealthy_after = unhealthy_after
         #: Calls still running on a member that left the membership get this long.
         self.drain_seconds = drain_seconds
+        self.tls = tls
         self.members: dict[str, Member] = {}
         self.ring = HashRing((), vnodes)
         HEALTHY_SHARDS.set(0)
@@ -84,7 +86,7 @@ class ShardPool:
         await asyncio.gather(*(self.check(m) for m in added))
 
     def _add(self, member_id: str, address: str) -> Member:
-        channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        channel = open_channel(address, self.tls, CHANNEL_OPTIONS)
         member = Member(
             id=member_id, address=address, channel=channel,
             cache=cache_pb2_grpc.SemanticCacheStub(channel),

@@ -20,7 +20,7 @@ async def running_router(config: RouterConfig) -> AsyncIterator[tuple[GrpcServer
         vnodes=config.vnodes, load_factor=config.load_factor,
         health_interval=config.health_interval_seconds,
         health_timeout=config.health_timeout_seconds, unhealthy_after=config.unhealthy_after,
-        drain_seconds=config.default_timeout_seconds,
+        drain_seconds=config.default_timeout_seconds, tls=config.load_tls(),
     )  # fmt: skip
     router = Router(pool, config.default_timeout_seconds, config.load_tokens())
     services = [

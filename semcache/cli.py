@@ -25,6 +25,7 @@ from typing import Any
 
 from semcache.client import DEFAULT_ADDRESS, CacheInfo, Client, Completion, SemcacheError
 from semcache.mesh import LocalMesh, MeshError, MeshPorts
+from semcache.tls import TlsFiles
 
 #: grpcurl (a dev tool) and this command, beside this interpreter when installed in a venv.
 GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grpcurl"
@@ -93,7 +94,15 @@ def up(args: argparse.Namespace) -> None:
 
 def _client(args: argparse.Namespace) -> Client:
     tenant = getattr(args, "tenant", "")  # `stats` takes no scope
-    return Client(args.address, token=args.token, tenant=tenant, timeout=args.timeout)
+    credentials = None
+    if args.tls_ca or args.tls_cert or args.tls_key:
+        try:
+            tls = TlsFiles.read(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
+        except ValueError as e:
+            sys.exit(f"semcache: {e}")
+        credentials = tls.channel_credentials()
+    return Client(args.address, token=args.token, tenant=tenant, timeout=args.timeout,
+                  credentials=credentials)  # fmt: skip
 
 
 def _scope(args: argparse.Namespace) -> dict[str, Any]:
@@ -415,6 +424,12 @@ def _parser() -> argparse.ArgumentParser:
         help="API token (default: $SEMCACHE_TOKEN)",
     )
     connection.add_argument("--timeout", type=float, default=10.0, help="seconds")
+    for name, what in (("ca", "CA bundle that verifies the router (TLS on)"),
+                       ("cert", "client certificate, for mutual TLS"),
+                       ("key", "the client certificate's key")):  # fmt: skip
+        env = f"SEMCACHE_TLS_{name.upper()}"
+        connection.add_argument(f"--tls-{name}", type=Path, default=os.environ.get(env),
+                                help=f"{what} (PEM; default ${env})")  # fmt: skip
     connection.add_argument("--json", action="store_true", help="print JSON for scripts")
     scope = argparse.ArgumentParser(add_help=False)
     scope.add_argument(

@@ -425,8 +425,10 @@ class AsyncClient:
     else "default"). `timeout` (seconds, None for no deadline) is every
     call's default deadline, covering all its attempts. UNAVAILABLE is retried `retries`
     more times after a random delay in [0, min(max_backoff, backoff * 2**attempt)].
-    `channel`: a `grpc.aio` channel to use instead of opening one to `address` (it is then
-    the caller's to close).
+    `credentials` (`grpc.ssl_channel_credentials(...)`, or `TlsFiles.read(ca=...)
+    .channel_credentials()` from `semcache.tls`) dials the router over TLS; without them,
+    plaintext. `channel`: a `grpc.aio` channel to use instead of opening one to `address`
+    (it is then the caller's to close).
 
     Use as `async with AsyncClient(...) as cache:` or call `await cache.aclose()`. Make it
     inside the event loop that uses it (a `grpc.aio` channel belongs to one loop).
@@ -442,6 +444,7 @@ class AsyncClient:
         retries: int = 3,
         backoff: float = 0.1,
         max_backoff: float = 2.0,
+        credentials: grpc.ChannelCredentials | None = None,
         channel: grpc.aio.Channel | None = None,
     ) -> None:
         if retries < 0 or backoff < 0 or max_backoff < 0 or (timeout is not None and timeout <= 0):
@@ -458,15 +461,16 @@ class AsyncClient:
             # The channel's own reconnect backoff (1 s at first by default) follows ours, so
             # a retry after a refused connection really dials again; its own subchannel pool
             # keeps it from inheriting another client's backoff to the same address.
-            channel = grpc.aio.insecure_channel(
-                address,
-                options=[
-                    *CHANNEL_OPTIONS,
-                    ("grpc.use_local_subchannel_pool", 1),
-                    ("grpc.initial_reconnect_backoff_ms", max(1, int(1000 * backoff))),
-                    ("grpc.max_reconnect_backoff_ms", max(1, int(1000 * max_backoff))),
-                ],
-            )
+            options = [
+                *CHANNEL_OPTIONS,
+                ("grpc.use_local_subchannel_pool", 1),
+                ("grpc.initial_reconnect_backoff_ms", max(1, int(1000 * backoff))),
+                ("grpc.max_reconnect_backoff_ms", max(1, int(1000 * max_backoff))),
+            ]
+            if credentials is None:
+                channel = grpc.aio.insecure_channel(address, options=options)
+            else:
+                channel = grpc.aio.secure_channel(address, credentials, options=options)
         self._channel = channel
         self._cache = cache_pb2_grpc.SemanticCacheStub(channel)
         self._admin = cache_pb2_grpc.AdminStub(channel)
@@ -947,6 +951,7 @@ class Client:
         retries: int = 3,
         backoff: float = 0.1,
         max_backoff: float = 2.0,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -964,6 +969,7 @@ class Client:
                 retries=retries,
                 backoff=backoff,
                 max_backoff=max_backoff,
+                credentials=credentials,
             )
 
         try:

@@ -24,6 +24,7 @@ from typing import Any, Self
 
 from semcache.auth import TokenMap
 from semcache.quality.policy import DEFAULT_CATEGORY, HitPolicy
+from semcache.tls import TlsFiles
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -45,6 +46,28 @@ class ServerConfig:
     log_level: str = "INFO"
     #: Seconds in-flight calls get to finish on shutdown.
     grace_seconds: float = 5.0
+    #: TLS (PEM files): on when cert and key are given; the same identity is presented to
+    #: the services this one dials, and `tls_ca` verifies peers (default: system roots).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    #: Mutual TLS: callers must present a certificate signed by `tls_ca`.
+    tls_client_auth: bool = False
+    #: A plaintext port serving only grpc.health.v1, for probes that cannot speak TLS
+    #: (kubelet's native gRPC probes); -1: none.
+    health_port: int = -1
+
+    def load_tls(self) -> TlsFiles | None:
+        """The TLS files, or None for plaintext."""
+        if self.tls_cert is None and self.tls_key is None:
+            _check(self.tls_ca is None and not self.tls_client_auth, "tls_cert",
+                   "tls_ca and tls_client_auth need tls_cert and tls_key as well")  # fmt: skip
+            return None
+        try:
+            return TlsFiles.read(cert=self.tls_cert, key=self.tls_key, ca=self.tls_ca,
+                                 client_auth=self.tls_client_auth)  # fmt: skip
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
 
     def validate(self) -> None:
         _check(0 <= self.port <= 65535, "port", f"must be in [0, 65535], got {self.port}")
@@ -59,6 +82,9 @@ class ServerConfig:
             f"must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}",
         )
         _check(self.grace_seconds >= 0, "grace_seconds", "must be >= 0")
+        _check(-1 <= self.health_port <= 65535, "health_port",
+               f"must be in [-1, 65535], got {self.health_port}")  # fmt: skip
+        self.load_tls()
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

@@ -27,6 +27,7 @@ from prometheus_client import start_http_server
 
 from semcache.config import ConfigError, ServerConfig
 from semcache.telemetry import configure_logging
+from semcache.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,9 @@ class GrpcServer:
         self.health = health.aio.HealthServicer()
         self.port: int = 0
         self.metrics_port: int | None = None
+        self.health_port: int | None = None
         self._server: grpc.aio.Server | None = None
+        self._health_server: grpc.aio.Server | None = None
         self._metrics_http: Any = None
 
     @property
@@ -89,9 +92,15 @@ class GrpcServer:
             ],
             server,
         )
-        self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
-        if self.port == 0:
-            raise OSError(f"cannot listen on {self.config.host}:{self.config.port}")
+        tls = self.config.load_tls()
+        self.port = _listen(server, self.config.host, self.config.port, tls)
+        if self.config.health_port >= 0:
+            # Kubelet's gRPC probes speak plaintext only: a second server with health alone.
+            health_only = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, health_only)
+            self.health_port = _listen(health_only, self.config.host, self.config.health_port)
+            await health_only.start()
+            self._health_server = health_only
         await server.start()
         self._server = server
         if self.config.metrics_port >= 0:
@@ -112,6 +121,9 @@ class GrpcServer:
         await self.health.enter_graceful_shutdown()
         await self._server.stop(self.config.grace_seconds)
         self._server = None
+        if self._health_server is not None:
+            await self._health_server.stop(None)
+            self._health_server = None
         if self._metrics_http is not None:
             await asyncio.to_thread(self._metrics_http.shutdown)
             self._metrics_http.server_close()
@@ -139,6 +151,17 @@ class GrpcServer:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(sig)
+
+
+def _listen(server: grpc.aio.Server, host: str, port: int, tls: TlsFiles | None = None) -> int:
+    address = f"{host}:{port}"
+    if tls is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, tls.server_credentials())
+    if bound == 0:
+        raise OSError(f"cannot listen on {address}")
+    return bound
 
 
 C = TypeVar("C", bound=ServerConfig)
