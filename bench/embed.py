@@ -143,7 +143,16 @@ async def _grpc_load(
     }
 
 
-def bench_service(texts: list[str]) -> dict[str, dict[str, float]]:
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), in MiB: what a memory limit must allow."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
+def bench_service(texts: list[str]) -> tuple[dict[str, dict[str, float]], float]:
+    """Throughput and latency of the embedder process under load, and its peak memory."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "embed_svc", "--port", str(port), "--metrics-port", "-1",
@@ -157,7 +166,7 @@ def bench_service(texts: list[str]) -> dict[str, dict[str, float]]:
             results[name] = asyncio.run(
                 _grpc_load(f"127.0.0.1:{port}", texts, concurrency, per_call)
             )
-        return results
+        return results, peak_rss_mib(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -195,7 +204,7 @@ def main() -> None:
             f"{q['share_ge_0.98']:7.1%}"
         )
     raw = bench_raw(texts)
-    service = bench_service(texts)
+    service, service_rss = bench_service(texts)
     torch = bench_torch(texts)
 
     best_raw = max(raw.values())
@@ -215,7 +224,8 @@ def main() -> None:
     print(f"\n{'configuration':58} {'texts/s':>9}")
     for name, rate, extra in rows:
         print(f"{name:58} {rate:9.0f}  {extra}")
-    print(f"\nbest service / best raw int8:   {best_service / best_raw:.2f}  (goal >= 0.80)")
+    print(f"\nembedder process peak memory under load: {service_rss:.0f} MiB")
+    print(f"best service / best raw int8:   {best_service / best_raw:.2f}  (goal >= 0.80)")
     if best_torch:
         print(f"best service / best torch fp32: {best_service / best_torch:.2f}  (goal >= 3.0)")
 
@@ -229,6 +239,7 @@ def main() -> None:
         "quality_vs_fp32": cosine,
         "raw_int8": raw,
         "service": service,
+        "service_peak_rss_mib": service_rss,
         "torch_fp32": torch,
         "ratios": {
             "service_vs_raw": best_service / best_raw,

@@ -19,7 +19,10 @@ class EmbedderClient:
     def __init__(self, address: str, timeout: float = 2.0, tls: TlsFiles | None = None) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = open_channel(address, tls, CHANNEL_OPTIONS)
+        # round_robin: every address the name resolves to (all the pods of a headless
+        # Service) takes calls, not only the first.
+        options = [*CHANNEL_OPTIONS, ("grpc.lb_policy_name", "round_robin")]
+        self._channel = open_channel(address, tls, options)
         self._stub = embedder_pb2_grpc.EmbedderStub(self._channel)
         self.healthy = True
 

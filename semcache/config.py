@@ -56,6 +56,9 @@ class ServerConfig:
     #: A plaintext port serving only grpc.health.v1, for probes that cannot speak TLS
     #: (kubelet's native gRPC probes); -1: none.
     health_port: int = -1
+    #: Connections older than this are closed (after grace_seconds), so clients re-resolve
+    #: DNS and spread over replicas that came later (behind a headless Service); 0: never.
+    max_connection_age_seconds: float = 0.0
 
     def load_tls(self) -> TlsFiles | None:
         """The TLS files, or None for plaintext."""
@@ -84,6 +87,8 @@ class ServerConfig:
         _check(self.grace_seconds >= 0, "grace_seconds", "must be >= 0")
         _check(-1 <= self.health_port <= 65535, "health_port",
                f"must be in [-1, 65535], got {self.health_port}")  # fmt: skip
+        _check(self.max_connection_age_seconds >= 0, "max_connection_age_seconds",
+               "must be >= 0 (0: never)")  # fmt: skip
         self.load_tls()
 
     @classmethod

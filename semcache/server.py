@@ -79,7 +79,13 @@ class GrpcServer:
         await self.stop()
 
     async def start(self) -> None:
-        server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        options = list(CHANNEL_OPTIONS)
+        if self.config.max_connection_age_seconds > 0:
+            options += [
+                ("grpc.max_connection_age_ms", int(self.config.max_connection_age_seconds * 1000)),
+                ("grpc.max_connection_age_grace_ms", int(self.config.grace_seconds * 1000)),
+            ]
+        server = grpc.aio.server(options=options)
         for service in self.services:
             service.add_to_server(service.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
