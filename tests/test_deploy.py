@@ -1,0 +1,124 @@
+"""deploy/k8s: every overlay renders, validates against the Kubernetes schemas (strict), and
+fits together; a deliberately broken copy is caught; the image and config agree with the code."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tomllib
+import typing
+from pathlib import Path
+
+import pytest
+
+from semcache.config import EmbedderConfig, RouterConfig, ShardConfig, _convert
+from tests.manifests import check, render
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S = ROOT / "deploy" / "k8s"
+OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if p.is_dir())
+#: prod's Secret is created by the operator (never committed): docs/deploy.md, with its keys.
+PROD_SECRET = {("Secret", "semcache-secrets"): ("tokens", "redis-url", "openai-api-key")}
+EXTERNAL = {"prod": PROD_SECRET, "external-redis": PROD_SECRET}
+
+
+def test_the_overlays_are_there() -> None:
+    assert {"dev", "prod", "external-redis"} <= set(OVERLAYS)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_validates_and_fits_together(overlay: str) -> None:
+    assert check(K8S / "overlays" / overlay, EXTERNAL.get(overlay)) == []
+
+
+BREAKAGES = {
+    # file, text, replacement, what the error says
+    "service targets a port no container has": (
+        "base/router.yaml", "targetPort: grpc", "targetPort: grcp", "targetPort 'grcp'"),
+    "selector does not match the pod labels": (
+        "base/shard.yaml", "  selector:\n    matchLabels:\n      app.kubernetes.io/name: semcache",
+        "  selector:\n    matchLabels:\n      app.kubernetes.io/name: semcash",
+        "does not match its pod labels"),
+    "unknown field (strict schema)": (
+        "base/embedder.yaml", "  replicas: 2\n", "  replicas: 2\n  replica: 2\n",
+        "'replica' was unexpected"),
+    "container without limits": (
+        "base/router.yaml", 'limits:\n              cpu: "1"\n              memory: 512Mi\n',
+        "limits: {}\n", "no limits for cpu, memory"),
+    "missing Secret key": (
+        "base/router.yaml", "key: redis-url", "key: redis-uri", "'redis-uri'"),
+    "missing ConfigMap": (
+        "base/shard.yaml", "name: semcache-config", "name: semcache-confg", "'semcache-confg'"),
+    "probe on a port the container does not open": (
+        "base/embedder.yaml", "port: 50060\n            periodSeconds: 5",
+        "port: 50061\n            periodSeconds: 5", "50061"),
+    "API version that no longer exists": (
+        "overlays/prod/autoscaling.yaml", "autoscaling/v2", "autoscaling/v2beta1", "no schema"),
+    "writable root filesystem": (
+        "base/shard.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false",
+        "readOnlyRootFilesystem must be true"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("breakage", list(BREAKAGES))
+def test_a_broken_copy_is_caught(breakage: str, tmp_path: Path) -> None:
+    file, text, replacement, expected = BREAKAGES[breakage]
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S, copy)
+    path = copy / file
+    original = path.read_text()
+    assert text in original, f"{file} no longer holds the text this test breaks"
+    path.write_text(original.replace(text, replacement, 1))
+    errors = check(copy / "overlays" / "prod", PROD_SECRET)
+    assert any(expected in e for e in errors), errors
+
+
+def test_the_configmap_policy_is_the_shipped_default() -> None:
+    shipped = ROOT / "semcache" / "quality" / "default_policy.json"
+    assert json.loads((K8S / "base" / "policy.json").read_text()) == json.loads(
+        shipped.read_text()
+    ), "deploy/k8s/base/policy.json drifted from the default: copy it again"
+
+
+@pytest.mark.parametrize("config", [EmbedderConfig, ShardConfig, RouterConfig])
+def test_the_configmap_settings_exist_and_parse(config: type) -> None:
+    section = tomllib.loads((K8S / "base" / "semcache.toml").read_text())[config.SECTION]
+    fields = {f.name for f in dataclasses.fields(config)}
+    assert set(section) <= fields, set(section) - fields
+    hints = typing.get_type_hints(config)
+    for name, value in section.items():
+        _convert(value, hints[name], name)  # raises ConfigError on a bad value
+
+
+def test_the_image_builds_with_the_make_targets_ci_runs() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "RUN make model" in dockerfile and "HNSWLIB_NO_NATIVE=1" in dockerfile
+    assert "USER 10001" in dockerfile
+    for service in ("router_svc", "cache_svc", "embed_svc"):
+        assert (ROOT / service / "__main__.py").exists()
+
+
+def test_the_tls_component_turns_tls_on_in_prod(tmp_path: Path) -> None:
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S, copy)
+    overlay = copy / "overlays" / "prod-tls"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "resources: [../prod]\ncomponents: [../../components/tls]\n"
+    )
+    tls_secret = {("Secret", "semcache-tls"): ("tls.crt", "tls.key", "ca.crt")}
+    assert check(overlay, PROD_SECRET | tls_secret) == []
+    env = {
+        o["metadata"]["name"]: {
+            e["name"] for e in o["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        for o in render(overlay)
+        if o["kind"] in ("Deployment", "StatefulSet") and o["metadata"]["name"] != "semcache-redis"
+    }
+    assert "SEMCACHE_ROUTER_TLS_CERT" in env["semcache-router"]
+    assert "SEMCACHE_ROUTER_TLS_CLIENT_AUTH" not in env["semcache-router"]  # callers use tokens
+    assert {"SEMCACHE_SHARD_TLS_CA", "SEMCACHE_SHARD_TLS_CLIENT_AUTH"} <= env["semcache-shard"]
+    assert "SEMCACHE_EMBEDDER_TLS_CLIENT_AUTH" in env["semcache-embedder"]
+    # Without the Secret, the checker says so.
+    assert any("semcache-tls" in e for e in check(overlay, PROD_SECRET))
