@@ -8,15 +8,16 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends g++ make \
     && rm -rf /var/lib/apt/lists/*
 # HNSWLIB_NO_NATIVE: hnswlib is compiled without -march=native, so the image runs on any
-# x86-64 node, not only on CPUs like the build machine's.
-# The PyTorch CPU index: `torch==2.13.0` then resolves to 2.13.0+cpu, not the CUDA build.
+# x86-64 node, not only on CPUs like the build machine's. (x86-64 only: some dev tools
+# `make model` installs ship no arm64 wheels.)
 ENV HNSWLIB_NO_NATIVE=1 \
     SEMCACHE_CACHE_DIR=/build/cache \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY . .
-RUN make model \
+# The PyTorch CPU index, for this step only: `torch==2.13.0` then resolves to 2.13.0+cpu,
+# not the CUDA build; the runtime wheels below come from PyPI alone.
+RUN PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu make model \
     && cp -r "$(.venv/bin/python -m embed_svc.build --print-dir)" /build/model
 # Runtime wheels only: semcache and its dependencies, no dev tools, no torch.
 RUN .venv/bin/python -m pip wheel --no-cache-dir --wheel-dir /build/wheels .

@@ -120,6 +120,12 @@ class ServerConfig:
         unknown = sorted(set(raw) - names)
         if unknown:
             raise ConfigError(f"{file} [{cls.SECTION}]: unknown setting(s) {', '.join(unknown)}")
+        # A misspelt variable would otherwise be ignored, e.g. TLS client auth left off.
+        prefix = _env_name(cls, "")
+        misspelt = sorted(k for k in environ if k.startswith(prefix)
+                          and k.removeprefix(prefix).lower() not in names)  # fmt: skip
+        if misspelt:
+            raise ConfigError(f"unknown setting(s) in the environment: {', '.join(misspelt)}")
         for name in names:
             env = _env_name(cls, name)
             if env in environ:

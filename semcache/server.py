@@ -100,15 +100,19 @@ class GrpcServer:
         )
         tls = self.config.load_tls()
         self.port = _listen(server, self.config.host, self.config.port, tls)
+        await server.start()
+        self._server = server
         if self.config.health_port >= 0:
             # Kubelet's gRPC probes speak plaintext only: a second server with health alone.
             health_only = grpc.aio.server()
             health_pb2_grpc.add_HealthServicer_to_server(self.health, health_only)
-            self.health_port = _listen(health_only, self.config.host, self.config.health_port)
+            try:
+                self.health_port = _listen(health_only, self.config.host, self.config.health_port)
+            except OSError:
+                await self.stop()
+                raise
             await health_only.start()
             self._health_server = health_only
-        await server.start()
-        self._server = server
         if self.config.metrics_port >= 0:
             self._metrics_http, _ = start_http_server(
                 self.config.metrics_port, addr=self.config.host

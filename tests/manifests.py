@@ -84,6 +84,15 @@ def _matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
+def mount_paths(container: Object) -> list[str]:
+    return [m["mountPath"] for m in container.get("volumeMounts", [])]
+
+
+def is_mounted(path: str, container: Object) -> bool:
+    """`path` lies under one of the container's volume mounts."""
+    return any(path == m or path.startswith(m.rstrip("/") + "/") for m in mount_paths(container))
+
+
 def _has_port(containers: Iterable[Object], port: int | str) -> bool:
     for c in containers:
         for p in c.get("ports", []):
@@ -163,6 +172,17 @@ def consistency_errors(objects: list[Object], external: External | None = None) 
             for probe, port in _probe_ports(c):
                 if not _has_port([c], port):
                     errors.append(f"{where}: {probe} port {port!r} is not a container port")
+            volumes = {v["name"] for v in spec.get("volumes", [])} | {
+                t["metadata"]["name"] for t in o["spec"].get("volumeClaimTemplates", [])
+            }
+            for mount in c.get("volumeMounts", []):
+                if mount["name"] not in volumes:
+                    errors.append(f"{where}: mounts volume {mount['name']!r}, which the pod "
+                                  "does not have")  # fmt: skip
+            for env in c.get("env", []):
+                value = env.get("value", "")
+                if value.startswith("/") and not is_mounted(value, c):
+                    errors.append(f"{where}: {env['name']}={value} is under no volume mount")
             security = c.get("securityContext", {})
             if security.get("allowPrivilegeEscalation") is not False:
                 errors.append(f"{where}: allowPrivilegeEscalation must be false")
@@ -188,6 +208,11 @@ def consistency_errors(objects: list[Object], external: External | None = None) 
     def selected(selector: Mapping[str, str]) -> list[Object]:
         return [o for o in workloads if _matches(selector, _labels(pods[_id(o)]))]
 
+    def selected_by_policy(selector: Mapping[str, Any]) -> list[Object]:
+        # A NetworkPolicy's empty selector means every pod (of the namespace).
+        labels = selector.get("matchLabels", {})
+        return workloads if not selector else selected(labels)
+
     for o in objects:
         kind, spec = o.get("kind"), o.get("spec", {})
         if kind == "Service" and "selector" in spec:
@@ -208,13 +233,20 @@ def consistency_errors(objects: list[Object], external: External | None = None) 
             if (ref["kind"], ref["name"]) not in by_kind_name:
                 errors.append(f"{_id(o)}: scaleTargetRef {ref['kind']}/{ref['name']} not found")
         elif kind == "NetworkPolicy":
-            targets = selected(spec.get("podSelector", {}).get("matchLabels", {}))
+            targets = selected_by_policy(spec.get("podSelector", {}))
             if not targets:
                 errors.append(f"{_id(o)}: podSelector matches no pods")
             for rule in spec.get("ingress", []):
+                for peer in rule.get("from", []):
+                    own_pods = "podSelector" in peer and "namespaceSelector" not in peer
+                    if own_pods and not selected_by_policy(peer["podSelector"]):
+                        errors.append(f"{_id(o)}: from podSelector {peer['podSelector']} "
+                                      "matches no pods")  # fmt: skip
                 for port in rule.get("ports", []):
                     for w in targets:
-                        if not _has_port(pods[_id(w)]["spec"]["containers"], port["port"]):
+                        if "port" in port and not _has_port(
+                            pods[_id(w)]["spec"]["containers"], port["port"]
+                        ):
                             errors.append(f"{_id(o)}: port {port['port']!r} is not a port of "
                                           f"{_id(w)}'s containers")  # fmt: skip
     return errors

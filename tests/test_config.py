@@ -44,6 +44,12 @@ def test_optional_path_field(tmp_path: Path) -> None:
         (["--max-wait-ms", "nan"], {}, "max_wait_ms (--max-wait-ms): not a finite number"),
         (["--log-level", "LOUD"], {}, "log_level: must be one of"),
         (["--max-queue", "10"], {}, "max_queue: must be >= max_texts_per_call"),
+        (
+            [],
+            {"SEMCACHE_EMBEDDER_TLS_CLIENTAUTH": "true"},
+            "unknown setting(s) in the environment: SEMCACHE_EMBEDDER_TLS_CLIENTAUTH",
+        ),
+        ([], {"SEMCACHE_EMBEDDER_HEALTH_PORT": "-2"}, "health_port: must be in [-1, 65535]"),
     ],
 )
 def test_bad_values_name_the_field_and_source(argv, env, message) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import tomllib
 import typing
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from semcache.config import EmbedderConfig, RouterConfig, ShardConfig, _convert
-from tests.manifests import check, render
+from tests.manifests import check, is_mounted, render
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
@@ -55,6 +56,12 @@ BREAKAGES = {
         "port: 50061\n            periodSeconds: 5", "50061"),
     "API version that no longer exists": (
         "overlays/prod/autoscaling.yaml", "autoscaling/v2", "autoscaling/v2beta1", "no schema"),
+    "config mounted elsewhere than the env says": (
+        "base/router.yaml", "mountPath: /etc/semcache/config", "mountPath: /etc/semcache/conf",
+        "is under no volume mount"),
+    "network policy admitting pods that do not exist": (
+        "base/network-policy.yaml", "app.kubernetes.io/component: shard\n      ports:",
+        "app.kubernetes.io/component: shards\n      ports:", "from podSelector"),
     "writable root filesystem": (
         "base/shard.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false",
         "readOnlyRootFilesystem must be true"),
@@ -82,19 +89,36 @@ def test_the_configmap_policy_is_the_shipped_default() -> None:
 
 
 @pytest.mark.parametrize("config", [EmbedderConfig, ShardConfig, RouterConfig])
-def test_the_configmap_settings_exist_and_parse(config: type) -> None:
+def test_the_configmap_settings_exist_parse_and_name_mounted_files(config: type) -> None:
     section = tomllib.loads((K8S / "base" / "semcache.toml").read_text())[config.SECTION]
     fields = {f.name for f in dataclasses.fields(config)}
     assert set(section) <= fields, set(section) - fields
     hints = typing.get_type_hints(config)
     for name, value in section.items():
         _convert(value, hints[name], name)  # raises ConfigError on a bad value
+    (container,) = [
+        c
+        for o in render(K8S / "overlays" / "prod")
+        if o["kind"] in ("Deployment", "StatefulSet")
+        for c in o["spec"]["template"]["spec"]["containers"]
+        if c["name"] == config.SECTION
+    ]
+    for name, value in section.items():
+        if isinstance(value, str) and value.startswith("/"):
+            assert is_mounted(value, container), f"{config.SECTION}.{name} = {value}"
 
 
-def test_the_image_builds_with_the_make_targets_ci_runs() -> None:
+def test_the_dockerfile_builds_with_the_make_target_ci_runs() -> None:
+    # The image cannot be built here (no Docker engine): this only holds the Dockerfile to
+    # the tested steps and to the services that exist.
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "RUN make model" in dockerfile and "HNSWLIB_NO_NATIVE=1" in dockerfile
-    assert "USER 10001" in dockerfile
+    runs = [line for line in dockerfile.splitlines() if line.startswith("RUN ")]
+    assert any(re.search(r"\bmake model\b", line) for line in runs), runs
+    assert "HNSWLIB_NO_NATIVE=1" in dockerfile and "USER 10001" in dockerfile
+    # The runtime user is the one every pod's securityContext names.
+    for o in render(K8S / "overlays" / "prod"):
+        if o["kind"] in ("Deployment", "StatefulSet") and o["metadata"]["name"] != "semcache-redis":
+            assert o["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 10001
     for service in ("router_svc", "cache_svc", "embed_svc"):
         assert (ROOT / service / "__main__.py").exists()
 
