@@ -10,6 +10,7 @@ from cache_svc.embedder import EmbedderClient
 from cache_svc.eviction import Capacity, make_eviction
 from cache_svc.index import IndexParams
 from cache_svc.llm import EchoBackend, LLMBackend, OpenAIBackend
+from cache_svc.ownership import OwnershipWatcher
 from cache_svc.servicer import AdminServicer, CacheServicer
 from cache_svc.shard import Shard, ShardSettings
 from cache_svc.store import WriteThroughStore
@@ -89,6 +90,9 @@ async def running_shard(
                     Heartbeat(config.registry, config.shard_id,
                               config.advertise or server.address, config.registry_ttl_seconds)
                 )  # fmt: skip
+                await stack.enter_async_context(
+                    OwnershipWatcher(config.registry, config.shard_id, shard, config.ring_vnodes)
+                )
             yield server, shard
     finally:
         await shard.aclose()

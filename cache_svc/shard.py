@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -395,6 +395,22 @@ class Shard:
         if entry is None or entry.tenant != tenant:  # another tenant's id: as if absent
             raise EntryNotFoundError(f"entry_id: no entry {entry_id} for tenant {tenant!r}")
         return entry
+
+    def release(self, owned: Callable[[str], bool]) -> int:
+        """Drops from memory (never from Redis) the namespaces `owned` says are another
+        shard's now; returns how many. Skips what only this shard holds: namespaces with a
+        call in flight, and any while Redis is away (their writes may still be queued)."""
+        if self.store.state != "up":
+            return 0
+        released = 0
+        for key, ns in list(self._namespaces.items()):
+            if owned(key) or key in self._unhydrated or self._flights_for(key):
+                continue
+            self._forget(ns, [e.id for e in ns], "released")
+            del self._namespaces[key]
+            released += 1
+        self._update_gauges()
+        return released
 
     def _flights_for(self, key: str) -> bool:
         return any(flight[0] == key for flight in self._flights.in_flight_keys())

@@ -224,6 +224,9 @@ class ShardConfig(ServerConfig):
     advertise: str = ""
     #: The registration expires this long after the last heartbeat (sent every ttl / 3).
     registry_ttl_seconds: float = 10.0
+    #: The routers' `vnodes`: with a registry, the shard computes the same ring to release
+    #: namespaces that membership changes gave to other shards.
+    ring_vnodes: int = 150
 
     def load_policy(self) -> HitPolicy:
         try:
@@ -251,6 +254,7 @@ class ShardConfig(ServerConfig):
         for name in ("embedder_timeout", "redis_timeout", "default_ttl_seconds",
                      "sweep_interval_seconds", "llm_timeout"):  # fmt: skip
             _check(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        _check(self.ring_vnodes >= 1, "ring_vnodes", f"must be >= 1, got {self.ring_vnodes}")
         ttl = self.registry_ttl_seconds
         _check(ttl >= 1, "registry_ttl_seconds", f"must be >= 1 (beats every ttl / 3), got {ttl}")
         _check(self.echo_delay_ms >= 0, "echo_delay_ms", "must be >= 0")

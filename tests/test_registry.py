@@ -15,8 +15,9 @@ from cache_svc.llm import EchoBackend
 from cache_svc.service import running_shard
 from router_svc.membership import RegistryWatcher
 from router_svc.pool import ShardPool
+from router_svc.ring import HashRing
 from router_svc.service import running_router
-from semcache import registry
+from semcache import keys, registry
 from semcache.config import ConfigError, RouterConfig, ShardConfig
 from semcache.localredis import LocalRedis
 from semcache.probe import free_port
@@ -154,3 +155,48 @@ async def test_deregistering_leaves_another_shards_registration_alone(registry_u
         await client.set(registry.member_key("shard-x"), "127.0.0.1:2", px=10_000)
     assert await registry.read_members(client) == {"shard-x": "127.0.0.1:2"}
     await client.aclose()
+
+
+async def test_a_shard_lets_go_of_what_a_returning_owner_owns(
+    embedder_address, redis_server, registry_url, tenant
+) -> None:
+    """The stale-copy case: a namespace fails over to shard-a while its owner shard-b is
+    away; when shard-b returns, shard-a releases its copy, so an entry invalidated through
+    shard-b is not served by shard-a on the next failover."""
+    await registry.connect(registry_url).flushdb()
+    ring = HashRing(["shard-a", "shard-b"])
+    scopes = (cache_pb2.Scope(tenant=tenant, system_prompt=f"prompt {i}") for i in range(1000))
+    scope = next(s for s in scopes if ring.owner(keys.namespace_key(s)) == "shard-b")
+    prompt = "How do I renew my passport?"
+
+    def shard(shard_id: str):  # a running_shard context
+        return running_shard(shard_config(embedder=embedder_address, redis=redis_server.url,
+                                          registry=registry_url, shard_id=shard_id),
+                             llm=EchoBackend())  # fmt: skip
+
+    def healthy(pool: ShardPool) -> list[str]:
+        return sorted(m.id for m in pool.members.values() if m.healthy)
+
+    async with contextlib.AsyncExitStack() as stack:
+        _server, shard_a = await stack.enter_async_context(shard("shard-a"))
+        router, pool = await stack.enter_async_context(running_router(router_config(registry_url)))
+        channel = await stack.enter_async_context(grpc.aio.insecure_channel(router.address))
+        cache = cache_pb2_grpc.SemanticCacheStub(channel)
+        async with shard("shard-b"):
+            await eventually(lambda: healthy(pool) == ["shard-a", "shard-b"])
+            first = await cache.Complete(cache_pb2.CompleteRequest(scope=scope, prompt=prompt))
+            assert first.cache.shard == "shard-b"
+        await eventually(lambda: healthy(pool) == ["shard-a"])
+        failover = await cache.Lookup(cache_pb2.LookupRequest(scope=scope, prompt=prompt))
+        assert failover.cache.status == cache_pb2.CACHE_STATUS_HIT
+        assert failover.cache.shard == "shard-a"  # hydrated from Redis
+        assert shard_a.stats()["namespaces"] == 1
+        async with shard("shard-b"):
+            await eventually(lambda: healthy(pool) == ["shard-a", "shard-b"])
+            await eventually(lambda: shard_a.stats()["namespaces"] == 0)  # released
+            await cache.Invalidate(cache_pb2.InvalidateRequest(
+                scope=cache_pb2.Scope(tenant=tenant), entry_id=first.cache.entry_id))  # fmt: skip
+        await eventually(lambda: healthy(pool) == ["shard-a"])
+        again = await cache.Lookup(cache_pb2.LookupRequest(scope=scope, prompt=prompt))
+        assert again.cache.shard == "shard-a"
+        assert again.cache.status == cache_pb2.CACHE_STATUS_MISS  # not a stale copy
