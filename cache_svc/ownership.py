@@ -16,8 +16,6 @@ which then costs a hydration from Redis, nothing more.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from redis.exceptions import RedisError
@@ -25,6 +23,7 @@ from redis.exceptions import RedisError
 from cache_svc.shard import Shard
 from router_svc.ring import HashRing
 from semcache import registry
+from semcache.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +38,17 @@ class OwnershipWatcher:
         self.shard_id = shard_id
         self.shard = shard
         self.vnodes = vnodes
-        self.interval = interval
         self._client = registry.connect(url)
         self._members: frozenset[str] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._checks = Periodic(self.check, interval, "ownership check")
 
     async def __aenter__(self) -> OwnershipWatcher:
-        self._task = asyncio.create_task(self._watch(), name="ownership-watch")
+        await self.check()
+        self._checks.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._checks.stop()
         await self._client.aclose()
 
     async def check(self) -> int:
@@ -72,11 +68,3 @@ class OwnershipWatcher:
             log.info("released namespaces owned by other shards",
                      extra={"namespaces": released, "shards": len(members)})  # fmt: skip
         return released
-
-    async def _watch(self) -> None:
-        while True:
-            try:
-                await self.check()
-            except Exception:  # a bad registry value must not stop the watch for good
-                log.exception("ownership check failed")
-            await asyncio.sleep(self.interval)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 
@@ -12,6 +10,7 @@ from redis.exceptions import RedisError
 
 from router_svc.pool import ShardPool
 from semcache import registry
+from semcache.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -35,23 +34,19 @@ class RegistryWatcher:
 
     def __init__(self, url: str, pool: ShardPool, interval: float, grace: float = 10.0) -> None:
         self.pool = pool
-        self.interval = interval
         self.grace = grace
         self._absent_since: dict[str, float] = {}
         self._client = registry.connect(url)
-        self._task: asyncio.Task[None] | None = None
+        self._reads = Periodic(self.sync, interval, "registry read")
         self.readable: bool | None = None  # None: not read yet
 
     async def __aenter__(self) -> RegistryWatcher:
         await self.sync()
-        self._task = asyncio.create_task(self._watch(), name="registry-watch")
+        self._reads.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._reads.stop()
         await self._client.aclose()
 
     async def sync(self) -> None:
@@ -78,11 +73,3 @@ class RegistryWatcher:
                 kept[member.id] = member.address
         await self.pool.update(members | kept)
         self._absent_since = {i: t for i, t in self._absent_since.items() if i in kept}
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.sync()
-            except Exception:  # a bad registry value must not stop membership for good
-                log.exception("registry read failed")

@@ -12,12 +12,13 @@ routers' health checks take it out of the ring sooner). Readers prune ids whose 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
+
+from semcache.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +81,12 @@ class Heartbeat:
         self.address = address
         self.ttl = ttl
         self._client = connect(url)
-        self._task: asyncio.Task[None] | None = None
+        self._beats = Periodic(self._beat, ttl / 3, "registry heartbeat")
         self.registered: bool | None = None  # None: not tried yet
 
     async def __aenter__(self) -> Heartbeat:
         await self._beat()
-        self._task = asyncio.create_task(self._beat_forever(), name="registry-heartbeat")
+        self._beats.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -106,21 +107,9 @@ class Heartbeat:
             log.info("registered", extra={"shard": self.shard_id, "address": self.address})
         self.registered = True
 
-    async def _beat_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.ttl / 3)
-            try:
-                await self._beat()
-            except Exception:  # keep beating whatever one beat ran into
-                log.exception("registry heartbeat failed")
-
     async def aclose(self) -> None:
         """Stops the heartbeat and deregisters, so routers drop this shard at once."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._beats.stop()
         with contextlib.suppress(*_FAILURES):
             # Only our own registration: another shard may have taken this id since.
             deleted = await self._client.eval(
