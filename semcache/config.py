@@ -59,6 +59,9 @@ class ServerConfig:
     #: Connections older than this are closed (after grace_seconds), so clients re-resolve
     #: DNS and spread over replicas that came later (behind a headless Service); 0: never.
     max_connection_age_seconds: float = 0.0
+    #: Calls in flight (health checks aside) beyond which new ones get RESOURCE_EXHAUSTED
+    #: at once; 0: no limit.
+    max_in_flight: int = 1024
 
     def load_tls(self) -> TlsFiles | None:
         """The TLS files, or None for plaintext."""
@@ -89,6 +92,7 @@ class ServerConfig:
                f"must be in [-1, 65535], got {self.health_port}")  # fmt: skip
         _check(self.max_connection_age_seconds >= 0, "max_connection_age_seconds",
                "must be >= 0 (0: never)")  # fmt: skip
+        _check(self.max_in_flight >= 0, "max_in_flight", "must be >= 0 (0: no limit)")
         self.load_tls()
 
     @classmethod

@@ -25,6 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from semcache.admission import AdmissionControl
 from semcache.config import ConfigError, ServerConfig
 from semcache.telemetry import configure_logging
 from semcache.tls import TlsFiles
@@ -63,6 +64,7 @@ class GrpcServer:
         self.port: int = 0
         self.metrics_port: int | None = None
         self.health_port: int | None = None
+        self.admission: AdmissionControl | None = None
         self._server: grpc.aio.Server | None = None
         self._health_server: grpc.aio.Server | None = None
         self._metrics_http: Any = None
@@ -85,7 +87,11 @@ class GrpcServer:
                 ("grpc.max_connection_age_ms", int(self.config.max_connection_age_seconds * 1000)),
                 ("grpc.max_connection_age_grace_ms", int(self.config.grace_seconds * 1000)),
             ]
-        server = grpc.aio.server(options=options)
+        interceptors = []
+        if self.config.max_in_flight > 0:
+            self.admission = AdmissionControl(self.config.max_in_flight)
+            interceptors.append(self.admission)
+        server = grpc.aio.server(options=options, interceptors=interceptors)
         for service in self.services:
             service.add_to_server(service.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cache_svc.llm import EchoBackend, LLMBackend, LLMRequest, UpstreamError
 from cache_svc.service import running_shard
@@ -142,3 +144,39 @@ async def test_upstream_unavailable_is_passed_on_not_failed_over(
         assert UPSTREAM_ERROR in tuple(error.value.trailing_metadata())
         assert sum(b.calls for b in backends) == 1  # no second shard asked the LLM again
         assert all(mem.healthy for mem in m["pool"].members.values())
+
+
+async def test_overload_is_refused_at_once_and_health_still_answers(
+    embedder_address, redis_server, tenant
+) -> None:
+    async with mesh(embedder_address, redis_server.url, llm=lambda: EchoBackend(delay=2.0),
+                    max_in_flight=4) as m:  # fmt: skip
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        async def call(i: int) -> tuple[str, float]:
+            try:
+                await m["cache"].Complete(complete(tenant, f"distinct question number {i}"))
+                outcome = "OK"
+            except grpc.aio.AioRpcError as e:
+                outcome = e.code().name
+            return outcome, loop.time() - started
+
+        calls = [asyncio.create_task(call(i)) for i in range(12)]
+        await eventually(lambda: any(c.done() for c in calls))
+        # Every refusal came back while the admitted calls were still waiting on the LLM.
+        done = [c.result() for c in calls if c.done()]
+        assert done and {outcome for outcome, _ in done} == {"RESOURCE_EXHAUSTED"}
+        async with grpc.aio.insecure_channel(m["address"]) as channel:
+            health = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=1
+            )
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as refused:  # streams are counted too
+            async for _ in m["cache"].StreamComplete(complete(tenant, "yet another question")):
+                pass
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "over capacity" in (refused.value.details() or "")
+        results = [await c for c in calls]
+    outcomes = [outcome for outcome, _ in results]
+    assert outcomes.count("OK") == 4 and outcomes.count("RESOURCE_EXHAUSTED") == 8
