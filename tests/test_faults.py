@@ -1,0 +1,206 @@
+"""Faults under load, through the router: Redis stopped, the embedder killed, the router
+restarted. Each load is bounded (a fixed number of calls, a few seconds) and on loopback.
+(A shard killed with `kill -9` under load: tests/test_mesh.py; overload: tests/test_router.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import redis.asyncio as aioredis
+
+from cache_svc.store import entry_key
+from router_svc.service import running_router
+from semcache.client import AsyncClient
+from semcache.config import RouterConfig
+from semcache.localredis import LocalRedis
+from semcache.probe import free_port, wait_until_serving
+from semcache.v1 import cache_pb2
+from semcache.v1.cache_pb2_grpc import SemanticCacheStub
+from tests.test_router import complete, mesh
+
+TOPICS = ["shipping to Iceland", "renewing a passport", "the boiling point of water",
+          "resetting a router", "Finnish greetings", "vegan lasagna", "HTTP status 418",
+          "the speed of light", "tax deadlines", "cat nutrition"]  # fmt: skip
+
+
+def prompts(tenant: str) -> itertools.count:
+    """Distinct questions (so each is a miss that stores an entry)."""
+    return (f"{tenant} question {i}: what should I know about {TOPICS[i % len(TOPICS)]}?"
+            for i in itertools.count())  # type: ignore[return-value]  # fmt: skip
+
+
+class Load:
+    """`workers` callers issuing Complete with fresh prompts until stopped; every outcome
+    is kept (a response, or the gRPC code of a failure)."""
+
+    def __init__(self, cache: SemanticCacheStub, tenant: str, workers: int = 4) -> None:
+        self.cache = cache
+        self.tenant = tenant
+        self.workers = workers
+        self.responses: list[cache_pb2.CompleteResponse] = []
+        self.failures: list[str] = []
+        self._prompts = prompts(tenant)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _caller(self) -> None:
+        while not self._stop.is_set():
+            try:
+                reply = await self.cache.Complete(complete(self.tenant, next(self._prompts)),
+                                                  timeout=10)  # fmt: skip
+                self.responses.append(reply)
+            except grpc.aio.AioRpcError as e:
+                self.failures.append(f"{e.code().name}: {e.details()}")
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._caller()) for _ in range(self.workers)]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+    @property
+    def calls(self) -> int:
+        return len(self.responses) + len(self.failures)
+
+
+async def test_redis_stopped_under_load_fails_no_call_and_loses_no_write(
+    embedder_address, tenant, tmp_path
+) -> None:
+    redis = LocalRedis(free_port(), data_dir=tmp_path / "redis")
+    redis.start()
+    try:
+        async with mesh(embedder_address, redis.url, shards=2) as m:
+            load = Load(m["cache"], tenant)
+            load.start()
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(redis.stop)
+            during = load.calls
+            await asyncio.sleep(3.0)  # Redis away for several seconds, calls keep coming
+            during = load.calls - during
+            await asyncio.to_thread(redis.start)
+            await asyncio.sleep(0.5)
+            await load.stop()
+            assert load.failures == []
+            assert during > 0  # calls were made while Redis was down
+            degraded = [r for r in load.responses if "redis_unavailable" in r.cache.degraded]
+            assert degraded, "no call saw Redis down: the outage did not happen under load"
+
+            async def flushed() -> bool:
+                stats = await m["admin"].Stats(cache_pb2.StatsRequest())
+                return stats.total.redis_backlog == 0 and all(
+                    s.redis_state == "up" for s in stats.shards
+                )
+
+            async with asyncio.timeout(20):
+                while not await flushed():  # noqa: ASYNC110 - polls another process's state
+                    await asyncio.sleep(0.1)
+        stored = [r.cache for r in load.responses if r.cache.stored]
+        assert len(stored) >= during
+        async with aioredis.from_url(redis.url) as client, client.pipeline() as pipe:
+            for c in stored:
+                pipe.exists(entry_key(c.namespace, c.entry_id))
+            present = await pipe.execute()
+        assert sum(present) == len(stored), f"{len(stored) - sum(present)} writes lost"
+        print(f"\nredis outage: {load.calls} calls ({during} while Redis was down, "
+              f"{len(degraded)} answered degraded), {len(load.failures)} failed, "
+              f"{len(stored)} entries stored, {len(stored) - sum(present)} lost")  # fmt: skip
+    finally:
+        redis.stop()
+
+
+@contextlib.contextmanager
+def embedder_process(port: int, log: Path) -> subprocess.Popen:
+    with log.open("a") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "embed_svc", "--port", str(port), "--metrics-port", "-1"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_until_serving(f"127.0.0.1:{port}", timeout=60, process=process)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+
+
+async def test_embedder_killed_complete_still_answers_and_recovers(
+    redis_server, tenant, tmp_path
+) -> None:
+    port = free_port()
+    embedder = f"127.0.0.1:{port}"
+    log = tmp_path / "embedder.log"
+    async with mesh(embedder, redis_server.url, shards=1) as m:
+        cache = m["cache"]
+        with embedder_process(port, log) as process:
+            first = await cache.Complete(complete(tenant, "How do I renew my passport?"))
+            assert first.cache.status == cache_pb2.CACHE_STATUS_MISS
+            process.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(process.wait, 30)
+        # Killed: an exact repeat is still a hit, a new prompt goes straight to the LLM,
+        # and Lookup says the cache is degraded.
+        exact = await cache.Complete(complete(tenant, "How do I renew my passport?"))
+        assert exact.cache.status == cache_pb2.CACHE_STATUS_HIT
+        fresh = await cache.Complete(complete(tenant, "What is the capital of Peru?"))
+        assert fresh.cache.status == cache_pb2.CACHE_STATUS_MISS and fresh.answer.text
+        paraphrase = await cache.Lookup(
+            cache_pb2.LookupRequest(scope=complete(tenant, "").scope,
+                                    prompt="How can I renew my passport?"))  # fmt: skip
+        assert paraphrase.cache.status == cache_pb2.CACHE_STATUS_MISS
+        assert "embedder_unavailable" in paraphrase.cache.degraded
+        # Back on the same address: semantic hits return without restarting anything.
+        with embedder_process(port, log):
+            async with asyncio.timeout(30):
+                while True:
+                    again = await cache.Lookup(
+                        cache_pb2.LookupRequest(scope=complete(tenant, "").scope,
+                                                prompt="How can I renew my passport?"))  # fmt: skip
+                    if again.cache.status == cache_pb2.CACHE_STATUS_HIT:
+                        break
+                    await asyncio.sleep(0.2)
+            assert again.cache.kind == cache_pb2.MATCH_KIND_SEMANTIC and not again.cache.degraded
+
+
+@contextlib.asynccontextmanager
+async def router_on(port: int, shards: str) -> AsyncIterator[None]:
+    config = RouterConfig(port=port, metrics_port=-1, grace_seconds=0, shards=shards,
+                          health_interval_seconds=0.1)  # fmt: skip
+    async with running_router(config):
+        yield
+
+
+async def test_the_sdk_carries_callers_over_a_router_restart(
+    embedder_address, redis_server, tenant
+) -> None:
+    async with mesh(embedder_address, redis_server.url, shards=1) as m:
+        shards = ",".join(s.address for s in m["shards"])
+        port = free_port()
+        async with AsyncClient(f"127.0.0.1:{port}", tenant=tenant, timeout=15, retries=8,
+                               backoff=0.05, max_backoff=0.5) as client:  # fmt: skip
+            done: list[str] = []
+
+            async def caller(i: int) -> None:
+                for j in range(15):
+                    reply = await client.complete(f"caller {i} asks question {j} about tea")
+                    done.append(reply.cache.status)
+                    await asyncio.sleep(0.05)
+
+            async with router_on(port, shards):
+                callers = asyncio.gather(*(caller(i) for i in range(3)))
+                await asyncio.sleep(0.3)
+            # The router is gone; callers are retrying. It comes back on the same port.
+            await asyncio.sleep(0.5)
+            async with router_on(port, shards):
+                await callers  # raises if any call failed
+        assert len(done) == 45
+        print(f"\nrouter restart: {len(done)} calls by 3 callers, 0 failed")
