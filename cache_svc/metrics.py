@@ -27,3 +27,5 @@ REDIS_BACKLOG = Gauge("semcache_redis_backlog", "Writes queued while Redis is aw
 REDIS_ERRORS = Counter("semcache_redis_errors", "Failed Redis operations.")
 REDIS_DROPPED = Counter("semcache_redis_dropped_writes", "Writes dropped: the backlog was full.")
 EMBEDDER_ERRORS = Counter("semcache_embedder_errors", "Failed embedder calls.")
+VECTOR_CACHE = Counter("semcache_vector_cache", "Texts looked up in the shard's cache of recent "
+                       "vectors, by result (hit: no embedder call).", ["result"])  # fmt: skip

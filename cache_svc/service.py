@@ -45,7 +45,10 @@ def make_shard(config: ShardConfig, llm: LLMBackend | None = None) -> Shard:
     return Shard(
         settings,
         embedder=EmbedderClient(
-            config.embedder, timeout=config.embedder_timeout, tls=config.load_tls()
+            config.embedder,
+            timeout=config.embedder_timeout,
+            tls=config.load_tls(),
+            cache_entries=config.vector_cache_entries,
         ),
         store=WriteThroughStore(
             config.redis, max_backlog=config.redis_backlog, write_timeout=config.redis_timeout

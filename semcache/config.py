@@ -196,6 +196,9 @@ class ShardConfig(ServerConfig):
     embedder: str = "127.0.0.1:50053"
     #: Seconds a shard waits for one embedding before degrading to exact-match only.
     embedder_timeout: float = 2.0
+    #: Vectors of this many recent texts kept, so a verbatim repeat skips the embedder;
+    #: 0: none.
+    vector_cache_entries: int = 4096
     #: redis://host:port/db; empty: memory-only (entries die with the shard).
     redis: str | None = None
     redis_timeout: float = 1.0
@@ -252,6 +255,7 @@ class ShardConfig(ServerConfig):
         _check(self.eviction in ("lru", "lfu"), "eviction",
                f"must be lru or lfu, got {self.eviction!r}")  # fmt: skip
         _check(self.llm in ("echo", "openai"), "llm", f"must be echo or openai, got {self.llm!r}")
+        _check(self.vector_cache_entries >= 0, "vector_cache_entries", "must be >= 0 (0: off)")
         for name in ("max_entries", "max_bytes", "redis_backlog", "hnsw_m",
                      "hnsw_ef_construction", "hnsw_ef", "max_prompt_bytes"):  # fmt: skip
             _check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
@@ -285,8 +289,10 @@ class RouterConfig(ServerConfig):
     registry: str | None = None
     registry_interval_seconds: float = 1.0
     vnodes: int = 150
-    #: Bounded-load factor c (skip a shard above c x mean in-flight load); 0 turns it off.
-    load_factor: float = 1.25
+    #: Bounded-load factor c (skip a shard above c x mean in-flight load); 0: off. Off by
+    #: default: a spilled call reaches a shard whose copy of the namespace is a snapshot
+    #: (docs/router.md), so only turn it on for namespaces that are read far more than written.
+    load_factor: float = 0.0
     health_interval_seconds: float = 1.0
     health_timeout_seconds: float = 0.5
     #: Consecutive failed health checks before a shard leaves the ring.

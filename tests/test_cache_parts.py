@@ -6,7 +6,9 @@ import asyncio
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
+from cache_svc.embedder import EmbedderClient
 from cache_svc.eviction import LFU, LRU, Capacity, make_eviction
 from cache_svc.index import IndexParams, NamespaceIndex
 from cache_svc.singleflight import SingleFlight
@@ -115,3 +117,35 @@ async def test_single_flight_survives_a_cancelled_leader() -> None:
     leader.cancel()
     release.set()
     assert await follower == ("done", True)
+
+
+def vector_cache_hits() -> float:
+    return REGISTRY.get_sample_value("semcache_vector_cache_total", {"result": "hit"}) or 0.0
+
+
+async def test_the_embedder_client_remembers_recent_vectors(embedder_address) -> None:
+    client = EmbedderClient(embedder_address, timeout=2, cache_entries=2)
+    try:
+        first = await client.embed("How do I renew my passport?")
+        await client.embed("What is the capital of Peru?")
+        hits = vector_cache_hits()
+        again = await client.embed("How do I renew my passport?")
+        assert again is first and vector_cache_hits() == hits + 1  # no embedder call
+    finally:
+        await client.aclose()
+
+
+async def test_the_vector_cache_keeps_only_the_most_recent(embedder_address) -> None:
+    client = EmbedderClient(embedder_address, timeout=2, cache_entries=2)
+    try:
+        for text in ("one text", "another text", "one text", "a third text"):
+            await client.embed(text)
+        hits = vector_cache_hits()
+        await client.embed("one text")  # used again before the third came: kept
+        await client.embed("a third text")
+        assert vector_cache_hits() == hits + 2
+        await client.embed("another text")  # the least recently used: dropped, fetched again
+        assert vector_cache_hits() == hits + 2
+        assert await client.embed("x" * 3000) is not await client.embed("x" * 3000)  # too long
+    finally:
+        await client.aclose()

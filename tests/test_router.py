@@ -180,3 +180,22 @@ async def test_overload_is_refused_at_once_and_health_still_answers(
         results = [await c for c in calls]
     outcomes = [outcome for outcome, _ in results]
     assert outcomes.count("OK") == 4 and outcomes.count("RESOURCE_EXHAUSTED") == 8
+
+
+async def test_every_entry_stored_under_concurrency_is_found_again(
+    embedder_address, redis_server, tenant
+) -> None:
+    """One busy namespace, many concurrent writes: every read finds every write (calls for a
+    namespace all reach its owner; see the bounded-load note in docs/router.md)."""
+    prompts = [f"Stored question number {i} about {topic}" for i in range(12)
+               for topic in ("tea", "trains", "taxes")]  # fmt: skip
+    async with mesh(embedder_address, redis_server.url, shards=3) as m:
+        scope = cache_pb2.Scope(tenant=tenant)
+        stored = await asyncio.gather(*(
+            m["cache"].Store(cache_pb2.StoreRequest(
+                scope=scope, prompt=p, answer=cache_pb2.Answer(text=f"answer to {p}")))
+            for p in prompts))  # fmt: skip
+        lookups = [cache_pb2.LookupRequest(scope=scope, prompt=p) for p in prompts]
+        found = await asyncio.gather(*(m["cache"].Lookup(r) for r in lookups))
+    assert [f.cache.entry_id for f in found] == [s.entry_id for s in stored]
+    assert len({f.cache.shard for f in found}) == 1
