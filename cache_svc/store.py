@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 State = Literal["up", "down", "disabled"]
 _FAILURES = (RedisError, OSError, TimeoutError)
 _LOAD_CHUNK = 1000
+#: Connections to Redis per shard; more concurrent writes wait for one.
+MAX_CONNECTIONS = 64
 
 
 class StoreUnavailableError(Exception):
@@ -100,8 +102,13 @@ class WriteThroughStore:
         if self.url is None:
             log.warning("no Redis configured: running memory-only, entries die with the shard")
             return
-        self._client = redis.from_url(self.url, socket_timeout=self.write_timeout,
-                                      socket_connect_timeout=self.write_timeout)  # fmt: skip
+        # A blocking pool: a burst of writes beyond its connections waits for one (up to
+        # the write timeout) instead of failing at once and passing for a Redis outage.
+        timeout = self.write_timeout
+        pool = redis.BlockingConnectionPool.from_url(
+            self.url, max_connections=MAX_CONNECTIONS, timeout=timeout,
+            socket_timeout=timeout, socket_connect_timeout=timeout)  # fmt: skip
+        self._client = redis.Redis.from_pool(pool)
         try:
             await self._client.ping()
             self._set_state("up")

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from cache_svc.llm import EchoBackend
 from cache_svc.service import running_shard
 from cache_svc.shard import Shard
-from cache_svc.store import entry_key, ids_key
+from cache_svc.store import MAX_CONNECTIONS, entry_key, ids_key
 from semcache import keys
 from semcache.quality.policy import HitPolicy
 from semcache.v1 import cache_pb2, cache_pb2_grpc
@@ -498,3 +498,18 @@ async def test_policy_file_is_loaded(embedder_address, redis_server, tenant, tmp
         assert code.cache.status == MISS
         prose = await running.stub.Lookup(lookup(tenant, "Where do penguins live?"))
         assert prose.cache.category == "default" and prose.cache.threshold == pytest.approx(0.5)
+
+
+async def test_a_burst_of_writes_beyond_the_redis_connections_is_no_outage(shard, tenant) -> None:
+    """More concurrent stores than the shard has Redis connections: they wait for one, and
+    none is taken for a Redis outage (queued, answered degraded)."""
+    scope = cache_pb2.Scope(tenant=tenant, model="m")
+    replies = await asyncio.gather(*(
+        shard.stub.Store(cache_pb2.StoreRequest(
+            scope=scope, prompt=f"burst question {i} about {i % 7} things",
+            answer=cache_pb2.Answer(text=f"answer {i}")))
+        for i in range(3 * MAX_CONNECTIONS)))  # fmt: skip
+    assert len({r.entry_id for r in replies}) == 3 * MAX_CONNECTIONS
+    assert shard.shard.store.state == "up" and shard.shard.store.backlog == 0
+    async with aioredis.from_url(shard.shard.store.url) as r:
+        assert await r.scard(ids_key(replies[0].namespace)) == 3 * MAX_CONNECTIONS
