@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from bench import embed, hydrate
+from bench import embed, hydrate, mesh
 
-BENCHMARKS = {"embed": embed.main, "hydrate": hydrate.main}
+BENCHMARKS = {"embed": embed.main, "hydrate": hydrate.main, "mesh": mesh.main}
 
 
 def main() -> None:
