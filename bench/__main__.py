@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from bench import embed, hydrate, mesh
+from bench import embed, hydrate, mesh, scale
 
-BENCHMARKS = {"embed": embed.main, "hydrate": hydrate.main, "mesh": mesh.main}
+BENCHMARKS = {
+    "embed": embed.main,
+    "hydrate": hydrate.main,
+    "mesh": mesh.main,
+    "scale": scale.main,
+}
 
 
 def main() -> None:

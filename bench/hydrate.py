@@ -75,9 +75,17 @@ def search_p50_ms(shard: Shard, namespace: str, queries: np.ndarray) -> float:
     return 1000 * statistics.median(times)
 
 
-async def run() -> dict[str, float]:
+def rss_mib() -> float:
+    """This process's resident memory now, in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+async def run(entries: int = ENTRIES) -> dict[str, float]:
     rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((ENTRIES, 384)).astype(np.float32)
+    vectors = rng.standard_normal((entries, 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     namespace = keys.namespace_key(cache_pb2.Scope(tenant="bench"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,21 +95,25 @@ async def run() -> dict[str, float]:
             fill_s = await fill(server.url, namespace, vectors)
             shard = make_shard(server.url)
             await shard.store.start()
+            memory_before = rss_mib()
             started = time.perf_counter()
             await shard.namespace(namespace)
             hydrate_s = time.perf_counter() - started
             flat_ms = search_p50_ms(shard, namespace, vectors[:50])
             await asyncio.gather(*shard._background)
             graph_s = time.perf_counter() - started
+            # What the namespace costs the shard: entries, exact map, vectors, the graph.
+            bytes_per_entry = (rss_mib() - memory_before) * 2**20 / entries
             graph_ms = search_p50_ms(shard, namespace, vectors[:200])
             hits = sum(shard._namespaces[namespace].nearest(v, time.time())[0].similarity > 0.999
                        for v in vectors[:200])  # fmt: skip
             await shard.store.aclose()
         finally:
             server.stop()
-    return {"entries": ENTRIES, "fill_s": fill_s, "hydrate_s": hydrate_s,
+    return {"entries": entries, "fill_s": fill_s, "hydrate_s": hydrate_s,
             "flat_search_p50_ms": flat_ms, "graph_ready_s": graph_s,
-            "graph_search_p50_ms": graph_ms, "self_recall_at_1": hits / 200}  # fmt: skip
+            "graph_search_p50_ms": graph_ms, "self_recall_at_1": hits / 200,
+            "shard_bytes_per_entry": bytes_per_entry}  # fmt: skip
 
 
 def main() -> None:
