@@ -116,7 +116,8 @@ def _metric(port: int, name: str) -> float:
 
 
 def _free_ports() -> MeshPorts:
-    return MeshPorts(router=free_port(), router_metrics=free_port(), embedder=free_port(),
+    return MeshPorts(router=free_port(), router_metrics=free_port(), http=free_port(),
+                     embedder=free_port(),
                      embedder_metrics=free_port(), shard=free_port(), shard_metrics=free_port(),
                      redis=free_port())  # fmt: skip
 

@@ -14,7 +14,7 @@ from cache_svc.llm import Delta, Done, LLMRequest, UpstreamError
 from cache_svc.llm.base import Turn
 from cache_svc.shard import EntryNotFoundError, Outcome, Query, Shard
 from semcache import keys, validation
-from semcache.metadata import UPSTREAM_ERROR
+from semcache.metadata import UPSTREAM_ERROR, UPSTREAM_STATUS
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,10 @@ class CacheServicer(cache_pb2_grpc.SemanticCacheServicer):
             case EntryNotFoundError():
                 await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
             case UpstreamError():
-                context.set_trailing_metadata((UPSTREAM_ERROR,))  # the shard itself is fine
+                # The shard itself is fine; the upstream's own status goes along.
+                context.set_trailing_metadata(
+                    (UPSTREAM_ERROR, (UPSTREAM_STATUS, str(error.status)))
+                )
                 await context.abort(upstream_status(error.status), str(error))
         raise error
 

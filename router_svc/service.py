@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from router_svc.http import running_http_front
 from router_svc.membership import RegistryWatcher, static_members
 from router_svc.pool import ShardPool
 from router_svc.servicer import Router, RouterAdminServicer, RouterCacheServicer
@@ -40,6 +41,14 @@ async def running_router(config: RouterConfig) -> AsyncIterator[tuple[GrpcServer
                 await pool.update(static_members(config.shard_addresses))
             await pool.start()
             server = await stack.enter_async_context(GrpcServer(config, services))
+            if config.http_port >= 0:
+                tls = config.load_tls()
+                # Its own gRPC port, by a name a TLS certificate can carry.
+                own = f"{'localhost' if tls else '127.0.0.1'}:{server.port}"
+                models = [m.strip() for m in config.http_models.split(",") if m.strip()]
+                await stack.enter_async_context(running_http_front(
+                    own, host=config.host, port=config.http_port,
+                    auth=config.tokens_file is not None, models=models, tls=tls))  # fmt: skip
             yield server, pool
     finally:
         await pool.aclose()

@@ -45,6 +45,7 @@ def up(args: argparse.Namespace) -> None:
     ports = MeshPorts(
         router=args.router_port,
         router_metrics=args.router_metrics_port,
+        http=args.http_port,
         embedder=args.embedder_port,
         embedder_metrics=args.embedder_metrics_port,
         shard=args.shard_port,
@@ -487,6 +488,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", type=int, default=2, help="number of cache shards")
     p.add_argument("--router-port", type=int, default=50051)
     p.add_argument("--router-metrics-port", type=int, default=9101)
+    p.add_argument("--http-port", type=int, default=8080,
+                   help="the OpenAI-compatible HTTP front (POST /v1/chat/completions)")  # fmt: skip
     p.add_argument("--embedder-port", type=int, default=50053)
     p.add_argument("--embedder-metrics-port", type=int, default=9102)
     p.add_argument(

@@ -302,6 +302,10 @@ class RouterConfig(ServerConfig):
     #: API tokens, one `<token> <tenant>` per line (tenant `*`: operator); empty: auth off,
     #: the tenant comes from the request.
     tokens_file: Path | None = None
+    #: The OpenAI-compatible HTTP front (POST /v1/chat/completions) on this port; -1: off.
+    http_port: int = -1
+    #: Model ids GET /v1/models lists (comma-separated).
+    http_models: str = ""
 
     def load_tokens(self) -> TokenMap | None:
         if self.tokens_file is None:
@@ -323,6 +327,8 @@ class RouterConfig(ServerConfig):
             _check_address("shards", address)
         _check_redis_url("registry", self.registry)
         self.load_tokens()
+        _check(-1 <= self.http_port <= 65535, "http_port",
+               f"must be in [-1, 65535], got {self.http_port}")  # fmt: skip
         _check(self.vnodes >= 1, "vnodes", f"must be >= 1, got {self.vnodes}")
         _check(self.load_factor == 0 or self.load_factor >= 1, "load_factor",
                f"must be 0 (off) or >= 1, got {self.load_factor}")  # fmt: skip

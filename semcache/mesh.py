@@ -29,6 +29,8 @@ RESTART_WINDOW = 60.0
 class MeshPorts:
     router: int = 50051
     router_metrics: int = 9101
+    #: The router's OpenAI-compatible HTTP front.
+    http: int = 8080
     embedder: int = 50053
     embedder_metrics: int = 9102
     #: The first shard's; the next ones follow, stepping over the embedder's and router's.
@@ -147,6 +149,8 @@ class LocalMesh:
             str(self.ports.router),
             "--metrics-port",
             str(self.ports.router_metrics),
+            "--http-port",
+            str(self.ports.http),
         ]
         if self.redis is not None:
             argv += ["--registry", self.redis.url]
@@ -161,6 +165,7 @@ class LocalMesh:
         wanted = {
             "router": self.ports.router,
             "router metrics": self.ports.router_metrics,
+            "router http": self.ports.http,
             "embedder": self.ports.embedder,
             "embedder metrics": self.ports.embedder_metrics,
         }

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from semcache.cli import GRPCURL
@@ -36,8 +37,8 @@ class MeshProcess:
     def __init__(self, data_dir: Path, shards: int = 2) -> None:
         self.data_dir = data_dir
         self.shards = shards
-        self.ports = {name: free_port() for name in (
-            "router", "router-metrics", "embedder", "embedder-metrics", "redis")}  # fmt: skip
+        names = ("router", "router-metrics", "http", "embedder", "embedder-metrics", "redis")
+        self.ports = {name: free_port() for name in names}
         # Shard ports are consecutive from --shard-port; find a free run of them.
         self.shard_port = free_port()
         self.router = f"127.0.0.1:{self.ports['router']}"
@@ -226,3 +227,16 @@ def test_restarted_mesh_serves_what_it_stored(tmp_path, tenant) -> None:
                 assert again.hit and again.cache.entry_id == before.cache.entry_id
     finally:
         mesh.stop()
+
+
+def test_the_openai_front_answers_through_the_mesh(mesh, tenant) -> None:
+    """`semcache up` serves the HTTP front: a chat completion misses, then hits."""
+    body = {"model": "echo", "messages": [{"role": "user", "content": "Who wrote Hamlet?"}]}
+    url = f"http://127.0.0.1:{mesh.ports['http']}/v1/chat/completions"
+    statuses = []
+    for _ in range(2):
+        reply = httpx.post(url, json=body, headers={"X-Tenant-ID": tenant}, timeout=30)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["choices"][0]["message"]["content"].endswith("Who wrote Hamlet?")
+        statuses.append(reply.headers["x-semcache"])
+    assert statuses == ["miss", "hit"]

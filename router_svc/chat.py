@@ -1,0 +1,194 @@
+"""OpenAI chat completions <-> semcache: the pure mapping, no I/O.
+
+A request's system (and developer) messages become the scope's system prompt, the turns
+before the last user message its history, the model and every parameter that can change the
+answer its generation parameters; the last user message is the prompt. The request itself
+travels intact to the shard, which sends it upstream on a miss. Content given as a list of
+parts works when every part is text; any other part (an image, audio) bypasses the cache:
+the call goes upstream and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from semcache.v1 import cache_pb2
+
+#: Parameters with a field of their own in GenerationParams.
+_NUMBERS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+#: Request fields that never change the answer, so they stay out of the scope.
+_NOT_ANSWER = {"model", "messages", "stream", "stream_options", "user", "metadata", "store",
+               "temperature", "top_p", "presence_penalty", "frequency_penalty", "seed",
+               "max_tokens", "max_completion_tokens", "stop"}  # fmt: skip
+
+
+class ChatRequestError(ValueError):
+    """The body is not a chat completion request we can serve; the message says why."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCall:
+    request: cache_pb2.CompleteRequest
+    model: str
+    stream: bool
+    include_usage: bool
+    bypass: bool  # non-text content: straight upstream, not stored
+
+
+def _text(content: Any, where: str) -> tuple[str, bool]:
+    """(the text of a message's content, whether it had non-text parts)."""
+    if content is None:
+        return "", False
+    if isinstance(content, str):
+        return content, False
+    if not isinstance(content, list):
+        raise ChatRequestError(f"{where}.content must be a string or a list of parts", where)
+    texts, other = [], False
+    for i, part in enumerate(content):
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise ChatRequestError(f"{where}.content[{i}] must be an object with a type", where)
+        if part["type"] == "text":
+            if not isinstance(part.get("text"), str):
+                raise ChatRequestError(f"{where}.content[{i}].text must be a string", where)
+            texts.append(part["text"])
+        else:
+            other = True
+    return "\n".join(texts), other
+
+
+def _params(body: dict[str, Any]) -> cache_pb2.GenerationParams:
+    params = cache_pb2.GenerationParams()
+    for name in _NUMBERS:
+        value = body.get(name)
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ChatRequestError(f"{name} must be a number", name)
+            setattr(params, name, float(value))
+    tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if tokens is not None:
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or not 0 < tokens < 2**32:
+            raise ChatRequestError("max_tokens must be a positive integer", "max_tokens")
+        params.max_tokens = tokens
+    if (seed := body.get("seed")) is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or abs(seed) >= 2**63:
+            raise ChatRequestError("seed must be an integer", "seed")
+        params.seed = seed
+    stop = body.get("stop")
+    if stop is not None:
+        stops = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+            raise ChatRequestError("stop must be a string or a list of strings", "stop")
+        params.stop.extend(stops)
+    # Everything else that shapes the answer (tools, response_format, n, logit_bias, ...)
+    # keys the scope too, as canonical JSON.
+    for name, value in body.items():
+        if name not in _NOT_ANSWER and value is not None:
+            params.extra[name] = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return params
+
+
+def parse(body: Any, tenant: str, *, no_cache: bool = False, no_store: bool = False) -> ChatCall:
+    """The semcache call for a chat completion request body (parsed JSON)."""
+    if not isinstance(body, dict):
+        raise ChatRequestError("the body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ChatRequestError("model is required (a string)", "model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ChatRequestError("messages is required (a non-empty list)", "messages")
+    system, turns, bypass = [], [], False
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise ChatRequestError(f"{where} must be an object with a role", "messages")
+        text, other = _text(message.get("content"), where)
+        bypass |= other
+        if message["role"] in ("system", "developer"):
+            system.append(text)
+        else:
+            turns.append((message["role"], text, message))
+    if not turns or turns[-1][0] != "user":
+        raise ChatRequestError("the last message must be the user's", "messages")
+    *earlier, (_, prompt, _) = turns
+    history = [cache_pb2.Turn(role=role, content=text if not m.get("tool_calls") else
+                              text + json.dumps(m["tool_calls"], sort_keys=True))
+               for role, text, m in earlier]  # fmt: skip
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ChatRequestError("stream must be a boolean", "stream")
+    options = body.get("stream_options") or {}
+    scope = cache_pb2.Scope(tenant=tenant, model=model, system_prompt="\n\n".join(system),
+                            params=_params(body), history=history)  # fmt: skip
+    control = cache_pb2.CacheControl(no_cache=no_cache or bypass, no_store=no_store or bypass)
+    request = cache_pb2.CompleteRequest(
+        scope=scope,
+        prompt=prompt if prompt.strip() else "(no text)",
+        cache_control=control,
+        upstream_request_json=json.dumps(body),
+    )
+    return ChatCall(request, model, stream, bool(options.get("include_usage")), bypass)
+
+
+def status_header(call: ChatCall, info: cache_pb2.CacheInfo) -> str:
+    if call.bypass or info.status == cache_pb2.CACHE_STATUS_BYPASS:
+        return "bypass"
+    return "hit" if info.status == cache_pb2.CACHE_STATUS_HIT else "miss"
+
+
+def completion_id(info: cache_pb2.CacheInfo) -> str:
+    return f"chatcmpl-{info.entry_id or uuid.uuid4().hex}"
+
+
+def usage(answer_usage: cache_pb2.Usage, hit: bool) -> dict[str, Any]:
+    """The answer's original usage; on a hit, its prompt tokens are marked cached."""
+    out: dict[str, Any] = {
+        "prompt_tokens": answer_usage.prompt_tokens,
+        "completion_tokens": answer_usage.completion_tokens,
+        "total_tokens": answer_usage.total_tokens,
+    }
+    if hit:
+        out["prompt_tokens_details"] = {"cached_tokens": answer_usage.prompt_tokens}
+    return out
+
+
+def completion(call: ChatCall, response: cache_pb2.CompleteResponse) -> dict[str, Any]:
+    hit = response.cache.status == cache_pb2.CACHE_STATUS_HIT
+    return {
+        "id": completion_id(response.cache),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": call.model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": response.answer.text, "refusal": None},
+            "finish_reason": response.answer.finish_reason or "stop",
+            "logprobs": None,
+        }],
+        "usage": usage(response.answer.usage, hit),
+    }  # fmt: skip
+
+
+def chunk(call: ChatCall, chunk_id: str, created: int, delta: dict[str, Any],
+          finish_reason: str | None = None) -> dict[str, Any]:  # fmt: skip
+    return {
+        "id": chunk_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": call.model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+    }
+
+
+def error(message: str, kind: str, code: str | None = None,
+          param: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """An error body in OpenAI's format."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}

@@ -1,0 +1,212 @@
+"""The OpenAI-compatible HTTP front: `base_url` for the OpenAI SDKs, over the router's API.
+
+    POST /v1/chat/completions   (stream or not)     GET /v1/models     GET /healthz
+
+It runs in the router process (`--http-port`) and calls the router's own `Complete` and
+`StreamComplete` over a loopback channel: auth, validation, admission control, forwarding
+and failover are the gRPC path's, not a copy of them. The price is one loopback hop
+(~1 ms); the gain is one process to deploy and one behaviour to test.
+
+Tenants: with the router's tokens on, the API key is the token (the SDK sends it as
+`Authorization: Bearer`); with auth off, `X-Tenant-ID` names the tenant ("default" when
+absent). `Cache-Control: no-cache` skips the lookup, `no-store` keeps the answer out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from router_svc import chat
+from semcache.metadata import UPSTREAM_STATUS
+from semcache.server import CHANNEL_OPTIONS
+from semcache.tls import TlsFiles, open_channel
+from semcache.v1 import cache_pb2, cache_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+#: gRPC status -> (HTTP status, OpenAI error type).
+_HTTP = {
+    grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_request_error"),
+    grpc.StatusCode.UNAUTHENTICATED: (401, "authentication_error"),
+    grpc.StatusCode.PERMISSION_DENIED: (403, "permission_error"),
+    grpc.StatusCode.NOT_FOUND: (404, "not_found_error"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "rate_limit_error"),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (504, "timeout_error"),
+    grpc.StatusCode.UNAVAILABLE: (503, "service_unavailable"),
+}
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+def _error_response(status: int, message: str, kind: str, param: str | None = None,
+                    code: str | None = None) -> web.Response:  # fmt: skip
+    return web.json_response(chat.error(message, kind, code, param), status=status)
+
+
+def _grpc_error(e: grpc.aio.AioRpcError) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and OpenAI error body for a failed call; an upstream's error keeps
+    the upstream's status."""
+    upstream = dict(e.trailing_metadata() or ()).get(UPSTREAM_STATUS)
+    if upstream is not None and upstream != "0":
+        return int(upstream), chat.error(e.details() or "upstream error", "upstream_error")
+    status, kind = _HTTP.get(e.code(), (500, "api_error"))
+    if upstream == "0":
+        status, kind = 502, "upstream_error"  # the upstream did not answer at all
+    return status, chat.error(e.details() or e.code().name, kind, e.code().name.lower())
+
+
+class ChatFront:
+    """The aiohttp application over a channel to the router."""
+
+    def __init__(self, channel: grpc.aio.Channel, *, auth: bool, models: Sequence[str] = (),
+                 timeout: float = 120.0) -> None:  # fmt: skip
+        self.stub = cache_pb2_grpc.SemanticCacheStub(channel)
+        self.health = health_pb2_grpc.HealthStub(channel)
+        self.auth = auth
+        self.models = list(models)
+        self.timeout = timeout
+        self.app = web.Application(client_max_size=MAX_BODY_BYTES)
+        self.app.add_routes([
+            web.post("/v1/chat/completions", self.chat_completions),
+            web.get("/v1/models", self.list_models),
+            web.get("/healthz", self.healthz),
+        ])  # fmt: skip
+
+    def _metadata(self, request: web.Request) -> tuple[tuple[str, str], ...]:
+        authorization = request.headers.get("Authorization")
+        return (("authorization", authorization),) if authorization else ()
+
+    def _call(self, request: web.Request, body: Any) -> chat.ChatCall:
+        tenant = "" if self.auth else request.headers.get("X-Tenant-ID", "default")
+        control = {d.strip().lower() for d in request.headers.get("Cache-Control", "").split(",")}
+        return chat.parse(body, tenant, no_cache="no-cache" in control,
+                          no_store="no-store" in control)  # fmt: skip
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError) as e:
+            return _error_response(400, f"the body is not valid JSON: {e}",
+                                   "invalid_request_error")  # fmt: skip
+        try:
+            call = self._call(request, body)
+        except chat.ChatRequestError as e:
+            return _error_response(400, str(e), "invalid_request_error", e.param)
+        if call.stream:
+            return await self._stream(request, call)
+        try:
+            response = await self.stub.Complete(call.request, metadata=self._metadata(request),
+                                                timeout=self.timeout)  # fmt: skip
+        except grpc.aio.AioRpcError as e:
+            status, error = _grpc_error(e)
+            return web.json_response(error, status=status)
+        return web.json_response(chat.completion(call, response),
+                                 headers=_cache_headers(call, response.cache))  # fmt: skip
+
+    async def _stream(self, request: web.Request, call: chat.ChatCall) -> web.StreamResponse:
+        events = self.stub.StreamComplete(call.request, metadata=self._metadata(request),
+                                          timeout=self.timeout)  # fmt: skip
+        messages = aiter(events)
+        try:
+            first = await anext(messages, None)
+            if first is None:
+                return _error_response(502, "the cache ended the stream at once", "api_error")
+            info = first.start  # hit or miss, before any text
+            # On a miss, wait for the upstream's first answer before sending headers, so
+            # an upstream that refuses gets its own status, not a 200 with an error inside.
+            early = [await anext(messages)] if info.status != cache_pb2.CACHE_STATUS_HIT else []
+        except StopAsyncIteration:
+            early = []
+        except grpc.aio.AioRpcError as e:
+            status, error = _grpc_error(e)
+            return web.json_response(error, status=status)
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+            **_cache_headers(call, info)})  # fmt: skip
+        await response.prepare(request)
+        chunk_id, created = chat.completion_id(info), int(time.time())
+
+        async def send(data: dict[str, Any] | str) -> None:
+            text = data if isinstance(data, str) else json.dumps(data)
+            await response.write(f"data: {text}\n\n".encode())
+
+        await send(chat.chunk(call, chunk_id, created, {"role": "assistant", "content": ""}))
+        try:
+            async for message in _chain(early, messages):
+                if message.HasField("end"):
+                    end = message.end
+                    await send(chat.chunk(call, chunk_id, created, {},
+                                          end.finish_reason or "stop"))  # fmt: skip
+                    if call.include_usage:
+                        hit = info.status == cache_pb2.CACHE_STATUS_HIT
+                        usage = {**chat.chunk(call, chunk_id, created, {}), "choices": [],
+                                 "usage": chat.usage(end.usage, hit)}  # fmt: skip
+                        await send(usage)
+                elif message.HasField("delta"):
+                    await send(chat.chunk(call, chunk_id, created, {"content": message.delta}))
+        except grpc.aio.AioRpcError as e:
+            # Headers are gone: the error travels as an SSE event, then the stream ends.
+            _, error = _grpc_error(e)
+            await send(error)
+            return response
+        await send("[DONE]")
+        return response
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [
+            {"id": m, "object": "model", "created": 0, "owned_by": "semcache"}
+            for m in self.models]})  # fmt: skip
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """200 while the router answers SERVING, else 503."""
+        try:
+            reply = await self.health.Check(health_pb2.HealthCheckRequest(), timeout=2)
+            serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+        except grpc.aio.AioRpcError:
+            serving = False
+        return web.json_response({"status": "ok" if serving else "unavailable"},
+                                 status=200 if serving else 503)  # fmt: skip
+
+
+async def _chain(first: list[Any], rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    for message in first:
+        yield message
+    async for message in rest:
+        yield message
+
+
+def _cache_headers(call: chat.ChatCall, info: cache_pb2.CacheInfo) -> dict[str, str]:
+    headers = {"x-semcache": chat.status_header(call, info)}
+    if info.status == cache_pb2.CACHE_STATUS_HIT:
+        headers["x-semcache-similarity"] = f"{info.similarity:.4f}"
+    if info.entry_id:
+        headers["x-semcache-entry"] = info.entry_id
+    return headers
+
+
+@contextlib.asynccontextmanager
+async def running_http_front(router: str, *, host: str = "127.0.0.1", port: int = 0,
+                             auth: bool = False, models: Sequence[str] = (),
+                             tls: TlsFiles | None = None) -> AsyncIterator[int]:  # fmt: skip
+    """Serves the front on host:port for the router at `router`; yields the bound port."""
+    channel = open_channel(router, tls, CHANNEL_OPTIONS)
+    front = ChatFront(channel, auth=auth, models=models)
+    runner = web.AppRunner(front.app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+        bound = runner.addresses[0][1]
+        log.info("http front serving", extra={"address": f"{host}:{bound}", "router": router})
+        yield bound
+    finally:
+        await runner.cleanup()
+        await channel.close()

@@ -1,0 +1,209 @@
+"""The OpenAI-compatible HTTP front, driven by the official `openai` package and by raw HTTP,
+with a local fake OpenAI server as the upstream of the shards' `openai` backend."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from cache_svc.llm import OpenAIBackend
+from cache_svc.service import running_shard
+from router_svc.http import running_http_front
+from router_svc.service import running_router
+from semcache.config import RouterConfig
+from tests.conftest import shard_config
+from tests.fake_openai import Behaviour, FakeOpenAI
+
+QUESTION = "How do I renew my passport?"
+PARAPHRASE = "How can I renew my passport?"
+
+
+@contextlib.asynccontextmanager
+async def front(embedder_address: str, redis_url: str, upstream: FakeOpenAI,
+                tokens_file: Path | None = None) -> AsyncIterator[str]:  # fmt: skip
+    """Shard (openai backend -> the fake upstream), router, HTTP front; yields its base URL."""
+    async with contextlib.AsyncExitStack() as stack:
+        shard, _ = await stack.enter_async_context(running_shard(
+            shard_config(embedder=embedder_address, redis=redis_url, llm="openai"),
+            llm=OpenAIBackend(upstream.base_url)))  # fmt: skip
+        router, _ = await stack.enter_async_context(running_router(RouterConfig(
+            port=0, metrics_port=-1, grace_seconds=0, shards=shard.address,
+            health_interval_seconds=0.1, tokens_file=tokens_file)))  # fmt: skip
+        port = await stack.enter_async_context(running_http_front(
+            router.address, auth=tokens_file is not None, models=["gpt-test"]))  # fmt: skip
+        yield f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.fixture
+def upstream() -> FakeOpenAI:
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+def sdk(base_url: str, tenant: str) -> openai.AsyncOpenAI:
+    """The official client, as a user would point it at semcache (auth off: the tenant by
+    header)."""
+    return openai.AsyncOpenAI(base_url=base_url, api_key="unused",
+                              default_headers={"X-Tenant-ID": tenant})  # fmt: skip
+
+
+def messages(question: str, system: str = "You are helpful.") -> list[dict]:
+    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+
+
+async def test_the_openai_sdk_gets_a_miss_then_a_paraphrase_hit(
+    embedder_address, redis_server, upstream, tenant
+) -> None:
+    async with front(embedder_address, redis_server.url, upstream) as base_url:
+        client = sdk(base_url, tenant)
+        first = await client.chat.completions.with_raw_response.create(
+            model="gpt-test", messages=messages(QUESTION), temperature=0
+        )
+        miss = first.parse()
+        assert first.headers["x-semcache"] == "miss"
+        assert miss.choices[0].message.content == "Hello from upstream."
+        assert miss.choices[0].finish_reason == "stop" and miss.object == "chat.completion"
+        assert miss.usage.prompt_tokens == 7 and miss.model == "gpt-test"
+        # The caller's request went upstream intact.
+        assert upstream.requests[-1]["messages"] == messages(QUESTION)
+        assert upstream.requests[-1]["temperature"] == 0
+
+        second = await client.chat.completions.with_raw_response.create(
+            model="gpt-test", messages=messages(PARAPHRASE), temperature=0
+        )
+        hit = second.parse()
+        assert second.headers["x-semcache"] == "hit"
+        assert float(second.headers["x-semcache-similarity"]) > 0.9
+        assert second.headers["x-semcache-entry"] and len(upstream.requests) == 1
+        assert hit.choices[0].message.content == "Hello from upstream."
+        # The original usage, marked cached, never zeros.
+        assert hit.usage.prompt_tokens == 7 and hit.usage.total_tokens == 10
+        assert hit.usage.prompt_tokens_details.cached_tokens == 7
+
+        # Another system prompt, model or temperature is another scope: a miss.
+        for changed in ({"messages": messages(PARAPHRASE, "Be terse.")},
+                        {"temperature": 0.7}, {"model": "gpt-other"}):  # fmt: skip
+            args = {"model": "gpt-test", "messages": messages(PARAPHRASE), "temperature": 0}
+            other = await client.chat.completions.with_raw_response.create(**(args | changed))
+            assert other.headers["x-semcache"] == "miss", changed
+        models = await client.models.list()
+        assert [m.id for m in models.data] == ["gpt-test"]
+
+
+async def test_streams_miss_then_replay_the_stored_chunks(
+    embedder_address, redis_server, upstream, tenant
+) -> None:
+    async with front(embedder_address, redis_server.url, upstream) as base_url:
+        client = sdk(base_url, tenant)
+        seen = []
+        for question in (QUESTION, PARAPHRASE):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="gpt-test", messages=messages(question), stream=True,
+                stream_options={"include_usage": True})  # fmt: skip
+            chunks = [c async for c in raw.parse()]
+            seen.append((raw.headers["x-semcache"], chunks))
+        assert [status for status, _ in seen] == ["miss", "hit"]
+        for _, chunks in seen:
+            assert chunks[0].choices[0].delta.role == "assistant"
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            assert text == "Hello from upstream."
+            finals = [c.choices[0].finish_reason for c in chunks if c.choices]
+            assert finals[-1] == "stop" and set(finals[:-1]) == {None}
+            assert chunks[-1].usage.prompt_tokens == 7
+            assert len({c.id for c in chunks}) == 1 and chunks[0].object == "chat.completion.chunk"
+        # The hit replayed the stored chunks (three deltas), not one block of text.
+        assert len([c for c in seen[1][1] if c.choices and c.choices[0].delta.content]) == 3
+        assert len(upstream.requests) == 1
+
+
+async def test_the_api_key_is_the_tenant_with_tokens_on(
+    embedder_address, redis_server, upstream, tmp_path
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("key-alpha alpha\nkey-beta beta\n")
+    async with front(embedder_address, redis_server.url, upstream, tokens) as base_url:
+        alpha = openai.AsyncOpenAI(base_url=base_url, api_key="key-alpha")
+        beta = openai.AsyncOpenAI(base_url=base_url, api_key="key-beta")
+        for client, expected in ((alpha, "miss"), (alpha, "hit"), (beta, "miss")):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="gpt-test", messages=messages(QUESTION)
+            )
+            assert raw.headers["x-semcache"] == expected
+        with pytest.raises(openai.AuthenticationError):
+            await openai.AsyncOpenAI(base_url=base_url, api_key="wrong").chat.completions.create(
+                model="gpt-test", messages=messages(QUESTION)
+            )
+
+
+async def test_errors_come_in_openai_format_with_the_right_status(
+    embedder_address, redis_server, upstream, tenant
+) -> None:
+    async with (
+        front(embedder_address, redis_server.url, upstream) as base_url,
+        httpx.AsyncClient(base_url=base_url, headers={"X-Tenant-ID": tenant}) as http,
+    ):
+        bad = await http.post("/chat/completions", content=b"{not json")
+        assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]["message"]
+        assert bad.json()["error"]["type"] == "invalid_request_error"
+        for body, param in (({"messages": messages(QUESTION)}, "model"),
+                            ({"model": "m", "messages": []}, "messages"),
+                            ({"model": "m", "messages": messages(QUESTION), "temperature": "hot"},
+                             "temperature"),
+                            ({"model": "m", "messages": [{"role": "assistant", "content": "hi"}]},
+                             "messages")):  # fmt: skip
+            reply = await http.post("/chat/completions", json=body)
+            assert reply.status_code == 400 and reply.json()["error"]["param"] == param, body
+
+        upstream.behaviour = Behaviour(status=429, error="slow down")
+        body = {"model": "gpt-test", "messages": messages("What is the capital of Chile?")}
+        for _ in range(2):  # passed through, and never cached: both calls reach upstream
+            limited = await http.post("/chat/completions", json=body)
+            assert limited.status_code == 429 and "slow down" in limited.json()["error"]["message"]
+        assert len(upstream.requests) == 2
+        upstream.behaviour = Behaviour(status=500, error="upstream broke")
+        broken = await http.post("/chat/completions", json={**body, "stream": True})
+        assert broken.status_code == 500 and broken.json()["error"]["type"] == "upstream_error"
+
+        assert (await http.get("/models")).json()["object"] == "list"
+        health = await http.get(base_url.removesuffix("/v1") + "/healthz")
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+
+
+async def test_parts_cache_controls_and_non_text_bypass(
+    embedder_address, redis_server, upstream, tenant
+) -> None:
+    async with (
+        front(embedder_address, redis_server.url, upstream) as base_url,
+        httpx.AsyncClient(base_url=base_url, headers={"X-Tenant-ID": tenant}) as http,
+    ):
+        parts = [
+            {"type": "text", "text": "How do I renew"},
+            {"type": "text", "text": "my passport?"},
+        ]
+        as_parts = {"model": "gpt-test", "messages": [{"role": "user", "content": parts}]}
+        statuses = [(await http.post("/chat/completions", json=as_parts)).headers["x-semcache"]
+                    for _ in range(2)]  # fmt: skip
+        assert statuses == ["miss", "hit"]
+
+        picture = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+        content = [{"type": "text", "text": "What is in this picture?"}, picture]
+        image = {"model": "gpt-test", "messages": [{"role": "user", "content": content}]}
+        for _ in range(2):
+            reply = await http.post("/chat/completions", json=image)
+            assert reply.status_code == 200 and reply.headers["x-semcache"] == "bypass"
+        assert upstream.requests[-1]["messages"][0]["content"][1]["type"] == "image_url"
+
+        fresh = {"model": "gpt-test", "messages": messages("Which planet is the largest?")}
+        stored_not = await http.post("/chat/completions", json=fresh,
+                                     headers={"Cache-Control": "no-store"})  # fmt: skip
+        assert stored_not.headers["x-semcache"] == "miss"
+        again = await http.post("/chat/completions", json=fresh)
+        assert again.headers["x-semcache"] == "miss"  # the no-store answer was not kept
+        skipped = await http.post("/chat/completions", json=fresh,
+                                  headers={"Cache-Control": "no-cache"})  # fmt: skip
+        assert skipped.headers["x-semcache"] == "bypass"
