@@ -298,7 +298,12 @@ class Shard:
             return answer
 
         flight = (query.namespace, query.prompt_key)
-        outcome.answer, outcome.coalesced = await self._flights.run(flight, call_llm)
+        if query.no_cache:
+            # A caller who skips the cache gets its own answer: the request may differ in
+            # what the key does not cover (an image part, say), so no sharing in flight.
+            outcome.answer = await call_llm()
+        else:
+            outcome.answer, outcome.coalesced = await self._flights.run(flight, call_llm)
         if outcome.coalesced:
             self.counters["coalesced"] += 1
             metrics.COALESCED.inc()
@@ -328,7 +333,7 @@ class Shard:
         yield outcome
         if outcome.status != "hit":
             flight = (query.namespace, query.prompt_key)
-            if self._flights.in_flight(flight):
+            if not query.no_cache and self._flights.in_flight(flight):
                 outcome.answer, outcome.coalesced = await self._flights.run(flight, _never)
                 self.counters["coalesced"] += 1
                 metrics.COALESCED.inc()

@@ -17,13 +17,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from semcache.v1 import cache_pb2
+from semcache.validation import RequestLimits
 
 #: Parameters with a field of their own in GenerationParams.
 _NUMBERS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
-#: Request fields that never change the answer, so they stay out of the scope.
+#: Request fields that never change the answer (or have a field of their own), so they stay
+#: out of `extra`.
 _NOT_ANSWER = {"model", "messages", "stream", "stream_options", "user", "metadata", "store",
                "temperature", "top_p", "presence_penalty", "frequency_penalty", "seed",
-               "max_tokens", "max_completion_tokens", "stop"}  # fmt: skip
+               "max_tokens", "max_completion_tokens", "stop", "service_tier",
+               "prompt_cache_key", "safety_identifier"}  # fmt: skip
+#: The cache keeps one text answer per prompt: requests whose answer is something else
+#: (tool calls, several choices, log probabilities, audio) are refused, not half-served.
+_LIMITS = RequestLimits()
 
 
 class ChatRequestError(ValueError):
@@ -95,10 +101,46 @@ def _params(body: dict[str, Any]) -> cache_pb2.GenerationParams:
     return params
 
 
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _unsupported(body: dict[str, Any]) -> None:
+    """Refuses what the cache cannot answer faithfully: one text answer per request."""
+    if body.get("n") not in (None, 1):
+        raise ChatRequestError("n > 1 is not supported by the semcache front", "n")
+    tools = body.get("tools") or body.get("functions")
+    if tools and body.get("tool_choice", "auto") != "none":
+        raise ChatRequestError("tool calls are not supported by the semcache front: "
+                               "call the upstream directly", "tools")  # fmt: skip
+    if body.get("logprobs"):
+        raise ChatRequestError("logprobs are not supported by the semcache front", "logprobs")
+    if "audio" in (body.get("modalities") or []) or body.get("audio"):
+        raise ChatRequestError("audio output is not supported by the semcache front",
+                               "modalities")  # fmt: skip
+
+
+def _over_limits(scope: cache_pb2.Scope, prompt: str) -> bool:
+    history = sum(len(t.role.encode()) + len(t.content.encode()) for t in scope.history)
+    params = sum(len(k.encode()) + len(v.encode()) for k, v in scope.params.extra.items())
+    return (len(prompt.encode()) > _LIMITS.max_prompt_bytes
+            or len(scope.system_prompt.encode()) > _LIMITS.max_system_prompt_bytes
+            or len(scope.history) > _LIMITS.max_history_turns
+            or history > _LIMITS.max_history_bytes
+            or params + sum(len(s.encode()) for s in scope.params.stop) > _LIMITS.max_params_bytes
+            or len(scope.model.encode()) > _LIMITS.max_name_bytes)  # fmt: skip
+
+
 def parse(body: Any, tenant: str, *, no_cache: bool = False, no_store: bool = False) -> ChatCall:
-    """The semcache call for a chat completion request body (parsed JSON)."""
+    """The semcache call for a chat completion request body (parsed JSON).
+
+    Requests the cache cannot key (non-text content, a conversation that ends with a tool
+    result, beyond the cache's size limits) bypass it: they go upstream as sent, nothing is
+    looked up or stored.
+    """
     if not isinstance(body, dict):
         raise ChatRequestError("the body must be a JSON object")
+    _unsupported(body)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ChatRequestError("model is required (a string)", "model")
@@ -112,29 +154,43 @@ def parse(body: Any, tenant: str, *, no_cache: bool = False, no_store: bool = Fa
             raise ChatRequestError(f"{where} must be an object with a role", "messages")
         text, other = _text(message.get("content"), where)
         bypass |= other
-        if message["role"] in ("system", "developer"):
-            system.append(text)
+        if message["role"] in ("system", "developer") and not turns:
+            system.append(text)  # the leading instructions; later ones stay in place
         else:
             turns.append((message["role"], text, message))
-    if not turns or turns[-1][0] != "user":
-        raise ChatRequestError("the last message must be the user's", "messages")
-    *earlier, (_, prompt, _) = turns
-    history = [cache_pb2.Turn(role=role, content=text if not m.get("tool_calls") else
-                              text + json.dumps(m["tool_calls"], sort_keys=True))
+    last = turns[-1][2] if turns else {}
+    if last.get("role") != "user":
+        # A tool result or an assistant prefill to continue: answered, but not cached.
+        bypass, prompt, earlier = True, "", turns
+    else:
+        *earlier, (_, prompt, _) = turns
+    # Each earlier turn keyed by the whole message (name, tool calls, tool_call_id, ...):
+    # two conversations share an answer only if every turn is the same.
+    history = [cache_pb2.Turn(role=role, content=text if set(m) <= {"role", "content"}
+                              else _canonical(m))
                for role, text, m in earlier]  # fmt: skip
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ChatRequestError("stream must be a boolean", "stream")
     options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise ChatRequestError("stream_options must be an object", "stream_options")
+    params = _params(body)
+    if extra := {k: v for k, v in last.items() if k not in ("role", "content")}:
+        params.extra["last_message"] = _canonical(extra)  # e.g. the user's name
     scope = cache_pb2.Scope(tenant=tenant, model=model, system_prompt="\n\n".join(system),
-                            params=_params(body), history=history)  # fmt: skip
+                            params=params, history=history)  # fmt: skip
+    if not prompt.strip():
+        bypass = True  # nothing to key on
+    if bypass or _over_limits(scope, prompt):
+        # Upstream as sent (the body travels intact); a minimal scope passes the router's
+        # validation, and nothing is looked up, shared in flight or stored.
+        bypass = True
+        scope = cache_pb2.Scope(tenant=tenant, model=model[: _LIMITS.max_name_bytes])
+        prompt = prompt[:1024] if prompt.strip() else "(no text)"
     control = cache_pb2.CacheControl(no_cache=no_cache or bypass, no_store=no_store or bypass)
-    request = cache_pb2.CompleteRequest(
-        scope=scope,
-        prompt=prompt if prompt.strip() else "(no text)",
-        cache_control=control,
-        upstream_request_json=json.dumps(body),
-    )
+    request = cache_pb2.CompleteRequest(scope=scope, prompt=prompt, cache_control=control,
+                                        upstream_request_json=json.dumps(body))  # fmt: skip
     return ChatCall(request, model, stream, bool(options.get("include_usage")), bypass)
 
 
@@ -144,8 +200,9 @@ def status_header(call: ChatCall, info: cache_pb2.CacheInfo) -> str:
     return "hit" if info.status == cache_pb2.CACHE_STATUS_HIT else "miss"
 
 
-def completion_id(info: cache_pb2.CacheInfo) -> str:
-    return f"chatcmpl-{info.entry_id or uuid.uuid4().hex}"
+def completion_id() -> str:
+    """Unique per response, as OpenAI's are (the entry is in `x-semcache-entry`)."""
+    return f"chatcmpl-{uuid.uuid4().hex}"
 
 
 def usage(answer_usage: cache_pb2.Usage, hit: bool) -> dict[str, Any]:
@@ -163,7 +220,7 @@ def usage(answer_usage: cache_pb2.Usage, hit: bool) -> dict[str, Any]:
 def completion(call: ChatCall, response: cache_pb2.CompleteResponse) -> dict[str, Any]:
     hit = response.cache.status == cache_pb2.CACHE_STATUS_HIT
     return {
-        "id": completion_id(response.cache),
+        "id": completion_id(),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": call.model,

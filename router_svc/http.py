@@ -17,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -49,6 +51,10 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 def _error_response(status: int, message: str, kind: str, param: str | None = None,
                     code: str | None = None) -> web.Response:  # fmt: skip
     return web.json_response(chat.error(message, kind, code, param), status=status)
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _grpc_error(e: grpc.aio.AioRpcError) -> tuple[int, dict[str, Any]]:
@@ -92,8 +98,11 @@ class ChatFront:
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
-            body = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError) as e:
+            body = json.loads(await request.read(), parse_constant=_no_constants)
+        except web.HTTPRequestEntityTooLarge:
+            return _error_response(413, f"the body is over {MAX_BODY_BYTES} bytes",
+                                   "invalid_request_error")  # fmt: skip
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             return _error_response(400, f"the body is not valid JSON: {e}",
                                    "invalid_request_error")  # fmt: skip
         try:
@@ -132,17 +141,18 @@ class ChatFront:
             "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
             **_cache_headers(call, info)})  # fmt: skip
         await response.prepare(request)
-        chunk_id, created = chat.completion_id(info), int(time.time())
+        chunk_id, created = chat.completion_id(), int(time.time())
 
         async def send(data: dict[str, Any] | str) -> None:
             text = data if isinstance(data, str) else json.dumps(data)
             await response.write(f"data: {text}\n\n".encode())
 
         await send(chat.chunk(call, chunk_id, created, {"role": "assistant", "content": ""}))
+        ended = False
         try:
             async for message in _chain(early, messages):
                 if message.HasField("end"):
-                    end = message.end
+                    end, ended = message.end, True
                     await send(chat.chunk(call, chunk_id, created, {},
                                           end.finish_reason or "stop"))  # fmt: skip
                     if call.include_usage:
@@ -156,6 +166,11 @@ class ChatFront:
             # Headers are gone: the error travels as an SSE event, then the stream ends.
             _, error = _grpc_error(e)
             await send(error)
+            return response
+        finally:
+            events.cancel()  # the caller went away (or we are done): stop the call upstream
+        if not ended:
+            await send(chat.error("the answer ended without a finish_reason", "api_error"))
             return response
         await send("[DONE]")
         return response
@@ -192,16 +207,31 @@ def _cache_headers(call: chat.ChatCall, info: cache_pb2.CacheInfo) -> dict[str, 
     return headers
 
 
+def https_context(cert: Path, key: Path, ca: Path | None, client_auth: bool) -> ssl.SSLContext:
+    """The front's TLS, from the router's own files: HTTPS whenever its gRPC port is TLS,
+    client certificates required whenever they are there (a plaintext side door would
+    undo both)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile=cert, keyfile=key)
+    if client_auth and ca is not None:
+        context.load_verify_locations(cafile=ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 @contextlib.asynccontextmanager
 async def running_http_front(router: str, *, host: str = "127.0.0.1", port: int = 0,
                              auth: bool = False, models: Sequence[str] = (),
-                             tls: TlsFiles | None = None) -> AsyncIterator[int]:  # fmt: skip
-    """Serves the front on host:port for the router at `router`; yields the bound port."""
+                             tls: TlsFiles | None = None,
+                             https: ssl.SSLContext | None = None,
+                             ) -> AsyncIterator[int]:  # fmt: skip
+    """Serves the front on host:port (HTTPS with `https`) for the router at `router`, dialed
+    with `tls`; yields the bound port."""
     channel = open_channel(router, tls, CHANNEL_OPTIONS)
     front = ChatFront(channel, auth=auth, models=models)
     runner = web.AppRunner(front.app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=https)
     try:
         await site.start()
         bound = runner.addresses[0][1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from router_svc.http import running_http_front
+from router_svc.http import https_context, running_http_front
 from router_svc.membership import RegistryWatcher, static_members
 from router_svc.pool import ShardPool
 from router_svc.servicer import Router, RouterAdminServicer, RouterCacheServicer
@@ -13,6 +13,24 @@ from semcache.config import RouterConfig
 from semcache.server import GrpcServer, Service
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 from semcache.validation import RequestLimits
+
+
+def _http_front(config: RouterConfig, grpc_port: int) -> contextlib.AbstractAsyncContextManager:
+    """The OpenAI-compatible front, dialing this router's own gRPC port."""
+    tls = config.load_tls()
+    if config.host in ("0.0.0.0", "::", "[::]", ""):
+        host = "localhost" if tls else "127.0.0.1"  # a name a certificate can carry
+    else:
+        host = config.host
+    https = None
+    if tls is not None:
+        assert config.tls_cert is not None and config.tls_key is not None
+        https = https_context(config.tls_cert, config.tls_key, config.tls_ca,
+                              config.tls_client_auth)  # fmt: skip
+    models = [m.strip() for m in config.http_models.split(",") if m.strip()]
+    return running_http_front(f"{host}:{grpc_port}", host=config.host, port=config.http_port,
+                              auth=config.tokens_file is not None, models=models, tls=tls,
+                              https=https)  # fmt: skip
 
 
 @contextlib.asynccontextmanager
@@ -42,13 +60,7 @@ async def running_router(config: RouterConfig) -> AsyncIterator[tuple[GrpcServer
             await pool.start()
             server = await stack.enter_async_context(GrpcServer(config, services))
             if config.http_port >= 0:
-                tls = config.load_tls()
-                # Its own gRPC port, by a name a TLS certificate can carry.
-                own = f"{'localhost' if tls else '127.0.0.1'}:{server.port}"
-                models = [m.strip() for m in config.http_models.split(",") if m.strip()]
-                await stack.enter_async_context(running_http_front(
-                    own, host=config.host, port=config.http_port,
-                    auth=config.tokens_file is not None, models=models, tls=tls))  # fmt: skip
+                await stack.enter_async_context(_http_front(config, server.port))
             yield server, pool
     finally:
         await pool.aclose()

@@ -165,7 +165,6 @@ class LocalMesh:
         wanted = {
             "router": self.ports.router,
             "router metrics": self.ports.router_metrics,
-            "router http": self.ports.http,
             "embedder": self.ports.embedder,
             "embedder metrics": self.ports.embedder_metrics,
         }
@@ -174,6 +173,8 @@ class LocalMesh:
             wanted[f"shard-{i} metrics"] = self.ports.shard_metrics + i
         if self.redis is not None:
             wanted["redis"] = self.ports.redis
+        if self.ports.http >= 0:  # -1: no HTTP front
+            wanted["router http"] = self.ports.http
         return [f"{port} ({name})" for name, port in wanted.items() if not _free(port)]
 
     def start(self) -> None:

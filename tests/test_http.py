@@ -147,15 +147,20 @@ async def test_errors_come_in_openai_format_with_the_right_status(
         front(embedder_address, redis_server.url, upstream) as base_url,
         httpx.AsyncClient(base_url=base_url, headers={"X-Tenant-ID": tenant}) as http,
     ):
-        bad = await http.post("/chat/completions", content=b"{not json")
-        assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]["message"]
-        assert bad.json()["error"]["type"] == "invalid_request_error"
+        for raw in (b"{not json", b'{"model": "m", "temperature": NaN}', b"[" * 100_000):
+            bad = await http.post("/chat/completions", content=raw)
+            assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]["message"]
+            assert bad.json()["error"]["type"] == "invalid_request_error"
         for body, param in (({"messages": messages(QUESTION)}, "model"),
                             ({"model": "m", "messages": []}, "messages"),
                             ({"model": "m", "messages": messages(QUESTION), "temperature": "hot"},
                              "temperature"),
-                            ({"model": "m", "messages": [{"role": "assistant", "content": "hi"}]},
-                             "messages")):  # fmt: skip
+                            ({"model": "m", "messages": messages(QUESTION), "n": 2}, "n"),
+                            ({"model": "m", "messages": messages(QUESTION),
+                              "tools": [{"type": "function", "function": {"name": "f"}}]},
+                             "tools"),
+                            ({"model": "m", "messages": messages(QUESTION),
+                              "stream_options": "yes"}, "stream_options")):  # fmt: skip
             reply = await http.post("/chat/completions", json=body)
             assert reply.status_code == 400 and reply.json()["error"]["param"] == param, body
 

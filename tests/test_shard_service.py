@@ -183,6 +183,24 @@ async def test_concurrent_identical_misses_call_the_llm_once(
         assert stats.total.coalesced == coalesced
 
 
+async def test_callers_who_skip_the_cache_get_their_own_answers(
+    embedder_address, redis_server, tenant
+) -> None:
+    """no_cache: the request may differ beyond the key (an image part), so no single-flight
+    sharing, for Complete and for streams."""
+    async with serving(embedder_address, redis_server.url, EchoBackend(delay=0.3)) as running:
+        skip = cache_pb2.CacheControl(no_cache=True, no_store=True)
+        request = complete(tenant, "What is in this picture?", cache_control=skip)
+
+        async def stream() -> list:
+            return [m async for m in running.stub.StreamComplete(request)]
+
+        replies = await asyncio.gather(*(running.stub.Complete(request) for _ in range(3)),
+                                       stream())  # fmt: skip
+        assert not any(r.cache.coalesced for r in replies[:3])
+        assert running.echo.calls == 4
+
+
 async def test_ttl_expiry(shard, tenant) -> None:
     control = cache_pb2.CacheControl(ttl_seconds=1)
     stored = await shard.stub.Complete(complete(tenant, "Short-lived fact", cache_control=control))

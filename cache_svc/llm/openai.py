@@ -68,7 +68,9 @@ class OpenAIBackend:
                                 for k in ("prompt_tokens", "completion_tokens", "total_tokens")
                             )
                         )
-                    for choice in (chunk.get("choices") or [])[:1]:
+                    for choice in chunk.get("choices") or []:
+                        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                            continue  # one answer is cached: the first choice's
                         delta = choice.get("delta") or {}
                         if isinstance(text := delta.get("content"), str) and text:
                             yield Delta(text)
