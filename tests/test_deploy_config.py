@@ -14,6 +14,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+
 from semcache.client import Client
 from semcache.probe import free_port, wait_until_serving
 from tests.manifests import Object, render
@@ -114,7 +116,8 @@ def test_the_dev_overlay_config_starts_a_working_mesh(redis_server, tmp_path) ->
         "SEMCACHE_SHARD_REDIS": redis,
         "SEMCACHE_SHARD_REGISTRY": redis,
     }
-    router["SEMCACHE_ROUTER_REGISTRY"] = redis
+    http_port = free_port()
+    router |= {"SEMCACHE_ROUTER_REGISTRY": redis, "SEMCACHE_ROUTER_HTTP_PORT": str(http_port)}
     with (
         service("embed_svc", embedder, health["embedder"], tmp_path / "embedder.log"),
         service("cache_svc", shard, health["shard"], tmp_path / "shard.log"),
@@ -125,6 +128,12 @@ def test_the_dev_overlay_config_starts_a_working_mesh(redis_server, tmp_path) ->
         hit = cache.complete("How can I renew my passport?")
         with Client(f"127.0.0.1:{ports['router']}", token="dev-operator") as operator:
             ring = operator.ring()
+        # The OpenAI-compatible front the manifests turn on, with the dev token as API key.
+        question = {"role": "user", "content": "How do I renew my passport?"}
+        chat = httpx.post(f"http://127.0.0.1:{http_port}/v1/chat/completions", timeout=30,
+                          headers={"Authorization": "Bearer dev-token"},
+                          json={"model": "m", "messages": [question]})  # fmt: skip
+    assert chat.status_code == 200 and chat.headers["x-semcache"] == "miss"  # another model
     assert first.cache.status == "miss" and hit.cache.status == "hit"
     assert first.text == hit.text  # the echo backend of the dev overlay
     assert [m.id for m in ring.members] == ["semcache-shard-0"]
