@@ -69,9 +69,12 @@ def up(args: argparse.Namespace) -> None:
             redis += f"   data in {args.data_dir}"
         pids = {c.name: c.process.pid for c in mesh.children if c.process}
         shards = ", ".join(f"{a} (pid {pids[f'shard-{i}']})" for i, a in enumerate(mesh.shards))
+        http = (f"  openai    http://127.0.0.1:{ports.http}/v1   (base_url for OpenAI SDKs)\n"
+                if ports.http >= 0 else "")  # fmt: skip
         print(
             "\nsemcache is up\n"
             f"  router    {mesh.router}   (this is where clients connect)\n"
+            f"{http}"
             f"  shards    {shards}\n"
             f"  embedder  {mesh.embedder}\n"
             f"  redis     {redis}\n"
