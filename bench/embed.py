@@ -2,7 +2,8 @@
 
 1. raw: onnxruntime int8 in this process, no gRPC: the ceiling for the service.
 2. service: `python -m embed_svc` in its own process under closed-loop gRPC load from this
-   one (the load generator shares the machine's cores, as shards would).
+   one (the load generator shares the machine's cores, as shards would): unary `Embed`
+   calls, and the shard's client (`EmbedStream`, one text per request).
 3. torch: sentence-transformers fp32 on torch (what the systems we replace run), in the model
    build environment; skipped with a message when that environment cannot be created.
 
@@ -28,6 +29,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from cache_svc.embedder import EmbedderClient
 from embed_svc.build import recipe
 from embed_svc.model import OnnxEmbedder
 from semcache.probe import free_port, wait_until_serving
@@ -143,6 +145,35 @@ async def _grpc_load(
     }
 
 
+async def _stream_load(address: str, texts: list[str], concurrency: int) -> dict[str, float]:
+    """The same through the shard's client: one text per request on one `EmbedStream`."""
+    latencies: list[float] = []
+    stop = time.perf_counter() + SECONDS
+    client = EmbedderClient(address, timeout=30, cache_entries=0)
+    try:
+        await client.embed(texts[0])  # warm-up
+
+        async def caller(index: int) -> None:
+            position = index
+            while time.perf_counter() < stop:
+                started = time.perf_counter()
+                await client.embed(texts[position % len(texts)])
+                latencies.append(time.perf_counter() - started)
+                position += concurrency
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller(i) for i in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    finally:
+        await client.aclose()
+    latencies.sort()
+    return {
+        "texts_per_s": len(latencies) / elapsed,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+    }
+
+
 def peak_rss_mib(pid: int) -> float:
     """The process's peak resident memory (VmHWM), in MiB: what a memory limit must allow."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -166,6 +197,10 @@ def bench_service(texts: list[str]) -> tuple[dict[str, dict[str, float]], float]
             results[name] = asyncio.run(
                 _grpc_load(f"127.0.0.1:{port}", texts, concurrency, per_call)
             )
+            if per_call == 1 and concurrency in (1, 32):
+                results[f"{concurrency} callers, shard stream client"] = asyncio.run(
+                    _stream_load(f"127.0.0.1:{port}", texts, concurrency)
+                )
         return results, peak_rss_mib(server.pid)
     finally:
         server.terminate()

@@ -7,15 +7,17 @@ texts spares those repeats the embedding call, most of a semantic hit's time.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import OrderedDict
 
-import grpc
 import numpy as np
 
 from cache_svc import metrics
+from cache_svc.embed_stream import EmbedRefusedError, EmbedStream, StreamClosedError
 from semcache.server import CHANNEL_OPTIONS
 from semcache.tls import TlsFiles, open_channel
-from semcache.v1 import embedder_pb2, embedder_pb2_grpc
+from semcache.v1 import embedder_pb2_grpc
 
 
 class EmbedderUnavailableError(Exception):
@@ -28,19 +30,28 @@ MAX_CACHED_CHARS = 2048
 
 class EmbedderClient:
     """`embed(text)` through the embedder; the last `cache_entries` texts' vectors (up to
-    MAX_CACHED_CHARS each) are kept, least recently used out first. 0 turns the cache off."""
+    MAX_CACHED_CHARS each) are kept, least recently used out first. 0 turns the cache off.
+
+    Texts travel on one `EmbedStream` call (see `EmbedStream`), replaced by a new one when it
+    ends and every `stream_seconds`: a new call goes to the next embedder the channel's
+    round_robin picks, so a stream never pins a shard to one pod, and it is renewed before
+    the embedder's connection age limit would cut it.
+    """
 
     def __init__(self, address: str, timeout: float = 2.0, tls: TlsFiles | None = None,
-                 cache_entries: int = 4096) -> None:  # fmt: skip
+                 cache_entries: int = 4096, stream_seconds: float = 20.0) -> None:  # fmt: skip
         self.address = address
         self.timeout = timeout
         self.cache_entries = cache_entries
+        self.stream_seconds = stream_seconds
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         # round_robin: every address the name resolves to (all the pods of a headless
         # Service) takes calls, not only the first.
         options = [*CHANNEL_OPTIONS, ("grpc.lb_policy_name", "round_robin")]
         self._channel = open_channel(address, tls, options)
         self._stub = embedder_pb2_grpc.EmbedderStub(self._channel)
+        self._stream: EmbedStream | None = None
+        self._finishing: set[EmbedStream] = set()
         self.healthy = True
 
     async def embed(self, text: str) -> np.ndarray:
@@ -57,16 +68,30 @@ class EmbedderClient:
                 self._cache.popitem(last=False)
         return vector
 
+    def _open_stream(self) -> EmbedStream:
+        stream = self._stream
+        if stream is not None and stream.usable:
+            if time.monotonic() - stream.opened < self.stream_seconds:
+                return stream
+            stream.finish()  # what it carries still comes back
+            self._finishing.add(stream)
+        self._finishing = {s for s in self._finishing if not s.ended}
+        self._stream = EmbedStream(self._stub)
+        return self._stream
+
     async def _fetch(self, text: str) -> np.ndarray:
         try:
-            reply = await self._stub.Embed(embedder_pb2.EmbedRequest(texts=[text]),
-                                           timeout=self.timeout)  # fmt: skip
-        except grpc.aio.AioRpcError as e:
+            async with asyncio.timeout(self.timeout):
+                vector = await self._open_stream().embed(text)
+        except (StreamClosedError, EmbedRefusedError, TimeoutError) as e:
             metrics.EMBEDDER_ERRORS.inc()
             self.healthy = False
-            raise EmbedderUnavailableError(f"{e.code().name}: {e.details()}") from e
+            reason = str(e) or f"no vector within {self.timeout:g} s"
+            raise EmbedderUnavailableError(reason) from e
         self.healthy = True
-        return np.frombuffer(reply.embeddings[0].vector, dtype="<f4")
+        return vector
 
     async def aclose(self) -> None:
+        streams = [*self._finishing, *([self._stream] if self._stream else [])]
+        await asyncio.gather(*(s.aclose() for s in streams))
         await self._channel.close()

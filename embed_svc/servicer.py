@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
@@ -31,6 +33,20 @@ def validate_texts(texts: list[str], limits: RequestLimits) -> str | None:
     return None
 
 
+#: Requests of one stream being embedded or waiting to be written back; past it the stream
+#: stops reading, and HTTP/2 flow control holds back a caller that sends without reading.
+MAX_STREAM_PENDING = 1024
+
+
+class EmbedRequestError(Exception):
+    """A request that cannot be embedded, with the status that says why."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
     def __init__(
         self, batcher: MicroBatcher, *, model_id: str, dimension: int, limits: RequestLimits
@@ -40,18 +56,16 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
         self._dimension = dimension
         self._limits = limits
 
-    async def Embed(
-        self, request: embedder_pb2.EmbedRequest, context: grpc.aio.ServicerContext
-    ) -> embedder_pb2.EmbedResponse:
+    async def _embed(self, request: embedder_pb2.EmbedRequest) -> embedder_pb2.EmbedResponse:
         texts = list(request.texts)
         if problem := validate_texts(texts, self._limits):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+            raise EmbedRequestError(grpc.StatusCode.INVALID_ARGUMENT, problem)
         try:
             embedded = await self._batcher.embed(texts)
         except QueueFullError as e:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+            raise EmbedRequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e)) from e
         except BatcherClosedError as e:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+            raise EmbedRequestError(grpc.StatusCode.UNAVAILABLE, str(e)) from e
         return embedder_pb2.EmbedResponse(
             embeddings=[
                 embedder_pb2.Embedding(
@@ -64,3 +78,54 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
             model=self._model_id,
             dimension=self._dimension,
         )
+
+    async def Embed(
+        self, request: embedder_pb2.EmbedRequest, context: grpc.aio.ServicerContext
+    ) -> embedder_pb2.EmbedResponse:
+        try:
+            return await self._embed(request)
+        except EmbedRequestError as e:
+            await context.abort(e.code, e.message)
+            raise AssertionError("unreachable") from e
+
+    async def EmbedStream(
+        self,
+        requests: AsyncIterator[embedder_pb2.EmbedStreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        """Embeds each request concurrently (so the texts of one stream batch together, and
+        with everyone else's) and writes each answer back as soon as it is ready."""
+        answers: asyncio.Queue[embedder_pb2.EmbedStreamResponse | None] = asyncio.Queue()
+        slots = asyncio.Semaphore(MAX_STREAM_PENDING)
+        running: set[asyncio.Task[None]] = set()
+
+        async def answer(request: embedder_pb2.EmbedStreamRequest) -> None:
+            try:
+                response = await self._embed(request.request)
+                answers.put_nowait(
+                    embedder_pb2.EmbedStreamResponse(id=request.id, response=response)
+                )
+            except EmbedRequestError as e:
+                error = embedder_pb2.EmbedError(code=e.code.value[0], message=e.message)
+                answers.put_nowait(embedder_pb2.EmbedStreamResponse(id=request.id, error=error))
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    await slots.acquire()
+                    task = asyncio.create_task(answer(request))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                while running:
+                    await asyncio.wait(set(running))
+            finally:
+                answers.put_nowait(None)  # the caller is done writing, or gone
+
+        reader = asyncio.create_task(read())
+        try:
+            while (response := await answers.get()) is not None:
+                await context.write(response)
+                slots.release()
+        finally:
+            for task in (reader, *running):
+                task.cancel()

@@ -44,7 +44,10 @@ class AdmissionControl(grpc.aio.ServerInterceptor):
             return handler._replace(unary_unary=self._unary(handler.unary_unary))
         if handler.unary_stream is not None:
             return handler._replace(unary_stream=self._stream(handler.unary_stream))
-        return handler  # no client-streaming methods in semcache
+        # Client streams (the shards' EmbedStream) are long-lived and carry many requests:
+        # counting one as a call in flight would say nothing; the embedder's queue limit
+        # refuses their texts instead.
+        return handler
 
     def _unary(self, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def admitted(request: Any, context: grpc.aio.ServicerContext) -> Any:

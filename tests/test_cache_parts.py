@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from cache_svc.embedder import EmbedderClient
+from cache_svc.embedder import EmbedderClient, EmbedderUnavailableError
 from cache_svc.eviction import LFU, LRU, Capacity, make_eviction
 from cache_svc.index import IndexParams, NamespaceIndex
 from cache_svc.singleflight import SingleFlight
+from embed_svc.service import running_embedder
+from tests.conftest import GatedModel, embedder_config, eventually
 
 
 def unit_vectors(n: int, dim: int = 384, seed: int = 0) -> np.ndarray:
@@ -149,3 +151,43 @@ async def test_the_vector_cache_keeps_only_the_most_recent(embedder_address) -> 
         assert await client.embed("x" * 3000) is not await client.embed("x" * 3000)  # too long
     finally:
         await client.aclose()
+
+
+async def test_a_renewed_stream_still_answers_what_the_old_one_carried(model) -> None:
+    """Streams are renewed every `stream_seconds` (0: every text); a text in flight on the
+    old stream still gets its vector."""
+    gated = GatedModel(model)
+    async with running_embedder(embedder_config(workers=1), gated) as server:
+        client = EmbedderClient(server.address, timeout=10, cache_entries=0, stream_seconds=0)
+        try:
+            held = asyncio.create_task(client.embed("sent on the first stream"))
+            await eventually(lambda: gated.batches == [1])
+            later = asyncio.create_task(client.embed("sent on the second stream"))
+            await asyncio.sleep(0)  # its first step: the old stream finishing, a new one open
+            gated.gate.set()
+            first, second = await held, await later
+            assert gated.batches == [1, 1]
+            assert first.shape == second.shape == (384,)
+            assert float(first @ second) < 0.99
+            assert await client.embed("a third stream") is not None
+        finally:
+            await client.aclose()
+
+
+async def test_a_stream_cut_under_a_text_fails_it_at_once(model) -> None:
+    """The embedder going away fails the texts in flight now (the shard then degrades), not
+    after the client's timeout."""
+    gated = GatedModel(model)
+    async with running_embedder(embedder_config(workers=1), gated) as server:
+        client = EmbedderClient(server.address, timeout=30, cache_entries=0)
+        try:
+            held = asyncio.create_task(client.embed("in flight when the embedder stops"))
+            await eventually(lambda: bool(gated.batches))
+            await server.stop()
+            async with asyncio.timeout(5):
+                with pytest.raises(EmbedderUnavailableError):
+                    await held
+            assert not client.healthy
+        finally:
+            gated.gate.set()  # (the worker still holds the text)
+            await client.aclose()

@@ -169,3 +169,82 @@ async def test_metrics_count_batches_and_texts(embedder_stub, embedder_server) -
         if line.startswith("semcache_embed_texts_total")
     )
     assert texts_total >= 2
+
+
+# -- EmbedStream ------------------------------------------------------------------------
+
+
+def stream_request(request_id: int, texts: list[str]) -> embedder_pb2.EmbedStreamRequest:
+    return embedder_pb2.EmbedStreamRequest(
+        id=request_id, request=embedder_pb2.EmbedRequest(texts=texts)
+    )
+
+
+async def test_stream_answers_each_request_by_id_as_unary_calls_do(embedder_stub) -> None:
+    texts = ["How do I reset my password?", "What is the capital of Peru?", "Thanks!"]
+    call = embedder_stub.EmbedStream()
+    for i, text in enumerate(texts):
+        await call.write(stream_request(100 + i, [text]))
+    await call.done_writing()
+    replies = {reply.id: reply async for reply in call}
+    assert sorted(replies) == [100, 101, 102]
+    unary = await embed(embedder_stub, texts)
+    streamed = np.stack([vectors(replies[100 + i].response)[0] for i in range(len(texts))])
+    # Each id carries its own text's vector (not bit-equal: batching shifts int8 values).
+    assert list((streamed @ unary.T).argmax(axis=1)) == [0, 1, 2]
+    assert await call.code() == grpc.StatusCode.OK
+
+
+async def test_a_bad_request_on_a_stream_fails_alone(embedder_stub) -> None:
+    call = embedder_stub.EmbedStream()
+    await call.write(stream_request(1, ["fine", ""]))
+    await call.write(stream_request(2, ["x"] * 257))
+    await call.write(stream_request(3, ["still served"]))
+    await call.done_writing()
+    replies = {reply.id: reply async for reply in call}
+    assert replies[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert replies[1].error.message == "texts[1]: empty or whitespace-only text"
+    assert replies[2].error.message == "texts: 257 texts in one call, limit 256"
+    assert len(replies[3].response.embeddings) == 1
+    assert await call.code() == grpc.StatusCode.OK
+
+
+async def test_stream_answers_come_back_as_they_finish_not_in_order(model) -> None:
+    """A long request sent first does not hold back a short one sent after it."""
+    gated = GatedModel(model)
+    async with (
+        running_embedder(embedder_config(workers=1), gated) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        call = embedder_pb2_grpc.EmbedderStub(channel).EmbedStream()
+        await call.write(stream_request(1, ["first, alone in the held batch"]))
+        await eventually(lambda: gated.batches == [1])
+        await call.write(stream_request(2, ["second"]))
+        await call.write(stream_request(3, ["third"]))
+        gated.gate.set()
+        await call.done_writing()
+        order = [reply.id async for reply in call]
+        assert order[0] == 1 and sorted(order) == [1, 2, 3]
+        assert gated.batches == [1, 2]  # the two queued meanwhile went as one batch
+
+
+async def test_a_full_queue_refuses_stream_requests_and_keeps_the_stream(model) -> None:
+    gated = GatedModel(model)
+    config = embedder_config(workers=1, max_queue=2)
+    async with (
+        running_embedder(config, gated) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        call = embedder_pb2_grpc.EmbedderStub(channel).EmbedStream()
+        await call.write(stream_request(1, ["a", "b"]))
+        await eventually(lambda: bool(gated.batches))
+        await call.write(stream_request(2, ["c"]))
+        refused = await call.read()
+        assert refused.id == 2
+        assert refused.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+        gated.gate.set()
+        assert len((await call.read()).response.embeddings) == 2
+        await call.write(stream_request(3, ["d"]))
+        assert (await call.read()).id == 3
+        await call.done_writing()
+        assert await call.code() == grpc.StatusCode.OK

@@ -39,6 +39,11 @@ class EmbedderStub:
                 request_serializer=semcache_dot_v1_dot_embedder__pb2.EmbedRequest.SerializeToString,
                 response_deserializer=semcache_dot_v1_dot_embedder__pb2.EmbedResponse.FromString,
                 _registered_method=True)
+        self.EmbedStream = channel.stream_stream(
+                '/semcache.v1.Embedder/EmbedStream',
+                request_serializer=semcache_dot_v1_dot_embedder__pb2.EmbedStreamRequest.SerializeToString,
+                response_deserializer=semcache_dot_v1_dot_embedder__pb2.EmbedStreamResponse.FromString,
+                _registered_method=True)
 
 
 class EmbedderServicer:
@@ -51,6 +56,15 @@ class EmbedderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EmbedStream(self, request_iterator, context):
+        """The same on one long-lived stream, for callers that embed all the time (the shards):
+        each request is answered by one response with its id, in the order they finish.
+        A message on an open stream costs a fraction of a unary call, in time and CPU.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmbedderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +72,11 @@ def add_EmbedderServicer_to_server(servicer, server):
                     servicer.Embed,
                     request_deserializer=semcache_dot_v1_dot_embedder__pb2.EmbedRequest.FromString,
                     response_serializer=semcache_dot_v1_dot_embedder__pb2.EmbedResponse.SerializeToString,
+            ),
+            'EmbedStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.EmbedStream,
+                    request_deserializer=semcache_dot_v1_dot_embedder__pb2.EmbedStreamRequest.FromString,
+                    response_serializer=semcache_dot_v1_dot_embedder__pb2.EmbedStreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +106,33 @@ class Embedder:
             '/semcache.v1.Embedder/Embed',
             semcache_dot_v1_dot_embedder__pb2.EmbedRequest.SerializeToString,
             semcache_dot_v1_dot_embedder__pb2.EmbedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EmbedStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/semcache.v1.Embedder/EmbedStream',
+            semcache_dot_v1_dot_embedder__pb2.EmbedStreamRequest.SerializeToString,
+            semcache_dot_v1_dot_embedder__pb2.EmbedStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
