@@ -1,6 +1,7 @@
 """Embedding throughput, three ways, in one run (`make bench` or `python -m bench embed`).
 
-1. raw: onnxruntime int8 in this process, no gRPC: the ceiling for the service.
+1. raw: onnxruntime int8 in this process, no gRPC: the ceiling for the service; each batch
+   as one padded run, and in runs of similar length as the service does (`split_by_length`).
 2. service: `python -m embed_svc` in its own process under closed-loop gRPC load from this
    one (the load generator shares the machine's cores, as shards would): unary `Embed`
    calls, and the shard's client (`EmbedStream`, one text per request).
@@ -30,6 +31,7 @@ import grpc
 import numpy as np
 
 from cache_svc.embedder import EmbedderClient
+from embed_svc.batcher import run_in_groups
 from embed_svc.build import recipe
 from embed_svc.model import OnnxEmbedder
 from semcache.probe import free_port, wait_until_serving
@@ -110,6 +112,10 @@ def bench_raw(texts: list[str]) -> dict[str, float]:
         results[f"2 callers x 1 thread, batch {batch}"] = _closed_loop(
             one_thread.embed, texts, batch, threads=2
         )
+        results[f"2 callers x 1 thread, batch {batch}, split by length"] = _closed_loop(
+            lambda chunk: run_in_groups(one_thread, one_thread.tokenize(chunk)),
+            texts, batch, threads=2,
+        )  # fmt: skip
         results[f"1 caller x 2 threads, batch {batch}"] = _closed_loop(
             two_threads.embed, texts, batch, threads=1
         )

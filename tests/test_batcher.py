@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from embed_svc.batcher import BatchLimits, MicroBatcher, QueueFullError, batch_size
+from embed_svc.batcher import (
+    BatchLimits,
+    MicroBatcher,
+    QueueFullError,
+    batch_size,
+    split_by_length,
+)
 from tests.conftest import GatedModel, eventually
 
 
@@ -39,6 +46,61 @@ def test_batch_size_respects_limits(counts: list[int], max_texts: int, max_token
         assert n * max(counts[:n]) <= max_tokens
     if n < min(len(counts), max_texts):  # it stopped early: one more would not have fitted
         assert (n + 1) * max(counts[: n + 1]) > max_tokens
+
+
+def run_cost(counts: list[int], groups: list[list[int]], overhead: int) -> int:
+    return sum(overhead + len(g) * max(counts[i] for i in g) for g in groups)
+
+
+def test_texts_of_one_length_run_as_one_batch() -> None:
+    assert split_by_length([12, 12, 12, 12]) == [[0, 1, 2, 3]]
+
+
+def test_short_texts_do_not_pay_for_a_long_ones_padding() -> None:
+    groups = split_by_length([10, 200, 11, 9], overhead=8)
+    assert groups == [[3, 0, 2], [1]]  # 8 + 3 x 11 + 8 + 200, not 8 + 4 x 200
+
+
+def test_a_run_per_text_when_the_fixed_cost_is_nothing() -> None:
+    assert sorted(map(len, split_by_length([5, 9, 14], overhead=0))) == [1, 1, 1]
+
+
+def partitions(items: list[int]) -> itertools.chain[list[list[int]]]:
+    """Every way to cut `items` into groups (brute force, for small lists)."""
+    if len(items) == 1:
+        return itertools.chain([[items]])
+    first, rest = items[0], items[1:]
+
+    def ways() -> itertools.chain[list[list[int]]]:
+        for smaller in partitions(rest):
+            yield [[first], *smaller]
+            for k in range(len(smaller)):
+                yield [*smaller[:k], [first, *smaller[k]], *smaller[k + 1 :]]
+
+    return itertools.chain(ways())
+
+
+@given(
+    counts=st.lists(st.integers(1, 256), min_size=1, max_size=7),
+    overhead=st.integers(0, 40),
+)
+def test_split_by_length_is_the_cheapest_of_all_groupings(counts: list[int], overhead: int) -> None:
+    groups = split_by_length(counts, overhead)
+    assert sorted(i for g in groups for i in g) == list(range(len(counts)))
+    cheapest = min(run_cost(counts, p, overhead) for p in partitions(list(range(len(counts)))))
+    assert run_cost(counts, groups, overhead) == cheapest
+
+
+async def test_a_batch_runs_in_groups_of_similar_length_and_keeps_its_order(model) -> None:
+    gated = GatedModel(model)
+    gated.gate.set()
+    texts = ["short one", "word " * 150, "another short one", "tiny", "term " * 150]
+    async with MicroBatcher(gated, workers=1) as batcher:
+        embedded = await batcher.embed(texts)
+    assert sorted(gated.batches) == [2, 3]  # the two long texts, the three short ones
+    alone = np.concatenate([model.embed([text]) for text in texts])
+    got = np.stack([e.vector for e in embedded])
+    assert list((got @ alone.T).argmax(axis=1)) == [0, 1, 2, 3, 4]  # each row its own text
 
 
 async def test_waiting_callers_share_one_batch(model) -> None:
