@@ -33,7 +33,7 @@ import numpy as np
 from cache_svc.embedder import EmbedderClient
 from embed_svc.batcher import run_in_groups
 from embed_svc.build import recipe
-from embed_svc.model import OnnxEmbedder
+from embed_svc.model import OnnxEmbedder, Tokens
 from semcache.probe import free_port, wait_until_serving
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
 
@@ -120,6 +120,30 @@ def bench_raw(texts: list[str]) -> dict[str, float]:
             two_threads.embed, texts, batch, threads=1
         )
     return results
+
+
+def run_cost_model(model: OnnxEmbedder) -> dict[str, float]:
+    """Fits one run's time as fixed + per_token x rows x width (least squares over a grid of
+    padded batches): what `split_by_length`'s RUN_OVERHEAD_TOKENS stands for."""
+    rows_width, seconds = [], []
+    for rows in (1, 2, 4, 8, 16):
+        for width in (8, 16, 24, 32, 48):
+            ids = np.full(width, 2000, dtype=np.int64)
+            batch = [Tokens(ids=ids, truncated=False)] * rows
+            model.run(batch)
+            runs = []
+            for _ in range(max(5, 80 // rows)):
+                started = time.perf_counter()
+                model.run(batch)
+                runs.append(time.perf_counter() - started)
+            rows_width.append(rows * width)
+            seconds.append(statistics.median(runs))
+    per_token, fixed = np.polyfit(rows_width, seconds, 1)
+    return {
+        "fixed_ms": 1000 * fixed,
+        "per_padded_token_ms": 1000 * per_token,
+        "fixed_in_padded_tokens": fixed / per_token,
+    }
 
 
 async def _grpc_load(
@@ -244,6 +268,11 @@ def main() -> None:
             f"{name:18} {q['texts']:5d} {q['mean']:7.4f} {q['p05']:7.4f} {q['min']:7.4f} "
             f"{q['share_ge_0.98']:7.1%}"
         )
+    cost = run_cost_model(OnnxEmbedder(intra_op_threads=1))
+    print(
+        f"\none run: {cost['fixed_ms']:.2f} ms + {cost['per_padded_token_ms']:.4f} ms per "
+        f"padded token (fixed = {cost['fixed_in_padded_tokens']:.1f} tokens)"
+    )
     raw = bench_raw(texts)
     service, service_rss = bench_service(texts)
     torch = bench_torch(texts)
@@ -278,6 +307,7 @@ def main() -> None:
         "seconds_per_measurement": SECONDS,
         "texts": len(texts),
         "quality_vs_fp32": cosine,
+        "run_cost": cost,
         "raw_int8": raw,
         "service": service,
         "service_peak_rss_mib": service_rss,

@@ -66,10 +66,10 @@ def batch_size(token_counts: Sequence[int], limits: BatchLimits) -> int:
     return min(len(token_counts), limits.max_texts)
 
 
-#: What one onnxruntime run costs beyond its padded tokens, counted in padded tokens (rows x
-#: longest row). Measured on the 2-core Xeon with the int8 MiniLM: a run costs ~0.75 ms plus
-#: ~0.055 ms a padded token, and splitting chat-length batches with 8 here ran fastest.
-RUN_OVERHEAD_TOKENS = 8
+#: What one onnxruntime run costs beyond its padded tokens (rows x longest row), counted in
+#: padded tokens. `python -m bench embed` fits it: 0.34 ms + 0.062 ms a padded token on the
+#: 2-core Xeon, so ~6 tokens; batches of chat prompts ran equally fast with 4 to 12 here.
+RUN_OVERHEAD_TOKENS = 6
 
 
 def split_by_length(
