@@ -233,7 +233,7 @@ class Shard:
         outcome.closest_prompt = entry.prompt
         entry.hits += 1
         self.eviction.used(entry.id)
-        self._spawn(self.store.record_hit(entry))
+        self.store.record_hit(entry)
 
     def _count(self, outcome: Outcome) -> None:
         self.counters["lookups"] += 1

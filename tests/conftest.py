@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -89,11 +90,16 @@ def vectors(response: embedder_pb2.EmbedResponse) -> np.ndarray:
     return np.stack([np.frombuffer(e.vector, dtype="<f4") for e in response.embeddings])
 
 
-async def eventually(condition: Callable[[], bool], within: float = 10.0) -> None:
-    """Waits (bounded) until `condition()` holds: for states set by other tasks or threads."""
+async def eventually(condition: Callable[[], bool | Awaitable[bool]], within: float = 10.0) -> None:
+    """Waits (bounded) until `condition()` holds: for states set by other tasks, threads or
+    processes. An async condition (a query to a server) is polled every 10 ms."""
     async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - polls state that has no event to await
-            await asyncio.sleep(0.001)
+        while True:
+            result = condition()
+            queries = inspect.isawaitable(result)
+            if await result if queries else result:
+                return
+            await asyncio.sleep(0.01 if queries else 0.001)
 
 
 @pytest.fixture(scope="session")

@@ -531,3 +531,38 @@ async def test_a_burst_of_writes_beyond_the_redis_connections_is_no_outage(shard
     assert shard.shard.store.state == "up" and shard.shard.store.backlog == 0
     async with aioredis.from_url(shard.shard.store.url) as r:
         assert await r.scard(ids_key(replies[0].namespace)) == 3 * MAX_CONNECTIONS
+
+
+async def hincrby_calls(r: aioredis.Redis) -> int:
+    return int((await r.info("commandstats")).get("cmdstat_hincrby", {}).get("calls", 0))
+
+
+async def test_hits_reach_redis_counted_together(embedder_address, redis_server, tenant) -> None:
+    """Hits are counted in memory and written about once a second (one HINCRBY per entry,
+    not per hit); a clean stop writes what is left, and an invalidated entry's pending hits
+    leave no stray counter behind."""
+    prompts = ("How do I export my invoices as CSV?", "Can I pay by bank transfer?")
+    async with (
+        serving(embedder_address, redis_server.url) as running,
+        aioredis.from_url(redis_server.url) as r,
+    ):
+        kept, dropped = [await running.stub.Complete(complete(tenant, p)) for p in prompts]
+        kept_key = entry_key(kept.cache.namespace, kept.cache.entry_id)
+        calls = await hincrby_calls(r)
+        for _ in range(4):
+            for prompt in prompts:
+                assert (await running.stub.Lookup(lookup(tenant, prompt))).cache.status == HIT
+
+        async def counted() -> bool:
+            return int(await r.hget(kept_key, "hits")) >= 4
+
+        await eventually(counted, within=5)
+        assert int(await r.hget(kept_key, "hits")) == 4
+        assert await hincrby_calls(r) - calls <= 4  # 8 hits: one or two writes per entry
+        await running.stub.Lookup(lookup(tenant, prompts[0]))  # pending at the stop
+        await running.stub.Lookup(lookup(tenant, prompts[1]))  # pending, then invalidated
+        await running.stub.Invalidate(cache_pb2.InvalidateRequest(
+            scope=cache_pb2.Scope(tenant=tenant), entry_id=dropped.cache.entry_id))  # fmt: skip
+    async with aioredis.from_url(redis_server.url) as r:
+        assert int(await r.hget(kept_key, "hits")) == 5
+        assert not await r.exists(entry_key(dropped.cache.namespace, dropped.cache.entry_id))
