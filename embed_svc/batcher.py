@@ -1,11 +1,11 @@
 """One micro-batcher shared by every caller of the embedder.
 
 Texts from all concurrent calls wait in one FIFO queue. Whenever an inference worker is
-free, the dispatcher takes what is queued (up to a batch limit by count and by padded
-tokens) and runs it on that worker, off the event loop, as a few padded runs of texts of
-similar length (`split_by_length`). While the workers are busy the queue fills, so batches
-grow with load without any idle wait; at low load a text runs alone, at once. The queue is
-bounded: beyond it, callers are refused, never left hanging.
+free, it takes what is queued (up to a batch limit by count and by padded tokens) and runs
+it on that worker, off the event loop, as a few padded runs of texts of similar length
+(`split_by_length`). While the workers are busy the queue fills, so batches grow with load
+without any idle wait; at low load a text runs alone, at once. The queue is bounded: beyond
+it, callers are refused, never left hanging.
 """
 
 from __future__ import annotations
@@ -142,9 +142,8 @@ class MicroBatcher:
         self._pool: ThreadPoolExecutor | None = None
         self._queue: deque[_Pending] = deque()
         self._reserved = 0  # texts admitted and not yet embedded (tokenizing or queued)
-        self._work = asyncio.Event()
-        self._idle_workers: asyncio.Semaphore | None = None
-        self._dispatcher: asyncio.Task[None] | None = None
+        self._idle = workers
+        self._fill_timer: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> MicroBatcher:
         self.start()
@@ -155,22 +154,19 @@ class MicroBatcher:
 
     def start(self) -> None:
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="embed")
-        self._idle_workers = asyncio.Semaphore(self._workers)
-        self._dispatcher = asyncio.create_task(self._dispatch(), name="micro-batcher")
 
     async def aclose(self) -> None:
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            await asyncio.gather(self._dispatcher, return_exceptions=True)
-            self._dispatcher = None
+        pool, self._pool = self._pool, None  # no new batches from here on
+        if self._fill_timer is not None:
+            self._fill_timer.cancel()
+            self._fill_timer = None
         while self._queue:
             pending = self._queue.popleft()
             if not pending.future.done():
                 pending.future.set_exception(BatcherClosedError("embedder is shutting down"))
-        if self._pool is not None:
+        if pool is not None:
             # Let running batches finish (they deliver through the loop) without blocking it.
-            await asyncio.to_thread(self._pool.shutdown, wait=True)
-            self._pool = None
+            await asyncio.to_thread(pool.shutdown, wait=True)
 
     @property
     def queued(self) -> int:
@@ -184,7 +180,7 @@ class MicroBatcher:
 
     async def embed(self, texts: list[str]) -> list[Embedded]:
         """Embeds `texts`, batched with whatever else is queued. Raises QueueFullError."""
-        if self._dispatcher is None:
+        if self._pool is None:
             raise BatcherClosedError("batcher is not running")
         if self._reserved + len(texts) > self.max_queue:
             metrics.REJECTED_TEXTS.inc(len(texts))
@@ -201,7 +197,7 @@ class MicroBatcher:
             pending = [_Pending(t, loop.create_future()) for t in tokens]
             self._queue.extend(pending)
             metrics.QUEUE_DEPTH.set(len(self._queue))
-            self._work.set()
+            self._dispatch()
             vectors = await asyncio.gather(*(p.future for p in pending))
         finally:
             self._reserved -= len(texts)
@@ -212,18 +208,26 @@ class MicroBatcher:
             for v, t in zip(vectors, tokens, strict=True)
         ]
 
-    async def _dispatch(self) -> None:
-        assert self._idle_workers is not None
-        while True:
-            await self._work.wait()
-            await self._idle_workers.acquire()
-            if self.max_wait and len(self._queue) < self.limits.max_texts:
-                await asyncio.sleep(self.max_wait)
+    def _dispatch(self, *, filled: bool = False) -> None:
+        """Starts batches on idle workers while texts wait. Runs when texts arrive and when a
+        worker frees up, so a text meeting an idle worker starts at once, on this turn."""
+        while self._idle and self._queue and self._pool is not None:
+            if self.max_wait and not filled and len(self._queue) < self.limits.max_texts:
+                if self._fill_timer is None:  # give the batch `max_wait` to fill, once
+                    loop = asyncio.get_running_loop()
+                    self._fill_timer = loop.call_later(self.max_wait, self._filled)
+                return
+            if self._fill_timer is not None:
+                self._fill_timer.cancel()
+                self._fill_timer = None
             batch = self._take_batch()
-            if not batch:
-                self._idle_workers.release()
-                continue
-            self._run(batch)
+            if batch:
+                self._idle -= 1
+                self._run(batch)
+
+    def _filled(self) -> None:
+        self._fill_timer = None
+        self._dispatch(filled=True)
 
     def _take_batch(self) -> list[_Pending]:
         # Callers that gave up (cancelled) leave their texts behind: drop them unrun.
@@ -231,13 +235,11 @@ class MicroBatcher:
         self._queue = deque(live)
         n = batch_size([p.tokens.count for p in live], self.limits)
         batch = [self._queue.popleft() for _ in range(n)]
-        if not self._queue:
-            self._work.clear()
         metrics.QUEUE_DEPTH.set(len(self._queue))
         return batch
 
     def _run(self, batch: list[_Pending]) -> None:
-        assert self._pool is not None and self._idle_workers is not None
+        assert self._pool is not None
         started = time.perf_counter()
         for pending in batch:
             metrics.QUEUE_WAIT.observe(started - pending.enqueued)
@@ -247,7 +249,7 @@ class MicroBatcher:
         inference = loop.run_in_executor(self._pool, run_in_groups, self._model, tokens)
 
         def deliver(done: asyncio.Future[np.ndarray]) -> None:
-            self._idle_workers.release()
+            self._idle += 1
             metrics.INFERENCE_SECONDS.observe(time.perf_counter() - started)
             error = done.exception()
             for row, pending in enumerate(batch):
@@ -257,5 +259,6 @@ class MicroBatcher:
                     pending.future.set_exception(error)
                 else:
                     pending.future.set_result(done.result()[row])
+            self._dispatch()  # what queued meanwhile
 
         inference.add_done_callback(deliver)

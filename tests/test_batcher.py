@@ -155,3 +155,21 @@ async def test_long_texts_are_truncated_and_flagged(model) -> None:
         long, short = await batcher.embed(["word " * 1000, "a short question"])
     assert long.truncated and long.token_count == model.max_tokens
     assert not short.truncated and short.token_count < 10
+
+
+async def test_max_wait_lets_a_batch_fill(model) -> None:
+    gated = GatedModel(model)
+    gated.gate.set()
+    async with MicroBatcher(gated, workers=1, max_wait=0.5) as batcher:
+        await asyncio.gather(batcher.embed(["the first text"]), batcher.embed(["company"]))
+    assert gated.batches == [2]  # without the wait, the first would have run alone
+
+
+async def test_a_full_batch_does_not_wait(model) -> None:
+    gated = GatedModel(model)
+    gated.gate.set()
+    limits = BatchLimits(max_texts=2)
+    async with MicroBatcher(gated, workers=1, max_wait=60, limits=limits) as batcher:
+        async with asyncio.timeout(10):
+            await asyncio.gather(batcher.embed(["one"]), batcher.embed(["two"]))
+    assert gated.batches == [2]
