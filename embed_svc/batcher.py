@@ -67,8 +67,9 @@ def batch_size(token_counts: Sequence[int], limits: BatchLimits) -> int:
 
 
 #: What one onnxruntime run costs beyond its padded tokens (rows x longest row), counted in
-#: padded tokens. `python -m bench embed` fits it: 0.34 ms + 0.062 ms a padded token on the
-#: 2-core Xeon, so ~6 tokens; batches of chat prompts ran equally fast with 4 to 12 here.
+#: padded tokens. `python -m bench embed` fits it ("run_cost"): 5.5 to 8.4 tokens between
+#: runs on the 2-core Xeon (0.34-0.46 ms fixed, 0.055-0.062 ms a padded token), and batches
+#: of chat prompts ran about equally fast with anything from 4 to 12 here.
 RUN_OVERHEAD_TOKENS = 6
 
 
