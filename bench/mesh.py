@@ -183,6 +183,21 @@ def _with_mesh(session: Callable[[LocalMesh], Awaitable[dict[str, Any]]]) -> dic
             mesh.stop()
 
 
+def where_the_time_goes(samples: list[tuple[float, cache_pb2.Timings]]) -> dict[str, float]:
+    """Medians (ms) of a call's parts: what the caller saw, and the `timings` the mesh
+    reported (the router's own share, the shard's embedding call and search, the rest)."""
+    caller = [1000 * seconds for seconds, _ in samples]
+    parts = {
+        "caller": caller,
+        "outside_the_router": [c - t.total_ms for c, (_, t) in zip(caller, samples, strict=True)],
+        "router": [t.route_ms for _, t in samples],
+        "shard_embedding_call": [t.embed_ms for _, t in samples],
+        "shard_search": [t.search_ms for _, t in samples],
+        "shard_rest": [t.total_ms - t.route_ms - t.embed_ms - t.search_ms for _, t in samples],
+    }
+    return {name: statistics.median(values) for name, values in parts.items()}
+
+
 async def _semcache(work: dict[str, Any], queries: dict[str, Any],
                     mesh: LocalMesh) -> dict[str, Any]:  # fmt: skip
     async with grpc.aio.insecure_channel(mesh.router) as channel:
@@ -201,13 +216,19 @@ async def _semcache(work: dict[str, Any], queries: dict[str, Any],
             return reply.cache.status == cache_pb2.CACHE_STATUS_HIT
 
         new_texts = iter(queries["semantic_new"])  # each sent once, none seen before
+        new_samples: list[tuple[float, cache_pb2.Timings]] = []
 
         async def lookup_new(_: str) -> bool:
-            return await lookup(next(new_texts))
+            started = time.perf_counter()
+            request = cache_pb2.LookupRequest(scope=scope, prompt=next(new_texts))
+            reply = await stub.Lookup(request)
+            new_samples.append((time.perf_counter() - started, reply.cache.timings))
+            return reply.cache.status == cache_pb2.CACHE_STATUS_HIT
 
         prompts = {"exact": work["queries"]["exact"], "semantic": queries["semantic"]}
         results: dict[str, Any] = {}
         embedder_rate = None
+        breakdown: dict[str, float] = {}
         kinds = (("exact", lookup), ("semantic", lookup), ("semantic_new", lookup_new),
                  ("miss", miss))  # fmt: skip
         for kind, call in kinds:
@@ -219,6 +240,10 @@ async def _semcache(work: dict[str, Any], queries: dict[str, Any],
                     texts = _metric(mesh.ports.embedder_metrics, "semcache_embed_texts_total")
                     embedder_rate = (texts - before) / SECONDS
                 results[kind][concurrency] = row
+                if kind == "semantic_new" and concurrency == 1:
+                    breakdown = where_the_time_goes(new_samples)
+                    print("    where a new text's hit goes (p50 ms): " + ", ".join(
+                        f"{k} {v:.2f}" for k, v in breakdown.items()), flush=True)  # fmt: skip
                 print(f"  semcache {kind:8} x{concurrency:<3} {row['per_s']:7.0f}/s  "
                       f"p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:7.2f} ms  "
                       f"hits {row['hit_rate']:.0%}", flush=True)  # fmt: skip
@@ -229,6 +254,7 @@ async def _semcache(work: dict[str, Any], queries: dict[str, Any],
         "semantic_new_share_of_variants_hit": queries["semantic_new_share_hit"],
         "results": results,
         "embedder_texts_per_s_under_semantic_new_load": embedder_rate,
+        "semantic_new_x1_breakdown_ms": breakdown,
         "peak_rss_mib": {
             c.name: peak_rss_mib(c.process.pid) for c in mesh.children if c.process is not None
         },
