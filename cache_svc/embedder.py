@@ -8,16 +8,16 @@ texts spares those repeats the embedding call, most of a semantic hit's time.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
 
+import grpc
 import numpy as np
 
 from cache_svc import metrics
-from cache_svc.embed_stream import EmbedRefusedError, EmbedStream, StreamClosedError
+from semcache.mux import RenewingStream, StreamClosedError
 from semcache.server import CHANNEL_OPTIONS
 from semcache.tls import TlsFiles, open_channel
-from semcache.v1 import embedder_pb2_grpc
+from semcache.v1 import embedder_pb2, embedder_pb2_grpc
 
 
 class EmbedderUnavailableError(Exception):
@@ -32,10 +32,11 @@ class EmbedderClient:
     """`embed(text)` through the embedder; the last `cache_entries` texts' vectors (up to
     MAX_CACHED_CHARS each) are kept, least recently used out first. 0 turns the cache off.
 
-    Texts travel on one `EmbedStream` call (see `EmbedStream`), replaced by a new one when it
-    ends and every `stream_seconds`: a new call goes to the next embedder the channel's
-    round_robin picks, so a stream never pins a shard to one pod, and it is renewed before
-    the embedder's connection age limit would cut it.
+    Texts travel one per request on an `EmbedStream` call (`semcache.mux`), renewed every
+    `stream_seconds`: a new call goes to the next embedder the channel's round_robin picks,
+    so a stream never pins a shard to one pod. Texts are not packed into shared requests: an
+    answer would then wait for the slowest text of its request, and the embedder batches
+    texts from all its requests anyway.
     """
 
     def __init__(self, address: str, timeout: float = 2.0, tls: TlsFiles | None = None,
@@ -43,15 +44,13 @@ class EmbedderClient:
         self.address = address
         self.timeout = timeout
         self.cache_entries = cache_entries
-        self.stream_seconds = stream_seconds
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         # round_robin: every address the name resolves to (all the pods of a headless
         # Service) takes calls, not only the first.
         options = [*CHANNEL_OPTIONS, ("grpc.lb_policy_name", "round_robin")]
         self._channel = open_channel(address, tls, options)
-        self._stub = embedder_pb2_grpc.EmbedderStub(self._channel)
-        self._stream: EmbedStream | None = None
-        self._finishing: set[EmbedStream] = set()
+        stub = embedder_pb2_grpc.EmbedderStub(self._channel)
+        self._stream = RenewingStream(stub.EmbedStream, max_age=stream_seconds)
         self.healthy = True
 
     async def embed(self, text: str) -> np.ndarray:
@@ -68,30 +67,27 @@ class EmbedderClient:
                 self._cache.popitem(last=False)
         return vector
 
-    def _open_stream(self) -> EmbedStream:
-        stream = self._stream
-        if stream is not None and stream.usable:
-            if time.monotonic() - stream.opened < self.stream_seconds:
-                return stream
-            stream.finish()  # what it carries still comes back
-            self._finishing.add(stream)
-        self._finishing = {s for s in self._finishing if not s.ended}
-        self._stream = EmbedStream(self._stub)
-        return self._stream
-
     async def _fetch(self, text: str) -> np.ndarray:
+        request = embedder_pb2.EmbedStreamRequest(request=embedder_pb2.EmbedRequest(texts=[text]))
         try:
             async with asyncio.timeout(self.timeout):
-                vector = await self._open_stream().embed(text)
-        except (StreamClosedError, EmbedRefusedError, TimeoutError) as e:
-            metrics.EMBEDDER_ERRORS.inc()
-            self.healthy = False
-            reason = str(e) or f"no vector within {self.timeout:g} s"
-            raise EmbedderUnavailableError(reason) from e
+                _, answer = self._stream.current().send(request)
+                reply = await answer
+        except (StreamClosedError, TimeoutError) as e:
+            self._failed()
+            raise EmbedderUnavailableError(str(e) or f"no vector within {self.timeout:g} s") from e
+        if reply.HasField("error"):
+            self._failed()
+            code = grpc.StatusCode.UNKNOWN.name
+            code = next((c.name for c in grpc.StatusCode if c.value[0] == reply.error.code), code)
+            raise EmbedderUnavailableError(f"{code}: {reply.error.message}")
         self.healthy = True
-        return vector
+        return np.frombuffer(reply.response.embeddings[0].vector, dtype="<f4")
+
+    def _failed(self) -> None:
+        metrics.EMBEDDER_ERRORS.inc()
+        self.healthy = False
 
     async def aclose(self) -> None:
-        streams = [*self._finishing, *([self._stream] if self._stream else [])]
-        await asyncio.gather(*(s.aclose() for s in streams))
+        await self._stream.aclose()
         await self._channel.close()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
 from embed_svc.batcher import BatcherClosedError, MicroBatcher, QueueFullError
+from semcache.mux import serve_stream
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
 
 
@@ -31,11 +32,6 @@ def validate_texts(texts: list[str], limits: RequestLimits) -> str | None:
         if size > limits.max_text_bytes:
             return f"texts[{i}]: {size} bytes, limit {limits.max_text_bytes}"
     return None
-
-
-#: Requests of one stream being embedded or waiting to be written back; past it the stream
-#: stops reading, and HTTP/2 flow control holds back a caller that sends without reading.
-MAX_STREAM_PENDING = 1024
 
 
 class EmbedRequestError(Exception):
@@ -95,37 +91,13 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
     ) -> None:
         """Embeds each request concurrently (so the texts of one stream batch together, and
         with everyone else's) and writes each answer back as soon as it is ready."""
-        answers: asyncio.Queue[embedder_pb2.EmbedStreamResponse | None] = asyncio.Queue()
-        slots = asyncio.Semaphore(MAX_STREAM_PENDING)
-        running: set[asyncio.Task[None]] = set()
 
-        async def answer(request: embedder_pb2.EmbedStreamRequest) -> None:
+        async def answer(request: embedder_pb2.EmbedStreamRequest) -> Any:
             try:
                 response = await self._embed(request.request)
-                answers.put_nowait(
-                    embedder_pb2.EmbedStreamResponse(id=request.id, response=response)
-                )
             except EmbedRequestError as e:
                 error = embedder_pb2.EmbedError(code=e.code.value[0], message=e.message)
-                answers.put_nowait(embedder_pb2.EmbedStreamResponse(id=request.id, error=error))
+                return embedder_pb2.EmbedStreamResponse(id=request.id, error=error)
+            return embedder_pb2.EmbedStreamResponse(id=request.id, response=response)
 
-        async def read() -> None:
-            try:
-                async for request in requests:
-                    await slots.acquire()
-                    task = asyncio.create_task(answer(request))
-                    running.add(task)
-                    task.add_done_callback(running.discard)
-                while running:
-                    await asyncio.wait(set(running))
-            finally:
-                answers.put_nowait(None)  # the caller is done writing, or gone
-
-        reader = asyncio.create_task(read())
-        try:
-            while (response := await answers.get()) is not None:
-                await context.write(response)
-                slots.release()
-        finally:
-            for task in (reader, *running):
-                task.cancel()
+        await serve_stream(requests, context, answer)
