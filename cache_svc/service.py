@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from cache_svc.embedder import EmbedderClient
 from cache_svc.eviction import Capacity, make_eviction
 from cache_svc.index import IndexParams
+from cache_svc.link import ShardLinkServicer
 from cache_svc.llm import EchoBackend, LLMBackend, OpenAIBackend
 from cache_svc.ownership import OwnershipWatcher
 from cache_svc.servicer import AdminServicer, CacheServicer
@@ -17,7 +18,7 @@ from cache_svc.store import WriteThroughStore
 from semcache.config import ShardConfig
 from semcache.registry import Heartbeat
 from semcache.server import GrpcServer, Service
-from semcache.v1 import cache_pb2, cache_pb2_grpc
+from semcache.v1 import cache_pb2, cache_pb2_grpc, link_pb2, link_pb2_grpc
 from semcache.validation import RequestLimits
 
 log = logging.getLogger(__name__)
@@ -70,11 +71,18 @@ async def running_shard(
     shard = make_shard(config, llm)
     await shard.start()
     limits = RequestLimits(max_prompt_bytes=config.max_prompt_bytes)
+    cache = CacheServicer(shard, limits)
+    link = ShardLinkServicer(cache)
     services = [
         Service(
             cache_pb2.DESCRIPTOR.services_by_name["SemanticCache"],
             cache_pb2_grpc.add_SemanticCacheServicer_to_server,
-            CacheServicer(shard, limits),
+            cache,
+        ),
+        Service(
+            link_pb2.DESCRIPTOR.services_by_name["ShardLink"],
+            link_pb2_grpc.add_ShardLinkServicer_to_server,
+            link,
         ),
         Service(
             cache_pb2.DESCRIPTOR.services_by_name["Admin"],
@@ -85,7 +93,9 @@ async def running_shard(
     try:
         if config.redis is None:
             log.warning("memory-only: no --redis given; entries are lost when the shard stops")
-        async with GrpcServer(config, services) as server, contextlib.AsyncExitStack() as stack:
+        server = GrpcServer(config, services)
+        link.admission, link.stopping = server.admission, server.stopping
+        async with server, contextlib.AsyncExitStack() as stack:
             if config.registry is not None:
                 # Registered only once serving, and deregistered before the server stops,
                 # so routers neither dial it early nor keep sending calls while it drains.

@@ -49,5 +49,7 @@ async def running_embedder(
         embedder_pb2_grpc.add_EmbedderServicer_to_server,
         servicer,
     )
-    async with batcher, GrpcServer(config, [service]) as server:
+    server = GrpcServer(config, [service])
+    servicer.stopping = server.stopping
+    async with batcher, server:
         yield server

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,8 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
         self._model_id = model_id
         self._dimension = dimension
         self._limits = limits
+        #: The server's stopping signal (set once the server exists): streams then end.
+        self.stopping: asyncio.Event | None = None
 
     async def _embed(self, request: embedder_pb2.EmbedRequest) -> embedder_pb2.EmbedResponse:
         texts = list(request.texts)
@@ -100,4 +103,4 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
                 return embedder_pb2.EmbedStreamResponse(id=request.id, error=error)
             return embedder_pb2.EmbedStreamResponse(id=request.id, response=response)
 
-        await serve_stream(requests, context, answer)
+        await serve_stream(requests, context, answer, closing=self.stopping)

@@ -20,6 +20,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import Counter, Gauge
 
+from router_svc.link import ShardLink
 from router_svc.ring import HashRing
 from semcache.server import CHANNEL_OPTIONS
 from semcache.tls import TlsFiles, open_channel
@@ -38,6 +39,7 @@ class Member:
     address: str
     channel: grpc.aio.Channel
     cache: cache_pb2_grpc.SemanticCacheStub
+    link: ShardLink  # Lookup, Store and Complete
     admin: cache_pb2_grpc.AdminStub
     health: health_pb2_grpc.HealthStub
     healthy: bool = False
@@ -74,6 +76,7 @@ class ShardPool:
         for task in self._closing:
             task.cancel()
         for member in self.members.values():
+            await member.link.aclose()
             await member.channel.close()
 
     async def update(self, members: Mapping[str, str]) -> None:
@@ -89,7 +92,7 @@ class ShardPool:
         channel = open_channel(address, self.tls, CHANNEL_OPTIONS)
         member = Member(
             id=member_id, address=address, channel=channel,
-            cache=cache_pb2_grpc.SemanticCacheStub(channel),
+            cache=cache_pb2_grpc.SemanticCacheStub(channel), link=ShardLink(channel),
             admin=cache_pb2_grpc.AdminStub(channel),
             health=health_pb2_grpc.HealthStub(channel),
         )  # fmt: skip
@@ -104,6 +107,7 @@ class ShardPool:
             self._set_healthy(member, False)
         log.info("shard removed", extra={"shard": member.id, "address": member.address})
         # Let calls already on their way finish; new ones no longer see this member.
+        member.link.finish()
         task = asyncio.create_task(member.channel.close(grace=self.drain_seconds))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)

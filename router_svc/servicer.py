@@ -107,7 +107,7 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
 
     async def _read(
         self,
-        method: str,
+        kind: str,
         request: cache_pb2.LookupRequest | cache_pb2.CompleteRequest,
         context: grpc.aio.ServicerContext,
     ) -> Any:
@@ -120,7 +120,7 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
             await self._invalid(context, e)
         response = await self.router.unary(
             keys.namespace_key(request.scope),
-            lambda m, t: getattr(m.cache, method)(request, timeout=t),
+            lambda m, t: m.link.call(kind, request, t),
             context,
         )
         _add_route_time(response.cache, started)
@@ -128,7 +128,7 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
 
     async def Lookup(self, request: cache_pb2.LookupRequest,
                      context: grpc.aio.ServicerContext) -> cache_pb2.LookupResponse:  # fmt: skip
-        return await self._read("Lookup", request, context)
+        return await self._read("lookup", request, context)
 
     async def Store(self, request: cache_pb2.StoreRequest,
                     context: grpc.aio.ServicerContext) -> cache_pb2.StoreResponse:  # fmt: skip
@@ -140,7 +140,7 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
             await self._invalid(context, e)
         response = await self.router.unary(
             keys.namespace_key(request.scope),
-            lambda m, t: m.cache.Store(request, timeout=t),
+            lambda m, t: m.link.call("store", request, t),
             context,
         )
         response.timings.route_ms = max(0.0, 1000 * (time.perf_counter() - started)
@@ -150,7 +150,7 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
     async def Complete(
         self, request: cache_pb2.CompleteRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.CompleteResponse:
-        return await self._read("Complete", request, context)
+        return await self._read("complete", request, context)
 
     async def StreamComplete(self, request: cache_pb2.CompleteRequest,
                              context: grpc.aio.ServicerContext

@@ -24,13 +24,16 @@ class AdmissionControl(grpc.aio.ServerInterceptor):
         self.limit = limit
         self.in_flight = 0
 
+    def refusal(self) -> str | None:
+        """Why one more call cannot be taken now (counted as refused), or None."""
+        if self.in_flight < self.limit:
+            return None
+        REFUSED.inc()
+        return f"over capacity: {self.limit} calls in flight here; retry after a backoff"
+
     async def _admit(self, context: grpc.aio.ServicerContext) -> None:
-        if self.in_flight >= self.limit:
-            REFUSED.inc()
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"over capacity: {self.limit} calls in flight here; retry after a backoff",
-            )
+        if (reason := self.refusal()) is not None:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
 
     async def intercept_service(
         self,
@@ -44,9 +47,9 @@ class AdmissionControl(grpc.aio.ServerInterceptor):
             return handler._replace(unary_unary=self._unary(handler.unary_unary))
         if handler.unary_stream is not None:
             return handler._replace(unary_stream=self._stream(handler.unary_stream))
-        # Client streams (the shards' EmbedStream) are long-lived and carry many requests:
-        # counting one as a call in flight would say nothing; the embedder's queue limit
-        # refuses their texts instead.
+        # Client streams (the mesh's internal links, semcache.mux) are long-lived and carry
+        # many requests: counting one as a call in flight would say nothing. Their servicers
+        # admit each request themselves (`refusal`, or the embedder's queue limit).
         return handler
 
     def _unary(self, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:

@@ -32,6 +32,9 @@ import grpc
 MAX_PENDING = 1024
 
 
+_CLOSING = object()  # in a server's answer queue: the server is stopping
+
+
 class StreamClosedError(Exception):
     """The stream ended before the request was answered."""
 
@@ -171,12 +174,15 @@ async def serve_stream(
     answer: Callable[[Any], Awaitable[Any]],
     *,
     cancelled: Callable[[Any], bool] = lambda request: False,
+    closing: asyncio.Event | None = None,
     max_pending: int = MAX_PENDING,
 ) -> None:
     """A stream handler's body: `answer(request)` (which must not raise, and returns the
     answer message with the request's id) runs concurrently for each request; answers are
     written as they are ready. A request for which `cancelled(request)` holds cancels the
-    work on its id instead. Ends when the caller is done writing and all are answered."""
+    work on its id instead. Ends when the caller is done writing and all are answered, or
+    once `closing` is set (the server is stopping): then what was taken is answered, and the
+    caller's next requests go to a new call, which a stopping server refuses."""
     answers: asyncio.Queue[Any] = asyncio.Queue()
     slots = asyncio.Semaphore(max_pending)
     running: dict[int, asyncio.Task[None]] = {}
@@ -206,10 +212,22 @@ async def serve_stream(
             answers.put_nowait(None)  # the caller is done writing, or gone
 
     reader = asyncio.create_task(read())
+    watcher = None
+    if closing is not None:
+        watcher = asyncio.create_task(closing.wait())
+        watcher.add_done_callback(lambda _: answers.put_nowait(_CLOSING))
     try:
         while (response := await answers.get()) is not None:
+            if response is _CLOSING:
+                reader.cancel()  # take no more requests; answer those taken
+                while running:
+                    await asyncio.wait(set(running.values()))
+                while not answers.empty():
+                    if (response := answers.get_nowait()) not in (None, _CLOSING):
+                        await context.write(response)
+                return
             await context.write(response)
             slots.release()
     finally:
-        for task in (reader, *running.values()):
+        for task in (reader, *([watcher] if watcher else []), *running.values()):
             task.cancel()

@@ -64,7 +64,10 @@ class GrpcServer:
         self.port: int = 0
         self.metrics_port: int | None = None
         self.health_port: int | None = None
-        self.admission: AdmissionControl | None = None
+        #: Shared with servicers that admit work of their own (streams of many requests).
+        self.admission = AdmissionControl(config.max_in_flight) if config.max_in_flight else None
+        #: Set when the server starts to stop: long-lived streams end (`semcache.mux`).
+        self.stopping = asyncio.Event()
         self._server: grpc.aio.Server | None = None
         self._health_server: grpc.aio.Server | None = None
         self._metrics_http: Any = None
@@ -87,10 +90,7 @@ class GrpcServer:
                 ("grpc.max_connection_age_ms", int(self.config.max_connection_age_seconds * 1000)),
                 ("grpc.max_connection_age_grace_ms", int(self.config.grace_seconds * 1000)),
             ]
-        interceptors = []
-        if self.config.max_in_flight > 0:
-            self.admission = AdmissionControl(self.config.max_in_flight)
-            interceptors.append(self.admission)
+        interceptors = [self.admission] if self.admission is not None else []
         server = grpc.aio.server(options=options, interceptors=interceptors)
         for service in self.services:
             service.add_to_server(service.servicer, server)
@@ -135,6 +135,7 @@ class GrpcServer:
         if self._server is None:
             return
         await self.health.enter_graceful_shutdown()
+        self.stopping.set()
         await self._server.stop(self.config.grace_seconds)
         self._server = None
         if self._health_server is not None:

@@ -15,7 +15,7 @@ from cache_svc.service import running_shard
 from router_svc.service import running_router
 from semcache.config import RouterConfig
 from semcache.metadata import UPSTREAM_ERROR
-from semcache.v1 import cache_pb2, cache_pb2_grpc
+from semcache.v1 import cache_pb2, cache_pb2_grpc, link_pb2, link_pb2_grpc
 from tests.conftest import eventually, shard_config
 
 HIT, MISS = cache_pb2.CACHE_STATUS_HIT, cache_pb2.CACHE_STATUS_MISS
@@ -199,3 +199,65 @@ async def test_every_entry_stored_under_concurrency_is_found_again(
         found = await asyncio.gather(*(m["cache"].Lookup(r) for r in lookups))
     assert [f.cache.entry_id for f in found] == [s.entry_id for s in stored]
     assert len({f.cache.shard for f in found}) == 1
+
+
+async def test_a_caller_who_goes_away_frees_the_shard_at_once(
+    embedder_address, redis_server, tenant
+) -> None:
+    """Calls reach shards as messages on one link stream: a caller's cancel reaches the shard
+    too (its slot is free long before the 30 s LLM would have answered)."""
+    async with mesh(embedder_address, redis_server.url, shards=1,
+                    llm=lambda: EchoBackend(delay=30)) as m:  # fmt: skip
+        shard = m["shards"][0]
+        call = m["cache"].Complete(complete(tenant, "A question for a very slow LLM"), timeout=60)
+        await eventually(lambda: shard.admission.in_flight == 1)
+        call.cancel()
+        await eventually(lambda: shard.admission.in_flight == 0, within=5)
+        with pytest.raises(grpc.aio.AioRpcError) as late:
+            await m["cache"].Complete(complete(tenant, "Another one"), timeout=0.5)
+        assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        await eventually(lambda: shard.admission.in_flight == 0, within=5)
+
+
+async def test_the_shard_link_answers_each_message_as_its_call_would(
+    embedder_address, redis_server, tenant
+) -> None:
+    async with (
+        running_shard(shard_config(embedder=embedder_address, redis=redis_server.url),
+                      llm=EchoBackend()) as (server, _shard),
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):  # fmt: skip
+        call = link_pb2_grpc.ShardLinkStub(channel).Forward()
+        lookup = cache_pb2.LookupRequest(scope=cache_pb2.Scope(tenant=tenant), prompt="hi there")
+        await call.write(link_pb2.ForwardRequest(id=7))
+        await call.write(link_pb2.ForwardRequest(id=8, lookup=cache_pb2.LookupRequest()))
+        await call.write(link_pb2.ForwardRequest(id=9, timeout_seconds=5, lookup=lookup))
+        await call.done_writing()
+        replies = {reply.id: reply async for reply in call}
+    assert replies[7].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert replies[7].error.message == "call: one of lookup, store or complete is required"
+    assert replies[8].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert replies[8].error.message.startswith("prompt")
+    assert replies[9].lookup.cache.status == MISS
+
+
+async def test_a_stopping_shard_answers_what_it_took_and_ends_its_link(
+    embedder_address, redis_server, tenant
+) -> None:
+    """The router's link stream would keep a stopping shard waiting its whole grace period;
+    the shard ends it instead, once the messages it took are answered."""
+    config = shard_config(embedder=embedder_address, redis=redis_server.url, grace_seconds=60)
+    async with contextlib.AsyncExitStack() as stack:
+        server, _ = await stack.enter_async_context(
+            running_shard(config, llm=EchoBackend(delay=1.0)))  # fmt: skip
+        router_config = RouterConfig(port=0, metrics_port=-1, grace_seconds=0,
+                                     shards=server.address)  # fmt: skip
+        router, _ = await stack.enter_async_context(running_router(router_config))
+        channel = await stack.enter_async_context(grpc.aio.insecure_channel(router.address))
+        cache = cache_pb2_grpc.SemanticCacheStub(channel)
+        slow = asyncio.ensure_future(cache.Complete(complete(tenant, "Asked just before the stop")))
+        await eventually(lambda: server.admission.in_flight == 1)
+        async with asyncio.timeout(20):  # far below the 60 s grace
+            await server.stop()
+        reply = await slow
+        assert reply.cache.status == MISS and reply.answer.text.endswith("before the stop")
