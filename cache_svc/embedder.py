@@ -14,7 +14,7 @@ import grpc
 import numpy as np
 
 from cache_svc import metrics
-from semcache.mux import RenewingStream, StreamClosedError
+from semcache.mux import STREAM_MAX_AGE_SECONDS, RenewingStream, StreamClosedError
 from semcache.server import CHANNEL_OPTIONS
 from semcache.tls import TlsFiles, open_channel
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
@@ -33,14 +33,15 @@ class EmbedderClient:
     MAX_CACHED_CHARS each) are kept, least recently used out first. 0 turns the cache off.
 
     Texts travel one per request on an `EmbedStream` call (`semcache.mux`), renewed every
-    `stream_seconds`: a new call goes to the next embedder the channel's round_robin picks,
-    so a stream never pins a shard to one pod. Texts are not packed into shared requests: an
+    few seconds: a new call goes to the next embedder the channel's round_robin picks, so a
+    stream never pins a shard to one pod. Texts are not packed into shared requests: an
     answer would then wait for the slowest text of its request, and the embedder batches
     texts from all its requests anyway.
     """
 
     def __init__(self, address: str, timeout: float = 2.0, tls: TlsFiles | None = None,
-                 cache_entries: int = 4096, stream_seconds: float = 20.0) -> None:  # fmt: skip
+                 cache_entries: int = 4096,
+                 stream_seconds: float = STREAM_MAX_AGE_SECONDS) -> None:  # fmt: skip
         self.address = address
         self.timeout = timeout
         self.cache_entries = cache_entries

@@ -28,12 +28,11 @@ def rpc_error(code: grpc.StatusCode, details: str,
 
 
 class ShardLink:
-    """One shard's link; renews its stream every `stream_seconds` (before the shard's
-    connection age limit could cut it)."""
+    """One shard's link; its stream is renewed every few seconds (`semcache.mux`), before
+    a shard's connection age limit could cut it."""
 
-    def __init__(self, channel: grpc.aio.Channel, stream_seconds: float = 20.0) -> None:
-        self._stream = RenewingStream(link_pb2_grpc.ShardLinkStub(channel).Forward,
-                                      max_age=stream_seconds)  # fmt: skip
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stream = RenewingStream(link_pb2_grpc.ShardLinkStub(channel).Forward)
 
     async def call(self, kind: str, request: Any, seconds: float) -> Any:
         """The shard's answer to `request` within `seconds`; `kind` is lookup, store or

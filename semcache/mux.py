@@ -134,11 +134,18 @@ class MuxStream:
             self._writer.cancel()
 
 
+#: How long a client keeps one stream. A server with a connection age limit sends GOAWAY
+#: and cuts the streams still open after its grace period (`grace_seconds`, 10 s for the
+#: embedder in deploy/k8s): a stream younger than that grace when GOAWAY comes has ended by
+#: the cut, and its successor goes to the new connection.
+STREAM_MAX_AGE_SECONDS = 5.0
+
+
 class RenewingStream:
     """The current `MuxStream` of `open_call()`, renewed when it ends or ages past `max_age`."""
 
     def __init__(self, open_call: Callable[[], grpc.aio.StreamStreamCall],
-                 max_age: float) -> None:  # fmt: skip
+                 max_age: float = STREAM_MAX_AGE_SECONDS) -> None:  # fmt: skip
         self._open_call = open_call
         self.max_age = max_age
         self._stream: MuxStream | None = None

@@ -191,3 +191,21 @@ async def test_a_stream_cut_under_a_text_fails_it_at_once(model) -> None:
         finally:
             gated.gate.set()  # (the worker still holds the text)
             await client.aclose()
+
+
+async def test_streams_younger_than_the_grace_survive_connection_recycling(model) -> None:
+    """An embedder with a connection age limit sends GOAWAY, then cuts the streams left after
+    its grace period; renewing streams more often than that grace loses no text."""
+    config = embedder_config(max_connection_age_seconds=0.3, grace_seconds=0.6)
+    async with running_embedder(config, model) as server:
+        client = EmbedderClient(server.address, timeout=5, cache_entries=0, stream_seconds=0.2)
+        try:
+            loop = asyncio.get_running_loop()
+            until = loop.time() + 2.5  # several connection lifetimes
+            sent = 0
+            while loop.time() < until:
+                await client.embed(f"text number {sent}")  # raises if a stream was cut
+                sent += 1
+            assert sent > 100
+        finally:
+            await client.aclose()
