@@ -198,11 +198,17 @@ class WriteThroughStore:
         return [_Hit(ns, entry_id, expires, count)
                 for (ns, entry_id), (count, expires) in hits.items()]  # fmt: skip
 
+    async def write_hits(self) -> None:
+        """Writes the counted hits, if Redis is up. While it is away they keep adding up
+        here (one count per entry), not in the bounded backlog, where they would crowd out
+        the writes that matter."""
+        if self._hits and self.state == "up" and not self._backlog:
+            await self._write(self._take_hits())
+
     async def _write_hits_forever(self) -> None:
         while True:
             await asyncio.sleep(HIT_FLUSH_SECONDS)
-            if self._hits:
-                await self._write(self._take_hits())
+            await self.write_hits()
 
     async def _apply(self, ops: list[_Op]) -> None:
         assert self._client is not None

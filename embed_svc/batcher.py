@@ -194,6 +194,8 @@ class MicroBatcher:
                 tokens = self._model.tokenize(texts)  # ~0.1 ms: cheaper than a thread hop
             else:
                 tokens = await asyncio.to_thread(self._model.tokenize, texts)
+                if self._pool is None:  # closed meanwhile: nothing would run these
+                    raise BatcherClosedError("embedder is shutting down")
             loop = asyncio.get_running_loop()
             pending = [_Pending(t, loop.create_future()) for t in tokens]
             self._queue.extend(pending)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,8 @@ import grpc
 from embed_svc.batcher import BatcherClosedError, MicroBatcher, QueueFullError
 from semcache.mux import serve_stream
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,12 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
                 response = await self._embed(request.request)
             except EmbedRequestError as e:
                 error = embedder_pb2.EmbedError(code=e.code.value[0], message=e.message)
+                return embedder_pb2.EmbedStreamResponse(id=request.id, error=error)
+            except Exception:  # what a unary call would end with: UNKNOWN, at once
+                log.exception("embedding failed")
+                error = embedder_pb2.EmbedError(
+                    code=grpc.StatusCode.UNKNOWN.value[0], message="Unexpected error"
+                )
                 return embedder_pb2.EmbedStreamResponse(id=request.id, error=error)
             return embedder_pb2.EmbedStreamResponse(id=request.id, response=response)
 

@@ -37,9 +37,12 @@ class ShardLink:
     async def call(self, kind: str, request: Any, seconds: float) -> Any:
         """The shard's answer to `request` within `seconds`; `kind` is lookup, store or
         complete."""
-        stream = self._stream.current()
         forward = link_pb2.ForwardRequest(timeout_seconds=seconds, **{kind: request})
-        request_id, answer = stream.send(forward)
+        try:
+            stream = self._stream.current()
+            request_id, answer = stream.send(forward)
+        except (StreamClosedError, grpc.aio.UsageError) as e:  # a closed or closing channel
+            raise rpc_error(grpc.StatusCode.UNAVAILABLE, f"link to the shard: {e}") from e
         try:
             async with asyncio.timeout(seconds + ANSWER_GRACE_SECONDS):
                 reply = await answer

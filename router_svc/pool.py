@@ -75,6 +75,7 @@ class ShardPool:
                 await self._checker
         for task in self._closing:
             task.cancel()
+        await asyncio.gather(*self._closing, return_exceptions=True)
         for member in self.members.values():
             await member.link.aclose()
             await member.channel.close()
@@ -107,10 +108,16 @@ class ShardPool:
             self._set_healthy(member, False)
         log.info("shard removed", extra={"shard": member.id, "address": member.address})
         # Let calls already on their way finish; new ones no longer see this member.
-        member.link.finish()
-        task = asyncio.create_task(member.channel.close(grace=self.drain_seconds))
+        task = asyncio.create_task(self._retire(member))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+    async def _retire(self, member: Member) -> None:
+        member.link.finish()
+        try:
+            await member.channel.close(grace=self.drain_seconds)
+        finally:
+            await member.link.aclose()
 
     def order(self, key: str) -> list[Member]:
         """Healthy shards for `key`, the one to try first first (bounded load applied)."""

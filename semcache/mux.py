@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+
+log = logging.getLogger(__name__)
 
 #: Requests of one stream being answered or waiting to be written back; past it the server
 #: stops reading, and HTTP/2 flow control holds back a caller that sends without reading.
@@ -109,6 +112,9 @@ class MuxStream:
         except grpc.aio.AioRpcError as e:  # the call ended under the write
             self._fail(f"{e.code().name}: {e.details()}")
             self._call.cancel()
+        except (grpc.aio.UsageError, asyncio.InvalidStateError) as e:  # closed locally
+            self._fail(f"write failed: {e!r}")
+            self._call.cancel()
 
     async def _read(self) -> None:
         reason = "the server ended the stream"
@@ -119,7 +125,11 @@ class MuxStream:
                     future.set_result(reply)
         except grpc.aio.AioRpcError as e:
             reason = f"{e.code().name}: {e.details()}"
-        self._fail(reason)
+        except asyncio.CancelledError:  # (also how grpc ends a call its channel closed)
+            reason = "the call was cancelled"
+            raise
+        finally:
+            self._fail(reason)
 
     def _fail(self, reason: str) -> None:
         if self.error is None:
@@ -184,8 +194,9 @@ async def serve_stream(
     closing: asyncio.Event | None = None,
     max_pending: int = MAX_PENDING,
 ) -> None:
-    """A stream handler's body: `answer(request)` (which must not raise, and returns the
-    answer message with the request's id) runs concurrently for each request; answers are
+    """A stream handler's body: `answer(request)` (which returns the answer message with the
+    request's id, errors included: one that raises leaves its request unanswered, logged)
+    runs concurrently for each request; answers are
     written as they are ready. A request for which `cancelled(request)` holds cancels the
     work on its id instead. Ends when the caller is done writing and all are answered, or
     once `closing` is set (the server is stopping): then what was taken is answered, and the
@@ -194,15 +205,21 @@ async def serve_stream(
     slots = asyncio.Semaphore(max_pending)
     running: dict[int, asyncio.Task[None]] = {}
 
-    async def run(request: Any) -> None:
-        try:
-            response = await answer(request)
-        except asyncio.CancelledError:
-            slots.release()  # no answer to write: the caller gave up on it
-            raise
-        finally:
-            running.pop(request.id, None)
-        answers.put_nowait(response)
+    def start(request: Any) -> None:
+        task = asyncio.create_task(answer(request))
+        running[request.id] = task
+
+        def finished(task: asyncio.Task[Any]) -> None:  # however it ended, even unstarted
+            if running.get(request.id) is task:
+                del running[request.id]
+            if not task.cancelled() and task.exception() is None:
+                answers.put_nowait(task.result())
+                return
+            slots.release()  # no answer to write
+            if not task.cancelled():
+                log.error("a stream request failed unanswered", exc_info=task.exception())
+
+        task.add_done_callback(finished)
 
     async def read() -> None:
         try:
@@ -212,7 +229,7 @@ async def serve_stream(
                         task.cancel()
                     continue
                 await slots.acquire()
-                running[request.id] = asyncio.create_task(run(request))
+                start(request)
             while running:
                 await asyncio.wait(set(running.values()))
         finally:

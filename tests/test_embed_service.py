@@ -249,3 +249,23 @@ async def test_a_full_queue_refuses_stream_requests_and_keeps_the_stream(model) 
         assert (await call.read()).id == 3
         await call.done_writing()
         assert await call.code() == grpc.StatusCode.OK
+
+
+class BrokenModel(GatedModel):
+    """The real tokenizer, but inference fails."""
+
+    def run(self, batch):  # type: ignore[override]
+        raise RuntimeError("onnxruntime fell over")
+
+
+async def test_a_failed_inference_is_answered_at_once_on_a_stream(model) -> None:
+    async with (
+        running_embedder(embedder_config(), BrokenModel(model)) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        call = embedder_pb2_grpc.EmbedderStub(channel).EmbedStream()
+        await call.write(stream_request(1, ["this one cannot be embedded"]))
+        async with asyncio.timeout(5):
+            reply = await call.read()
+        assert reply.id == 1 and reply.error.code == grpc.StatusCode.UNKNOWN.value[0]
+        await call.done_writing()

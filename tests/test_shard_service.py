@@ -566,3 +566,30 @@ async def test_hits_reach_redis_counted_together(embedder_address, redis_server,
     async with aioredis.from_url(redis_server.url) as r:
         assert int(await r.hget(kept_key, "hits")) == 5
         assert not await r.exists(entry_key(dropped.cache.namespace, dropped.cache.entry_id))
+
+
+async def test_hits_while_redis_is_away_wait_outside_the_backlog(
+    embedder_address, redis_server, tenant
+) -> None:
+    """Hit counts are hints: during an outage they add up in memory (one per entry) instead
+    of filling the bounded backlog that holds the writes that matter, and land afterwards."""
+    async with serving(embedder_address, redis_server.url) as running:
+        store = running.shard.store
+        stored = await running.stub.Complete(complete(tenant, "How long is the warranty?"))
+        await store.write_hits()
+        redis_server.stop()
+        try:
+            for _ in range(3):
+                hit = await running.stub.Lookup(lookup(tenant, "How long is the warranty?"))
+                assert hit.cache.status == HIT
+            await running.stub.Complete(complete(tenant, "Do you ship to Chile?"))  # queued
+            assert store.state == "down" and store.backlog == 1
+            await store.write_hits()
+            assert store.backlog == 1  # the hits did not join it
+        finally:
+            redis_server.start()
+        await eventually(lambda: store.state == "up", within=15)
+        await store.write_hits()
+        key = entry_key(stored.cache.namespace, stored.cache.entry_id)
+        async with aioredis.from_url(redis_server.url) as r:
+            assert int(await r.hget(key, "hits")) == 3
