@@ -15,11 +15,12 @@ Every call takes the scope as keywords (see `ScopeArgs`): `tenant` (the client's
 default), `model`, `system`, `history` and `params`. Results are plain frozen dataclasses,
 never protobuf messages. Every failure is a `SemcacheError` carrying the gRPC status code.
 
-Retries: a call that ends UNAVAILABLE (nothing listening, no shard could serve) is tried
-again up to `retries` more times, after exponential backoff with full jitter capped at
-`max_backoff`; the call's `timeout` is one deadline for all attempts together. An
-UNAVAILABLE that the LLM upstream caused (trailing metadata `semcache-error: upstream`) is
-not retried, and a stream is retried only before its first message.
+Retries: a call that ends UNAVAILABLE (nothing listening, no shard could serve) or
+CANCELLED by the server (a router stopping under it; the SDK's own cancellations never come
+back as an error) is tried again up to `retries` more times, after exponential backoff with
+full jitter capped at `max_backoff`; the call's `timeout` is one deadline for all attempts
+together. An UNAVAILABLE that the LLM upstream caused (trailing metadata `semcache-error:
+upstream`) is not retried, and a stream is retried only before its first message.
 """
 
 # `timeout` parameters on coroutines are deliberate: each is the gRPC deadline sent to the
@@ -65,6 +66,8 @@ __all__ = [
 ]
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
+#: Codes a retry may cure: no server answered, or a server stopped under the call.
+_RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -708,7 +711,7 @@ class AsyncClient:
         self, error: grpc.aio.AioRpcError, attempt: int, deadline: float | None
     ) -> float | None:
         """Seconds to wait before the next attempt, or None: do not retry."""
-        if error.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.retries:
+        if error.code() not in _RETRIED or attempt >= self.retries:
             return None
         if _is_upstream(error):  # the LLM failed, not the cache: another try is the caller's call
             return None

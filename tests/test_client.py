@@ -248,16 +248,18 @@ class FakeCache(cache_pb2_grpc.SemanticCacheServicer):
     """Fails in chosen ways and counts calls: for the retry rules the real mesh cannot
     produce on demand."""
 
-    def __init__(self, upstream: bool = False, after_start: bool = False) -> None:
+    def __init__(self, upstream: bool = False, after_start: bool = False,
+                 code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE) -> None:  # fmt: skip
         self.upstream = upstream
         self.after_start = after_start
+        self.code = code
         self.calls = 0
         self.metadata: list[tuple[str, str]] = []
 
     async def _fail(self, context: grpc.aio.ServicerContext) -> None:
         if self.upstream:
             context.set_trailing_metadata((UPSTREAM_ERROR,))
-        await context.abort(grpc.StatusCode.UNAVAILABLE, "the LLM is down")
+        await context.abort(self.code, "the LLM is down")
 
     async def Complete(  # noqa: N802 - the proto's method name
         self,
@@ -316,6 +318,22 @@ async def test_upstream_unavailable_is_not_retried_but_a_shard_outage_is() -> No
             with pytest.raises(SemcacheError):
                 await cache.stream_complete("hi")
             assert outage.calls == 8
+
+
+@pytest.mark.parametrize(
+    ("code", "attempts"),
+    [(grpc.StatusCode.CANCELLED, 3), (grpc.StatusCode.INTERNAL, 1)],
+)
+async def test_a_call_the_server_cancelled_is_retried(code, attempts) -> None:
+    """A router stopping under a call ends it CANCELLED (the SDK's own cancellations raise
+    asyncio.CancelledError instead): tried again like UNAVAILABLE; other failures are not."""
+    servicer = FakeCache(code=code)
+    async with fake_server(servicer) as address, AsyncClient(address, retries=2,
+                                                             backoff=0.01) as cache:  # fmt: skip
+        with pytest.raises(SemcacheError) as error:
+            await cache.complete("hi")
+    assert error.value.code == code and error.value.attempts == attempts
+    assert servicer.calls == attempts
 
 
 async def test_a_stream_is_not_retried_after_its_first_message() -> None:
