@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from bench import embed, hydrate, mesh, scale
+from bench import embed, hydrate, mesh, scale, transport
 
 BENCHMARKS = {
     "embed": embed.main,
     "hydrate": hydrate.main,
     "mesh": mesh.main,
     "scale": scale.main,
+    "transport": transport.main,
 }
 
 

@@ -1,10 +1,11 @@
 """Many callers' requests over one long-lived bidirectional gRPC call, answered by id.
 
 The mesh's internal hops (router to shard, shard to embedder) carry a request per caller at
-a high rate. A unary call costs a Python gRPC client and server about twice the latency and
-three times the CPU of a message on a call that is already open, so those hops keep one
-stream open instead: each request message carries an `id`, each answer echoes it, answers
-come back in the order they finish.
+a high rate. On loopback a Python gRPC unary call took 0.52 ms and 0.55 ms of CPU (client
+and server) where a message on a call already open took 0.30 ms and 0.32 ms; at 32
+concurrent callers, 0.30 against 0.18 ms of CPU a request (`python -m bench transport`).
+So those hops keep one stream open instead: each request message carries an `id`, each
+answer echoes it, answers come back in the order they finish.
 
 - `MuxStream` (client): `send(request)` sets the id and returns a future of the answer;
   one writer task sends (a call takes one write at a time), one reader resolves futures.
