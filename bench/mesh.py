@@ -41,7 +41,7 @@ import grpc
 
 from bench.embed import machine, peak_rss_mib
 from semcache.mesh import LocalMesh, MeshPorts
-from semcache.probe import free_port
+from semcache.probe import free_port, free_port_run
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,7 +120,8 @@ def _metric(port: int, name: str) -> float:
 def _free_ports() -> MeshPorts:
     return MeshPorts(router=free_port(), router_metrics=free_port(), http=free_port(),
                      embedder=free_port(),
-                     embedder_metrics=free_port(), shard=free_port(), shard_metrics=free_port(),
+                     embedder_metrics=free_port(), shard=free_port_run(2),
+                     shard_metrics=free_port_run(2),
                      redis=free_port())  # fmt: skip
 
 

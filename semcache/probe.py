@@ -17,6 +17,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_port_run(count: int) -> int:
+    """The first of `count` consecutive loopback ports that were all free a moment ago (for
+    `semcache up`, which numbers its shards' ports from one base)."""
+    while True:
+        base = free_port()
+        if base + count <= 65536 and all(_bindable(base + i) for i in range(1, count)):
+            return base
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def wait_until_serving(
     address: str, timeout: float = 60.0, process: subprocess.Popen | None = None
 ) -> None:

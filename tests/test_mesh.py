@@ -21,7 +21,7 @@ import pytest
 from semcache.cli import GRPCURL
 from semcache.client import Client, SemcacheError
 from semcache.mesh import MeshPorts
-from semcache.probe import free_port
+from semcache.probe import free_port, free_port_run
 
 PARAPHRASES = [
     ("How do I renew my passport?", "How can I renew my passport?"),
@@ -39,8 +39,8 @@ class MeshProcess:
         self.shards = shards
         names = ("router", "router-metrics", "http", "embedder", "embedder-metrics", "redis")
         self.ports = {name: free_port() for name in names}
-        # Shard ports are consecutive from --shard-port; find a free run of them.
-        self.shard_port = free_port()
+        # Shard ports are consecutive from --shard-port (and metrics ports from theirs).
+        self.shard_port = free_port_run(shards)
         self.router = f"127.0.0.1:{self.ports['router']}"
         self.process: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
@@ -61,7 +61,7 @@ class MeshProcess:
             "--shard-port",
             str(self.shard_port),
             "--shard-metrics-port",
-            str(free_port()),
+            str(free_port_run(self.shards)),
         ]
         for name, port in self.ports.items():
             argv += [f"--{name}-port", str(port)]
