@@ -66,7 +66,7 @@ class MeshProcess:
         for name, port in self.ports.items():
             argv += [f"--{name}-port", str(port)]
         self.lines = []
-        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         text=True, bufsize=1)  # fmt: skip
         up = threading.Event()
         threading.Thread(target=self._read, args=(up,), daemon=True).start()
