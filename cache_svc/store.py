@@ -10,9 +10,9 @@ Layout (the `{ns}` hash tag keeps a namespace in one Redis Cluster slot):
 
 A write is applied at once (pipelined) while Redis is up, so a caller that got an answer
 has it in Redis. Hits are the exception: they are counted in memory and written together
-every `HIT_FLUSH_SECONDS` (a Redis write per hit cost the mesh about a tenth of its
-semantic-hit throughput, `python -m bench mesh`); a crash loses at most that long's counts,
-which only rank entries for eviction.
+every `HIT_FLUSH_SECONDS` (a Redis write per hit, with its task and round trip on the
+shard's loop, was a measurable share of every hit's cost under load); a crash loses at most
+that long's counts, which only rank entries for eviction.
 
 When Redis fails or is slow, the write is queued instead (bounded; what does not fit is
 counted as dropped, and the entry still lives in memory), the store turns "down", and a
