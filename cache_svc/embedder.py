@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 
-import grpc
 import numpy as np
 
 from cache_svc import metrics
-from semcache.mux import STREAM_MAX_AGE_SECONDS, RenewingStream, StreamClosedError
+from semcache.mux import STREAM_MAX_AGE_SECONDS, RenewingStream, StreamClosedError, status_code
 from semcache.server import CHANNEL_OPTIONS
 from semcache.tls import TlsFiles, open_channel
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
@@ -79,8 +78,7 @@ class EmbedderClient:
             raise EmbedderUnavailableError(str(e) or f"no vector within {self.timeout:g} s") from e
         if reply.HasField("error"):
             self._failed()
-            code = grpc.StatusCode.UNKNOWN.name
-            code = next((c.name for c in grpc.StatusCode if c.value[0] == reply.error.code), code)
+            code = status_code(reply.error.code).name
             raise EmbedderUnavailableError(f"{code}: {reply.error.message}")
         self.healthy = True
         return np.frombuffer(reply.response.embeddings[0].vector, dtype="<f4")

@@ -14,12 +14,11 @@ from typing import Any
 
 import grpc
 
-from semcache.mux import RenewingStream, StreamClosedError
+from semcache.mux import RenewingStream, StreamClosedError, status_code
 from semcache.v1 import link_pb2, link_pb2_grpc
 
 #: How long past its deadline a request waits for the shard's own DEADLINE_EXCEEDED answer.
 ANSWER_GRACE_SECONDS = 0.5
-_STATUS_BY_VALUE = {status.value[0]: status for status in grpc.StatusCode}
 
 
 def rpc_error(code: grpc.StatusCode, details: str,
@@ -54,7 +53,7 @@ class ShardLink:
                 raise
             raise rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from e
         if reply.HasField("error"):
-            code = _STATUS_BY_VALUE.get(reply.error.code, grpc.StatusCode.UNKNOWN)
+            code = status_code(reply.error.code)
             trailing = tuple((m.key, m.value) for m in reply.error.trailing_metadata)
             raise rpc_error(code, reply.error.message, trailing)
         return getattr(reply, kind)
