@@ -3,16 +3,23 @@
 A prompt that semantically hit is asked again verbatim more often than not (popular
 questions), and only the stored prompts are exact-matched: remembering the vectors of recent
 texts spares those repeats the embedding call, most of a semantic hit's time.
+
+Every vector comes with the id of the model that made it (vectors of two models are never
+compared), and every answer tells the `ModelTracker` which model the embedders serve now.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 
 from cache_svc import metrics
+from cache_svc.models import ModelTracker
 from semcache.mux import STREAM_MAX_AGE_SECONDS, RenewingStream, StreamClosedError, status_code
 from semcache.server import CHANNEL_OPTIONS
 from semcache.tls import TlsFiles, open_channel
@@ -23,13 +30,23 @@ class EmbedderUnavailableError(Exception):
     """The embedder could not embed the text (down, overloaded or too slow)."""
 
 
+#: What `refresh_models` embeds: any text does, the answer names the current model.
+MODEL_PROBE_TEXT = "semcache"
 #: Longer texts are not kept: they rarely repeat and would dominate the cache's memory.
 MAX_CACHED_CHARS = 2048
 
 
+@dataclass(frozen=True, slots=True)
+class Vector:
+    """A text's embedding and the id of the model that made it."""
+
+    values: np.ndarray  # float32, L2-normalised
+    model: str
+
+
 class EmbedderClient:
-    """`embed(text)` through the embedder; the last `cache_entries` texts' vectors (up to
-    MAX_CACHED_CHARS each) are kept, least recently used out first. 0 turns the cache off.
+    """`embed(text, model)` through the embedder; the last `cache_entries` texts' vectors (up
+    to MAX_CACHED_CHARS each) are kept, least recently used out first. 0 turns the cache off.
 
     Texts travel one per request on an `EmbedStream` call (`semcache.mux`), renewed every
     few seconds: a new call goes to the next embedder the channel's round_robin picks, so a
@@ -44,7 +61,9 @@ class EmbedderClient:
         self.address = address
         self.timeout = timeout
         self.cache_entries = cache_entries
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.models = ModelTracker()
+        self._last_answer = -float("inf")
+        self._cache: OrderedDict[tuple[str, str], Vector] = OrderedDict()
         # round_robin: every address the name resolves to (all the pods of a headless
         # Service) takes calls, not only the first.
         options = [*CHANNEL_OPTIONS, ("grpc.lb_policy_name", "round_robin")]
@@ -53,22 +72,35 @@ class EmbedderClient:
         self._stream = RenewingStream(stub.EmbedStream, max_age=stream_seconds)
         self.healthy = True
 
-    async def embed(self, text: str) -> np.ndarray:
-        vector = self._cache.get(text)
+    async def embed(self, text: str, model: str = "") -> Vector:
+        """The text's vector in `model` (empty: the embedder's current model). When no
+        embedder holds that model any more, the vector is of another: check `.model`."""
+        key = (model or self.models.target(time.monotonic()), text)
+        vector = self._cache.get(key)
         if vector is not None:
-            self._cache.move_to_end(text)
+            self._cache.move_to_end(key)
             metrics.VECTOR_CACHE.labels("hit").inc()
             return vector
-        vector = await self._fetch(text)
+        vector = await self._fetch(text, model)
         if self.cache_entries and len(text) <= MAX_CACHED_CHARS:
             metrics.VECTOR_CACHE.labels("miss").inc()
-            self._cache[text] = vector
+            self._cache[(vector.model, text)] = vector
             if len(self._cache) > self.cache_entries:
                 self._cache.popitem(last=False)
         return vector
 
-    async def _fetch(self, text: str) -> np.ndarray:
-        request = embedder_pb2.EmbedStreamRequest(request=embedder_pb2.EmbedRequest(texts=[text]))
+    async def refresh_models(self, quiet_for: float) -> None:
+        """Asks the embedder which model is current when no answer came for `quiet_for`
+        seconds: an idle shard still learns of a new model (and of each embedder behind its
+        address, as its stream moves from one to the next)."""
+        if time.monotonic() - self._last_answer >= quiet_for:
+            with contextlib.suppress(EmbedderUnavailableError):
+                await self._fetch(MODEL_PROBE_TEXT, "")
+
+    async def _fetch(self, text: str, model: str) -> Vector:
+        request = embedder_pb2.EmbedStreamRequest(
+            request=embedder_pb2.EmbedRequest(texts=[text], model=model)
+        )
         try:
             async with asyncio.timeout(self.timeout):
                 _, answer = self._stream.current().send(request)
@@ -81,7 +113,11 @@ class EmbedderClient:
             code = status_code(reply.error.code).name
             raise EmbedderUnavailableError(f"{code}: {reply.error.message}")
         self.healthy = True
-        return np.frombuffer(reply.response.embeddings[0].vector, dtype="<f4")
+        self._last_answer = time.monotonic()
+        response = reply.response
+        self.models.observe(response.current_model, response.current_model_built,
+                            response.model, time.monotonic())  # fmt: skip
+        return Vector(np.frombuffer(response.embeddings[0].vector, dtype="<f4"), response.model)
 
     def _failed(self) -> None:
         metrics.EMBEDDER_ERRORS.inc()

@@ -54,6 +54,9 @@ class Entry:
     expires: float  # unix seconds
     vector: np.ndarray | None  # float32, L2-normalised; None when stored without embedding
     hits: int = 0
+    #: The id of the model that made `vector` ("" for entries stored before ids were kept:
+    #: comparable with nothing, re-embedded like any vector of an old model).
+    model: str = ""
 
     def expired(self, now: float) -> bool:
         return now >= self.expires
@@ -86,6 +89,7 @@ class Entry:
         }
         if self.vector is not None:
             fields["vector"] = self.vector.astype("<f4", copy=False).tobytes()
+            fields["model"] = self.model
         return fields
 
     @classmethod
@@ -110,4 +114,5 @@ class Entry:
             expires=float(fields[b"expires"]),
             hits=int(fields.get(b"hits", b"0")),
             vector=np.frombuffer(vector, dtype="<f4").copy() if vector else None,
+            model=fields.get(b"model", b"").decode(),
         )

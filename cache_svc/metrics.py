@@ -29,3 +29,10 @@ REDIS_DROPPED = Counter("semcache_redis_dropped_writes", "Writes dropped: the ba
 EMBEDDER_ERRORS = Counter("semcache_embedder_errors", "Failed embedder calls.")
 VECTOR_CACHE = Counter("semcache_vector_cache", "Texts looked up in the shard's cache of recent "
                        "vectors, by result (hit: no embedder call).", ["result"])  # fmt: skip
+REEMBEDDED = Counter(
+    "semcache_reembedded", "Stored prompts re-embedded because the embedding model changed."
+)
+REEMBED_PENDING = Gauge(
+    "semcache_reembed_pending",
+    "Stored prompts (in memory) whose vectors are not of the embedders' current model yet.",
+)

@@ -19,10 +19,16 @@ class Candidate:
 
 
 class Namespace:
-    """Pure in-memory state; no I/O. Expired entries are never returned."""
+    """Pure in-memory state; no I/O. Expired entries are never returned.
 
-    def __init__(self, key: str, params: IndexParams | None = None) -> None:
+    The index holds vectors of one model (`model`): an entry whose vector is of another is
+    matched exactly only, until it is re-embedded (`revector`) or the index moves to its
+    model (`switch_model`). Vectors of two models are never compared.
+    """
+
+    def __init__(self, key: str, params: IndexParams | None = None, model: str = "") -> None:
         self.key = key
+        self.model = model
         self.index = NamespaceIndex(params)
         self._entries: dict[str, Entry] = {}
         self._by_prompt: dict[str, str] = {}  # prompt key -> entry id
@@ -44,8 +50,11 @@ class Namespace:
         entry = self._entries.get(entry_id) if entry_id else None
         return entry if entry is not None and not entry.expired(now) else None
 
-    def nearest(self, vector: np.ndarray, now: float, k: int = 4) -> list[Candidate]:
-        """Live entries nearest to `vector`, most similar first."""
+    def nearest(self, vector: np.ndarray, model: str, now: float, k: int = 4) -> list[Candidate]:
+        """Live entries nearest to `vector` (made by `model`), most similar first; none when
+        the index is of another model."""
+        if model != self.model:
+            return []
         found = []
         for label, similarity in self.index.search(vector, k):
             entry = self._entries.get(self._entry_of.get(label, ""))
@@ -62,10 +71,14 @@ class Namespace:
         return replaced
 
     def _track(self, entry: Entry) -> int | None:
-        """Records the entry in the maps; returns its index label when it has a vector."""
+        """Records the entry in the maps; returns its index label when it has a vector of
+        the index's model."""
         self._entries[entry.id] = entry
         self._by_prompt[entry.prompt_key] = entry.id
-        if entry.vector is None:
+        return self._label(entry)
+
+    def _label(self, entry: Entry) -> int | None:
+        if entry.vector is None or entry.model != self.model:
             return None
         label = next(self._labels)
         self._label_of[entry.id] = label
@@ -75,15 +88,54 @@ class Namespace:
     def load(self, entries: list[Entry]) -> None:
         """Bulk-adds hydrated entries to an empty namespace: searchable at once, exactly;
         the caller then runs `self.index.build()` on a worker thread."""
-        vectors, labels = [], []
         for entry in entries:
             if entry.prompt_key in self._by_prompt:
                 continue  # a duplicate prompt left behind by a crash between two writes
-            if (label := self._track(entry)) is not None:
+            self._entries[entry.id] = entry
+            self._by_prompt[entry.prompt_key] = entry.id
+        self._bulk_index()
+
+    def _bulk_index(self) -> None:
+        vectors, labels = [], []
+        for entry in self._entries.values():
+            if (label := self._label(entry)) is not None:
                 labels.append(label)
                 vectors.append(entry.vector)
         if labels:
             self.index.start_bulk_load(np.asarray(labels), np.stack(vectors))
+
+    def switch_model(self, model: str) -> None:
+        """Moves the index to `model`: rebuilt from the entries whose vectors are of it,
+        searchable at once (exactly); the caller then runs `self.index.build()` on a worker
+        thread. The others stay exact-match only until re-embedded."""
+        self.model = model
+        self.index = NamespaceIndex(self.index.params)
+        self._label_of.clear()
+        self._entry_of.clear()
+        self._bulk_index()
+
+    def revector(self, entry: Entry, vector: np.ndarray, model: str) -> None:
+        """Gives the entry a vector of `model` (re-embedded). An index of another model
+        keeps the entry's old vector until it switches; one of `model` takes the new one."""
+        if self._entries.get(entry.id) is not entry:
+            return  # removed or replaced meanwhile
+        entry.vector, entry.model = vector, model
+        if model == self.model and entry.id not in self._label_of:
+            label = self._label(entry)
+            if label is not None:
+                self.index.add(label, vector)
+
+    def not_of(self, model: str) -> list[Entry]:
+        """Entries with a vector of another model than `model`, oldest first."""
+        return [e for e in self._entries.values() if e.vector is not None and e.model != model]
+
+    def models(self) -> dict[str, int]:
+        """model id -> how many entries have vectors of it."""
+        counts: dict[str, int] = {}
+        for entry in self._entries.values():
+            if entry.vector is not None:
+                counts[entry.model] = counts.get(entry.model, 0) + 1
+        return counts
 
     def remove(self, entry_id: str) -> Entry | None:
         entry = self._entries.pop(entry_id, None)

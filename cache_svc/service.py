@@ -42,6 +42,7 @@ def make_shard(config: ShardConfig, llm: LLMBackend | None = None) -> Shard:
             m=config.hnsw_m, ef_construction=config.hnsw_ef_construction, ef=config.hnsw_ef
         ),
         sweep_interval=config.sweep_interval_seconds,
+        reembed_rate=config.reembed_rate,
     )
     return Shard(
         settings,

@@ -2,6 +2,10 @@
 
 namespace (hydrated from Redis on first use) -> exact map -> embed -> index -> HitPolicy
 miss (read-through) -> single-flight -> LLM backend -> Namespace + Redis write-through
+
+When the embedders' model changes, stored prompts are re-embedded in the background at a
+bounded rate (`reembed`); each namespace's index moves to the new model once its entries
+have (or once its old model is no longer served), and never mixes the two.
 """
 
 from __future__ import annotations
@@ -14,10 +18,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-import numpy as np
-
 from cache_svc import metrics
-from cache_svc.embedder import EmbedderClient, EmbedderUnavailableError
+from cache_svc.embedder import EmbedderClient, EmbedderUnavailableError, Vector
 from cache_svc.entry import Answer, Entry
 from cache_svc.eviction import Eviction
 from cache_svc.index import IndexParams
@@ -26,11 +28,17 @@ from cache_svc.namespace import Namespace
 from cache_svc.singleflight import SingleFlight
 from cache_svc.store import StoreUnavailableError, WriteThroughStore
 from semcache import keys
+from semcache.periodic import Periodic
 from semcache.quality.policy import HitPolicy, detect_category
 
 log = logging.getLogger(__name__)
 
 Status = Literal["hit", "miss", "bypass"]
+#: Seconds between two rounds of re-embedding (each takes rate x tick prompts).
+REEMBED_TICK = 0.5
+#: An idle shard asks the embedder for its current model this often (it learns it from
+#: every answer otherwise).
+MODEL_PROBE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +76,7 @@ class Outcome:
     stored: bool = False
     degraded: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
-    vector: np.ndarray | None = None
+    vector: Vector | None = None
 
     def timed(self, stage: str, started: float) -> None:
         elapsed = time.perf_counter() - started
@@ -86,6 +94,8 @@ class ShardSettings:
     default_ttl: float = 24 * 3600.0
     index: IndexParams = field(default_factory=IndexParams)
     sweep_interval: float = 30.0
+    #: Stored prompts re-embedded per second after a model change (0: never).
+    reembed_rate: float = 50.0
 
 
 class Shard:
@@ -106,7 +116,8 @@ class Shard:
         self._sweeper: asyncio.Task[None] | None = None
         self.counters = {name: 0 for name in (
             "lookups", "hits", "exact_hits", "semantic_hits", "misses", "coalesced",
-            "evictions", "wrong_hits")}  # fmt: skip
+            "evictions", "wrong_hits", "reembedded")}  # fmt: skip
+        self._reembedder = Periodic(self._reembed_step, REEMBED_TICK, "reembed")
 
     @property
     def shard_id(self) -> str:
@@ -115,8 +126,11 @@ class Shard:
     async def start(self) -> None:
         await self.store.start()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="ttl-sweeper")
+        if self.settings.reembed_rate > 0:
+            self._reembedder.start()
 
     async def aclose(self) -> None:
+        await self._reembedder.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
         for task in [*self._background, *([self._sweeper] if self._sweeper else [])]:
@@ -147,12 +161,13 @@ class Shard:
             entries = await self.store.load_namespace(key, time.time())
         except StoreUnavailableError:
             if ns is None:
-                ns = self._namespaces[key] = Namespace(key, self.settings.index)
+                ns = Namespace(key, self.settings.index, self._model_for([]))
+                self._namespaces[key] = ns
                 self._unhydrated.add(key)
                 metrics.NAMESPACES.set(len(self._namespaces))
             return ns
         if ns is None:
-            ns = Namespace(key, self.settings.index)
+            ns = Namespace(key, self.settings.index, self._model_for(entries))
             ns.load(entries)
             for entry in ns:
                 self.eviction.added(entry.id, entry.size_bytes)
@@ -169,6 +184,74 @@ class Shard:
         self._update_gauges()
         self._evict_over_capacity()
         return ns
+
+    # -- models ---------------------------------------------------------------------------
+
+    def _model_for(self, entries: list[Entry]) -> str:
+        """The model a (re)loaded namespace's index starts in: the embedders' current one
+        when some entries are in it already or none have vectors, else the most common."""
+        target = self.embedder.models.target(time.monotonic())
+        counts: dict[str, int] = {}
+        for entry in entries:
+            if entry.vector is not None:
+                counts[entry.model] = counts.get(entry.model, 0) + 1
+        if target in counts or not counts:
+            return target
+        return max(counts, key=lambda m: counts[m])
+
+    def _adopt(self, ns: Namespace, vector: Vector) -> None:
+        """A namespace with nothing searchable takes the model of the vector at hand."""
+        if vector.model != ns.model and len(ns.index) == 0:
+            self._switch(ns, vector.model)
+
+    def _switch(self, ns: Namespace, model: str) -> None:
+        ns.switch_model(model)
+        if ns.index.building:
+            self._spawn(asyncio.to_thread(ns.index.build))
+        log.info("namespace index moved to a new model",
+                 extra={"namespace": ns.key, "model": model})  # fmt: skip
+
+    async def reembed(self, budget: int) -> int:
+        """Re-embeds up to `budget` stored prompts whose vectors are not of the embedders'
+        current model (in memory and in Redis), and moves each namespace's index to that
+        model once all its entries are, or once its old model is no longer served.
+        Returns how many prompts it re-embedded."""
+        now = time.monotonic()
+        target = self.embedder.models.target(now)
+        if not target:
+            return 0
+        done = 0
+        for ns in list(self._namespaces.values()):
+            for entry in ns.not_of(target)[: budget - done]:
+                try:
+                    vector = await self.embedder.embed(entry.prompt, target)
+                except EmbedderUnavailableError:
+                    return done
+                if vector.model != target:  # answered by a server without it: later
+                    return done
+                ns.revector(entry, vector.values, vector.model)
+                await self.store.revector(entry)
+                done += 1
+                self.counters["reembedded"] += 1
+                metrics.REEMBEDDED.inc()
+            done_here = not ns.not_of(target)
+            if ns.model != target and (done_here or not self.embedder.models.served(ns.model, now)):
+                self._switch(ns, target)
+            if done >= budget:
+                break
+        return done
+
+    async def _reembed_step(self) -> None:
+        await self.embedder.refresh_models(quiet_for=MODEL_PROBE_SECONDS)
+        await self.reembed(max(1, round(self.settings.reembed_rate * REEMBED_TICK)))
+        metrics.REEMBED_PENDING.set(self.reembed_pending())
+
+    def reembed_pending(self) -> int:
+        """Stored prompts (in memory) whose vectors are not of the embedders' current model."""
+        target = self.embedder.models.target(time.monotonic())
+        if not target:
+            return 0
+        return sum(len(ns.not_of(target)) for ns in self._namespaces.values())
 
     # -- look-aside ---------------------------------------------------------------------
 
@@ -198,14 +281,15 @@ class Shard:
         outcome.status = "miss"
         t = time.perf_counter()
         try:
-            outcome.vector = await self.embedder.embed(query.prompt)
+            vector = outcome.vector = await self.embedder.embed(query.prompt, ns.model)
         except EmbedderUnavailableError:
             outcome.degraded.append("embedder_unavailable")
             return
         finally:
             outcome.timed("embed", t)
+        self._adopt(ns, vector)
         t = time.perf_counter()
-        candidates = ns.nearest(outcome.vector, now)
+        candidates = ns.nearest(vector.values, vector.model, now)
         outcome.timed("search", t)
         if not candidates:
             return
@@ -245,7 +329,7 @@ class Shard:
         metrics.LOOKUPS.labels(outcome.status, outcome.kind or "none").inc()
 
     async def store_answer(self, query: Query, answer: Answer,
-                           vector: np.ndarray | None = None,
+                           vector: Vector | None = None,
                            degraded: list[str] | None = None) -> tuple[Entry, bool]:  # fmt: skip
         """Stores `answer` for the query's prompt; returns (entry, replaced an older one).
 
@@ -255,16 +339,19 @@ class Shard:
         ns = await self.namespace(query.namespace)
         if vector is None and "embedder_unavailable" not in (degraded or []):
             try:
-                vector = await self.embedder.embed(query.prompt)
+                vector = await self.embedder.embed(query.prompt, ns.model)
             except EmbedderUnavailableError:
                 if degraded is not None:
                     degraded.append("embedder_unavailable")  # stored for exact matching only
+        if vector is not None:
+            self._adopt(ns, vector)
         now = time.time()
         entry = Entry(
             id=keys.new_entry_id(query.namespace), namespace=query.namespace,
             tenant=query.tenant, prompt=query.prompt, prompt_key=query.prompt_key,
             answer=answer, category=query.category or detect_category(query.prompt),
-            created=now, expires=now + (query.ttl or self.settings.default_ttl), vector=vector,
+            created=now, expires=now + (query.ttl or self.settings.default_ttl),
+            vector=vector.values if vector else None, model=vector.model if vector else "",
         )  # fmt: skip
         replaced = ns.add(entry)
         self.eviction.added(entry.id, entry.size_bytes)
@@ -495,6 +582,8 @@ class Shard:
             "redis_state": self.store.state,
             "redis_backlog": self.store.backlog,
             "embedder_state": "up" if self.embedder.healthy else "down",
+            "model": self.embedder.models.target(time.monotonic()),
+            "reembed_pending": self.reembed_pending(),
         }
 
 

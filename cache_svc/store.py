@@ -67,6 +67,11 @@ class _Put:
 
 
 @dataclass(frozen=True, slots=True)
+class _Revector:
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
 class _Delete:
     namespace: str
     ids: tuple[str, ...]
@@ -85,7 +90,7 @@ class _DropNamespace:
     namespace: str
 
 
-_Op = _Put | _Delete | _Hit | _DropNamespace
+_Op = _Put | _Revector | _Delete | _Hit | _DropNamespace
 
 
 class WriteThroughStore:
@@ -151,6 +156,10 @@ class WriteThroughStore:
 
     async def put(self, entry: Entry) -> None:
         await self._submit(_Put(entry))
+
+    async def revector(self, entry: Entry) -> None:
+        """Writes the entry's new vector and its model id (a re-embedding), nothing else."""
+        await self._submit(_Revector(entry))
 
     async def delete(self, namespace: str, ids: list[str]) -> None:
         if ids:
@@ -221,6 +230,13 @@ class WriteThroughStore:
                     pipe.pexpireat(key, int(entry.expires * 1000))
                     pipe.sadd(ids_key(entry.namespace), entry.id)
                     pipe.sadd(tenant_key(entry.tenant), entry.namespace)
+                case _Revector(entry) if entry.vector is not None:
+                    key = entry_key(entry.namespace, entry.id)
+                    vector = entry.vector.astype("<f4", copy=False).tobytes()
+                    pipe.hset(key, mapping={"vector": vector, "model": entry.model})
+                    # An entry deleted meanwhile leaves a partial hash: it expires with the
+                    # entry and loading skips it (no id).
+                    pipe.pexpireat(key, int(entry.expires * 1000))
                 case _Delete(namespace, ids):
                     pipe.delete(*(entry_key(namespace, i) for i in ids))
                     pipe.srem(ids_key(namespace), *ids)

@@ -23,3 +23,8 @@ REJECTED_TEXTS = Counter(
     "semcache_embed_rejected_texts", "Texts refused because the queue was full."
 )
 QUEUE_DEPTH = Gauge("semcache_embed_queue_depth", "Texts waiting for a batch.")
+MODEL_INFO = Gauge(
+    "semcache_embed_model",
+    "1 for each model the service holds (the current one and, after a switch, the previous).",
+    ["model"],
+)

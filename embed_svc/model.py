@@ -5,6 +5,7 @@ Blocking and CPU-bound by nature: callers run it off the event loop (see `MicroB
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,8 @@ class EmbeddingModel(Protocol):
 
     model_id: str
     dimension: int
+    #: When the model was built (unix seconds): the newer of two models is the one to use.
+    built: float
 
     def tokenize(self, texts: list[str]) -> list[Tokens]: ...
     def run(self, batch: list[Tokens]) -> np.ndarray: ...
@@ -62,6 +65,7 @@ class OnnxEmbedder:
         self.model_id: str = manifest["model_id"]
         self.dimension: int = manifest["dimension"]
         self.max_tokens: int = manifest["max_tokens"]
+        self.built: float = dt.datetime.fromisoformat(manifest["built_at"]).timestamp()
 
         self._tokenizer = Tokenizer.from_file(str(self.model_dir / recipe.TOKENIZER_FILE))
         self._tokenizer.no_padding()  # padding happens per batch in `run`

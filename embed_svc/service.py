@@ -1,14 +1,14 @@
-"""The embedding service assembled: model, batcher, servicer and server, as one context."""
+"""The embedding service assembled: models, batchers, servicer and server, as one context."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 from embed_svc.batcher import BatchLimits, MicroBatcher
-from embed_svc.model import EmbeddingModel, OnnxEmbedder
+from embed_svc.model import EmbeddingModel
+from embed_svc.models import ModelSet, ModelWatcher, load_model
 from embed_svc.servicer import EmbedderServicer, RequestLimits
 from semcache.config import EmbedderConfig
 from semcache.server import GrpcServer, Service
@@ -24,25 +24,28 @@ async def running_embedder(
     """Serves `semcache.v1.Embedder` until the context exits.
 
     The model is loaded from `config.model_dir` unless one is given (tests wrap the real
-    model to control timing).
+    model to control timing). Without either, the service serves the default model and
+    switches to a better one when it gets built (`ModelWatcher`).
     """
+    watch = model is None and config.model_dir is None
     if model is None:
-        model = await asyncio.to_thread(OnnxEmbedder, config.model_dir)
-        # The first inference pays onnxruntime's lazy set-up (~10 ms): not a caller's problem.
-        await asyncio.to_thread(model.embed, ["warm-up"])
+        model = await load_model(config.model_dir)
     log.info("model ready", extra={"model": model.model_id})
-    batcher = MicroBatcher(
-        model,
-        limits=BatchLimits(config.max_batch_texts, config.max_batch_tokens),
-        workers=config.workers,
-        max_queue=config.max_queue,
-        max_wait=config.max_wait_ms / 1000,
-    )
+
+    def batcher(m: EmbeddingModel) -> MicroBatcher:
+        return MicroBatcher(
+            m,
+            limits=BatchLimits(config.max_batch_texts, config.max_batch_tokens),
+            workers=config.workers,
+            max_queue=config.max_queue,
+            max_wait=config.max_wait_ms / 1000,
+        )
+
+    models = ModelSet(batcher)
+    await models.add(model)
+    watcher = ModelWatcher(models, config.model_watch_seconds)
     servicer = EmbedderServicer(
-        batcher,
-        model_id=model.model_id,
-        dimension=model.dimension,
-        limits=RequestLimits(config.max_texts_per_call, config.max_text_bytes),
+        models, limits=RequestLimits(config.max_texts_per_call, config.max_text_bytes)
     )
     service = Service(
         embedder_pb2.DESCRIPTOR.services_by_name["Embedder"],
@@ -51,5 +54,11 @@ async def running_embedder(
     )
     server = GrpcServer(config, [service])
     servicer.stopping = server.stopping
-    async with batcher, server:
-        yield server
+    try:
+        async with server:
+            if watch and config.model_watch_seconds > 0:
+                watcher.periodic.start()
+            yield server
+    finally:
+        await watcher.periodic.stop()
+        await models.aclose()

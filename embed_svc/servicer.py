@@ -10,7 +10,8 @@ from typing import Any
 
 import grpc
 
-from embed_svc.batcher import BatcherClosedError, MicroBatcher, QueueFullError
+from embed_svc.batcher import BatcherClosedError, QueueFullError
+from embed_svc.models import ModelSet
 from semcache.mux import serve_stream
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
 
@@ -48,12 +49,8 @@ class EmbedRequestError(Exception):
 
 
 class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
-    def __init__(
-        self, batcher: MicroBatcher, *, model_id: str, dimension: int, limits: RequestLimits
-    ) -> None:
-        self._batcher = batcher
-        self._model_id = model_id
-        self._dimension = dimension
+    def __init__(self, models: ModelSet, *, limits: RequestLimits) -> None:
+        self.models = models
         self._limits = limits
         #: The server's stopping signal (set once the server exists): streams then end.
         self.stopping: asyncio.Event | None = None
@@ -62,8 +59,9 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
         texts = list(request.texts)
         if problem := validate_texts(texts, self._limits):
             raise EmbedRequestError(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        served, current = self.models.pick(request.model), self.models.current
         try:
-            embedded = await self._batcher.embed(texts)
+            embedded = await served.batcher.embed(texts)
         except QueueFullError as e:
             raise EmbedRequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e)) from e
         except BatcherClosedError as e:
@@ -77,8 +75,10 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
                 )
                 for e in embedded
             ],
-            model=self._model_id,
-            dimension=self._dimension,
+            model=served.model.model_id,
+            dimension=served.model.dimension,
+            current_model=current.model.model_id,
+            current_model_built=current.model.built,
         )
 
     async def Embed(

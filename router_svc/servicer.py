@@ -233,7 +233,8 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
 
 
 _COUNTERS = ("entries", "namespaces", "bytes", "lookups", "hits", "exact_hits", "semantic_hits",
-             "misses", "coalesced", "evictions", "wrong_hits", "redis_backlog")  # fmt: skip
+             "misses", "coalesced", "evictions", "wrong_hits", "redis_backlog",
+             "reembed_pending", "reembedded")  # fmt: skip
 
 
 class RouterAdminServicer(cache_pb2_grpc.AdminServicer):

@@ -232,6 +232,9 @@ class ShardStats:
     redis_state: str
     redis_backlog: int
     embedder_state: str
+    model: str
+    reembed_pending: int
+    reembedded: int
 
     @classmethod
     def from_proto(cls, message: cache_pb2.ShardStats) -> ShardStats:

@@ -153,8 +153,11 @@ class EmbedderConfig(ServerConfig):
 
     port: int = 50053
     metrics_port: int = 9102
-    #: A built model artifact; default: the cached build of the current recipe.
+    #: A built model artifact; default: the tuned model's cached build when there is one,
+    #: else the stock model's (and then the service switches when the tuned one is built).
     model_dir: Path | None = None
+    #: Seconds between checks for a newly built default model; 0: never switch.
+    model_watch_seconds: float = 10.0
     #: Inference threads; each runs onnxruntime with one intra-op thread.
     workers: int = 2
     max_batch_texts: int = 32
@@ -179,6 +182,7 @@ class EmbedderConfig(ServerConfig):
         ):
             _check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
         _check(self.max_wait_ms >= 0, "max_wait_ms", "must be >= 0")
+        _check(self.model_watch_seconds >= 0, "model_watch_seconds", "must be >= 0")
         _check(
             self.max_queue >= self.max_texts_per_call,
             "max_queue",
@@ -199,6 +203,9 @@ class ShardConfig(ServerConfig):
     #: Vectors of this many recent texts kept, so a verbatim repeat skips the embedder;
     #: 0: none.
     vector_cache_entries: int = 4096
+    #: Stored prompts re-embedded per second when the embedding model changes; 0: never
+    #: (entries of an old model are then matched exactly only).
+    reembed_rate: float = 50.0
     #: redis://host:port/db; empty: memory-only (entries die with the shard).
     redis: str | None = None
     redis_timeout: float = 1.0
@@ -256,6 +263,7 @@ class ShardConfig(ServerConfig):
                f"must be lru or lfu, got {self.eviction!r}")  # fmt: skip
         _check(self.llm in ("echo", "openai"), "llm", f"must be echo or openai, got {self.llm!r}")
         _check(self.vector_cache_entries >= 0, "vector_cache_entries", "must be >= 0 (0: off)")
+        _check(self.reembed_rate >= 0, "reembed_rate", "must be >= 0 (0: never)")
         for name in ("max_entries", "max_bytes", "redis_backlog", "hnsw_m",
                      "hnsw_ef_construction", "hnsw_ef", "max_prompt_bytes"):  # fmt: skip
             _check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")

@@ -52,7 +52,7 @@ class GatedModel:
         self._model = model
         self.gate = threading.Event()
         self.batches: list[int] = []
-        self.model_id, self.dimension = model.model_id, model.dimension
+        self.model_id, self.dimension, self.built = model.model_id, model.dimension, model.built
 
     def tokenize(self, texts: list[str]) -> list[Tokens]:
         return self._model.tokenize(texts)

@@ -167,8 +167,9 @@ async def test_a_renewed_stream_still_answers_what_the_old_one_carried(model) ->
             gated.gate.set()
             first, second = await held, await later
             assert gated.batches == [1, 1]
-            assert first.shape == second.shape == (384,)
-            assert float(first @ second) < 0.99
+            assert first.values.shape == second.values.shape == (384,)
+            assert first.model == second.model == model.model_id
+            assert float(first.values @ second.values) < 0.99
             assert await client.embed("a third stream") is not None
         finally:
             await client.aclose()

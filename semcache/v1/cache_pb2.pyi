@@ -320,7 +320,7 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ShardStats(_message.Message):
-    __slots__ = ("shard", "address", "reachable", "entries", "namespaces", "bytes", "lookups", "hits", "exact_hits", "semantic_hits", "misses", "coalesced", "evictions", "wrong_hits", "redis_state", "redis_backlog", "embedder_state")
+    __slots__ = ("shard", "address", "reachable", "entries", "namespaces", "bytes", "lookups", "hits", "exact_hits", "semantic_hits", "misses", "coalesced", "evictions", "wrong_hits", "redis_state", "redis_backlog", "embedder_state", "model", "reembed_pending", "reembedded")
     SHARD_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     REACHABLE_FIELD_NUMBER: _ClassVar[int]
@@ -338,6 +338,9 @@ class ShardStats(_message.Message):
     REDIS_STATE_FIELD_NUMBER: _ClassVar[int]
     REDIS_BACKLOG_FIELD_NUMBER: _ClassVar[int]
     EMBEDDER_STATE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REEMBED_PENDING_FIELD_NUMBER: _ClassVar[int]
+    REEMBEDDED_FIELD_NUMBER: _ClassVar[int]
     shard: str
     address: str
     reachable: bool
@@ -355,7 +358,10 @@ class ShardStats(_message.Message):
     redis_state: str
     redis_backlog: int
     embedder_state: str
-    def __init__(self, shard: _Optional[str] = ..., address: _Optional[str] = ..., reachable: _Optional[bool] = ..., entries: _Optional[int] = ..., namespaces: _Optional[int] = ..., bytes: _Optional[int] = ..., lookups: _Optional[int] = ..., hits: _Optional[int] = ..., exact_hits: _Optional[int] = ..., semantic_hits: _Optional[int] = ..., misses: _Optional[int] = ..., coalesced: _Optional[int] = ..., evictions: _Optional[int] = ..., wrong_hits: _Optional[int] = ..., redis_state: _Optional[str] = ..., redis_backlog: _Optional[int] = ..., embedder_state: _Optional[str] = ...) -> None: ...
+    model: str
+    reembed_pending: int
+    reembedded: int
+    def __init__(self, shard: _Optional[str] = ..., address: _Optional[str] = ..., reachable: _Optional[bool] = ..., entries: _Optional[int] = ..., namespaces: _Optional[int] = ..., bytes: _Optional[int] = ..., lookups: _Optional[int] = ..., hits: _Optional[int] = ..., exact_hits: _Optional[int] = ..., semantic_hits: _Optional[int] = ..., misses: _Optional[int] = ..., coalesced: _Optional[int] = ..., evictions: _Optional[int] = ..., wrong_hits: _Optional[int] = ..., redis_state: _Optional[str] = ..., redis_backlog: _Optional[int] = ..., embedder_state: _Optional[str] = ..., model: _Optional[str] = ..., reembed_pending: _Optional[int] = ..., reembedded: _Optional[int] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
     __slots__ = ("shards", "total")
