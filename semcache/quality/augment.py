@@ -32,15 +32,26 @@ _FILLER_AFTER = (
     "please", "ty", "much appreciated!",
 )  # fmt: skip
 
-#: Swaps that change what is asked: unit for unit, currency for currency.
+#: Units and currencies by kind, each with its spellings (first: the one edits write).
+_UNITS = (
+    ("km", "kilometers", "kilometres"), ("miles", "mile"), ("meters", "metres", "meter"),
+    ("feet", "ft", "foot"), ("cm", "centimeters", "centimetres"), ("inches", "inch"),
+    ("kg", "kilograms", "kilos"), ("pounds", "lbs", "lb"), ("grams", "gram"), ("ounces", "oz"),
+    ("celsius", "°C"), ("fahrenheit", "°F"), ("liters", "litres", "liter"), ("gallons", "gallon"),
+    ("ml", "milliliters", "millilitres"), ("cups", "cup"), ("tablespoons", "tbsp"),
+    ("teaspoons", "tsp"), ("GB", "gigabytes"), ("MB", "megabytes"), ("TB", "terabytes"),
+    ("hours", "hour"), ("minutes", "minute", "mins"), ("days", "day"), ("weeks", "week"),
+    ("months", "month"), ("years", "year"), ("per month", "monthly"), ("per year", "yearly"),
+    ("USD", "dollars"), ("EUR", "euros"), ("GBP", "pounds sterling"), ("mph",), ("km/h", "kph"),
+)  # fmt: skip
+_FAMILY = {family[0]: family for family in _UNITS}
+#: Swaps that change what is asked: a unit for another of its kind.
 _UNIT_SWAPS = (
-    ("km", "miles"), ("kilometers", "miles"), ("kilometres", "miles"), ("meters", "feet"),
-    ("metres", "feet"), ("cm", "inches"), ("kg", "pounds"), ("kg", "lbs"), ("grams", "ounces"),
-    ("celsius", "fahrenheit"), ("°C", "°F"), ("liters", "gallons"), ("litres", "gallons"),
-    ("ml", "cups"), ("cups", "grams"), ("tablespoons", "teaspoons"), ("GB", "MB"), ("TB", "GB"),
-    ("hours", "minutes"), ("days", "weeks"), ("weeks", "months"), ("months", "years"),
-    ("per month", "per year"), ("monthly", "yearly"), ("USD", "EUR"), ("dollars", "euros"),
-    ("pounds", "dollars"), ("mph", "km/h"),
+    ("km", "miles"), ("meters", "feet"), ("cm", "inches"), ("kg", "pounds"), ("grams", "ounces"),
+    ("celsius", "fahrenheit"), ("liters", "gallons"), ("ml", "cups"), ("cups", "grams"),
+    ("tablespoons", "teaspoons"), ("GB", "MB"), ("TB", "GB"), ("hours", "minutes"),
+    ("days", "weeks"), ("weeks", "months"), ("months", "years"), ("per month", "per year"),
+    ("USD", "EUR"), ("GBP", "USD"), ("mph", "km/h"),
 )  # fmt: skip
 _NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w.]*\d)")
 #: Words that end a place or thing after "from" / "to" ("from Paris to Rome in June").
@@ -135,15 +146,24 @@ def unit_edit(text: str, rng: random.Random) -> str | None:
     """One unit or currency swapped for another of its kind."""
     options = []
     for x, y in _UNIT_SWAPS:
-        for old, new in ((x, y), (y, x)):
-            if _has(text, new):  # "5 km to miles" must not become "5 miles to miles"
-                continue
-            for m in re.finditer(rf"(?<!\w){re.escape(old)}(?!\w)", text, re.IGNORECASE):
-                options.append((m.start(), m.end(), new))
+        for old, new in ((_FAMILY[x], _FAMILY[y]), (_FAMILY[y], _FAMILY[x])):
+            if any(_has(text, spelling) for spelling in new):
+                continue  # "5 km to miles" must not become "5 miles to miles"
+            for spelling in old:
+                for m in re.finditer(rf"(?<![\w°]){re.escape(spelling)}(?!\w)", text,
+                                     re.IGNORECASE):  # fmt: skip
+                    options.append((m.start(), m.end(), _same_number(new, spelling)))
     if not options:
         return None
     start, end, new = rng.choice(options)
     return text[:start] + new + text[end:]
+
+
+def _same_number(family: tuple[str, ...], replaced: str) -> str:
+    """The family's word, singular where the word it replaces is ("per day" -> "per week")."""
+    word = family[0]
+    singular = word[:-1] if word.endswith("s") else word
+    return singular if not replaced.endswith("s") and singular in family else word
 
 
 def _has(text: str, word: str) -> bool:
@@ -245,6 +265,26 @@ def examples_of(group: Group, seed: int = 0, augment: bool = True) -> Iterator[E
     for _ in range(2):
         a, b = rng.sample(positives, 2)
         yield Example(a, b, rng.choice(traps) if traps else None)
+
+
+def verifier_pairs_of(group: Group, seed: int = 0) -> Iterator[tuple[str, str, float]]:
+    """The group as labelled pairs for the verifier: the base prompt against every variant
+    (written and augmented), and paraphrases against each other and against traps, so that
+    the base prompt's wording is not the only anchor it learns."""
+    rng = _rng(seed + 1, group.prompt)
+    positives = [t for variants in group.paraphrases.values() for t in variants]
+    traps = list(group.traps.values())
+    augmented_pos = augmented_positives(group.prompt, rng)
+    augmented_neg = augmented_traps(group.prompt, rng)
+    for text in positives + augmented_pos:
+        yield group.prompt, text, 1.0
+    for text in traps + augmented_neg:
+        yield group.prompt, text, 0.0
+    for _ in range(2):
+        a, b = rng.sample(positives, 2)
+        yield a, b, 1.0
+    for _ in range(min(2, len(traps))):
+        yield rng.choice(positives), rng.choice(traps), 0.0
 
 
 def training_examples(
