@@ -29,7 +29,7 @@ from cache_svc.store import WriteThroughStore
 from semcache import keys
 from semcache.localredis import LocalRedis
 from semcache.probe import free_port
-from semcache.quality.policy import HitPolicy
+from semcache.quality.policy import HitPolicy, PolicySet
 from semcache.v1 import cache_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ def make_shard(url: str) -> Shard:
         embedder=EmbedderClient("127.0.0.1:1"),  # never called: searches use stored vectors
         store=WriteThroughStore(url, write_timeout=30),
         llm=EchoBackend(),
-        policy=HitPolicy.static(0.9),
+        policies=PolicySet((HitPolicy.static(0.9),)),
         eviction=make_eviction("lru", Capacity(max_entries=10_000_000, max_bytes=10**12)),
     )
 

@@ -56,7 +56,7 @@ def make_shard(config: ShardConfig, llm: LLMBackend | None = None) -> Shard:
             config.redis, max_backlog=config.redis_backlog, write_timeout=config.redis_timeout
         ),
         llm=llm or make_llm(config),
-        policy=config.load_policy(),
+        policies=config.load_policy(),
         eviction=make_eviction(config.eviction, Capacity(config.max_entries, config.max_bytes)),
     )
 

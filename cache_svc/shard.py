@@ -29,7 +29,7 @@ from cache_svc.singleflight import SingleFlight
 from cache_svc.store import StoreUnavailableError, WriteThroughStore
 from semcache import keys
 from semcache.periodic import Periodic
-from semcache.quality.policy import HitPolicy, detect_category
+from semcache.quality.policy import PolicySet, detect_category
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +100,13 @@ class ShardSettings:
 
 class Shard:
     def __init__(self, settings: ShardSettings, *, embedder: EmbedderClient,
-                 store: WriteThroughStore, llm: LLMBackend, policy: HitPolicy,
+                 store: WriteThroughStore, llm: LLMBackend, policies: PolicySet,
                  eviction: Eviction) -> None:  # fmt: skip
         self.settings = settings
         self.embedder = embedder
         self.store = store
         self.llm = llm
-        self.policy = policy
+        self.policies = policies
         self.eviction = eviction
         self._namespaces: dict[str, Namespace] = {}
         self._unhydrated: set[str] = set()  # created while Redis was down
@@ -259,7 +259,8 @@ class Shard:
         started = time.perf_counter()
         ns = await self.namespace(query.namespace)
         category = query.category or detect_category(query.prompt)
-        threshold = self.policy.threshold_for(category, query.tenant, query.min_similarity)
+        policy = self.policies.for_model(ns.model)
+        threshold = policy.threshold_for(category, query.tenant, query.min_similarity)
         outcome = Outcome(status="bypass", threshold=threshold, category=category)
         if self.store.state == "down":
             outcome.degraded.append("redis_unavailable")
@@ -297,7 +298,7 @@ class Shard:
         metrics.BEST_SIMILARITY.observe(best.similarity)
         outcome.similarity = best.similarity
         outcome.closest_prompt = best.entry.prompt
-        decision = self.policy.decide(
+        decision = self.policies.for_model(vector.model).decide(
             query.prompt, best.entry.prompt, best.similarity,
             second=candidates[1].similarity if len(candidates) > 1 else None,
             category=outcome.category, tenant=query.tenant, min_similarity=query.min_similarity,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from semcache.client import DEFAULT_ADDRESS, CacheInfo, Client, Completion, SemcacheError
-from semcache.mesh import LocalMesh, MeshError, MeshPorts
+from semcache.mesh import LocalMesh, MeshError, MeshPorts, ModelBuild
 from semcache.tls import TlsFiles
 
 #: grpcurl (a dev tool) and this command, beside this interpreter when installed in a venv.
@@ -61,8 +61,14 @@ def up(args: argparse.Namespace) -> None:
     )
     if mesh.redis is None:
         print("semcache: no redis-server found: shards run memory-only", flush=True)
+    models = ModelBuild.status()
+    tuned = models["tuned"]["built"]
+    if not tuned and args.build_model:
+        mesh.model_build = ModelBuild(Path(models["cache"]) / "build.log")
     try:
         mesh.start()
+        if mesh.model_build is not None:
+            mesh.model_build.start()
         body = json.dumps({"scope": {"tenant": "demo"}, "prompt": EXAMPLE_PROMPT})
         redis = mesh.redis.url if mesh.redis else "none (memory-only)"
         if mesh.redis and args.data_dir:
@@ -77,6 +83,7 @@ def up(args: argparse.Namespace) -> None:
             f"{http}"
             f"  shards    {shards}\n"
             f"  embedder  {mesh.embedder}\n"
+            f"  model     {_model_line(models, mesh.model_build)}\n"
             f"  redis     {redis}\n"
             f"  try:      {SEMCACHE} ask '{EXAMPLE_PROMPT}'\n"
             f"            {GRPCURL} -plaintext -d '{body}' {mesh.router} "
@@ -91,6 +98,19 @@ def up(args: argparse.Namespace) -> None:
         print("\nsemcache: stopping", flush=True)
     finally:
         mesh.stop()
+
+
+def _model_line(models: dict[str, Any], build: ModelBuild | None) -> str:
+    if models["tuned"]["built"]:
+        return f"{models['tuned']['model']} (tuned for caching)"
+    line = f"{models['stock']['model']} (stock)"
+    if build is None:
+        return line + "; the tuned model is not built (`make model` builds it)"
+    return (
+        line + "\n            the tuned model is building in the background (about 15 min "
+        f"on 2 cores; log: {build.log});\n            the mesh switches to it when it is "
+        "ready, without a restart"
+    )
 
 
 # --- calls against a running mesh ---------------------------------------------------------
@@ -264,7 +284,7 @@ def evaluate_quality(args: argparse.Namespace) -> None:
     import time  # imported here, like the quality modules: no other command needs them
 
     from semcache.quality import evaluate
-    from semcache.quality.policy import HitPolicy
+    from semcache.quality.policy import HitPolicy, PolicySet
 
     if args.limit is not None and args.limit < 1:
         sys.exit(f"semcache: --limit must be >= 1, got {args.limit}")
@@ -286,9 +306,12 @@ def evaluate_quality(args: argparse.Namespace) -> None:
         except (OSError, ValueError, KeyError, TypeError) as e:
             sys.exit(f"semcache: {e}")  # names the file
     else:
-        policy, name = HitPolicy.default(), "default"
+        policy, name = None, "default"
     started = time.perf_counter()
     vectors = _vectors(args, evaluate.texts_of(pairs))
+    if policy is None:  # what shards use with this embedder's model
+        policy = PolicySet.shipped().for_model(vectors.model)
+        name = f"default ({policy.name})"
     result = evaluate.report(
         pairs=pairs,
         vectors=vectors,
@@ -342,7 +365,8 @@ def calibrate_policy(args: argparse.Namespace) -> None:
     import time
 
     from semcache.quality import calibrate, evaluate
-    from semcache.quality.policy import HitPolicy
+    from semcache.quality.features import FEATURES
+    from semcache.quality.policy import HitPolicy, model_name
 
     if not 0 < args.target_precision < 1:
         sys.exit(f"semcache: --target-precision must be in (0, 1), got {args.target_precision}")
@@ -353,7 +377,10 @@ def calibrate_policy(args: argparse.Namespace) -> None:
         pairs = evaluate.load_pairs(args.pairs)
     except (evaluate.PairsError, ValueError) as e:
         sys.exit(f"semcache: {e}")
-    fit, test = evaluate.split(pairs)
+    if pairs[0].split:  # the project's groups: weights on train, the cut on dev
+        fit, dev, test = (evaluate.select(pairs, which) for which in ("train", "dev", "test"))
+    else:
+        (fit, test), dev = evaluate.split(pairs), []
     if not fit or not test:
         sys.exit(f"semcache: {args.pairs}: too few pairs to hold some out ({len(pairs)})")
     started = time.perf_counter()
@@ -366,13 +393,16 @@ def calibrate_policy(args: argparse.Namespace) -> None:
             base=base,
             target_precision=args.target_precision,
             by_category=args.by_category,
+            cut_pairs=dev or None,
+            use=args.features or FEATURES,
         )
     except ValueError as e:
         sys.exit(f"semcache: {e}")
-    document = dataclasses.replace(policy, name=args.name).to_json() | {
+    fitted_for = model_name(vectors.model)
+    document = dataclasses.replace(policy, name=args.name, embedder=fitted_for).to_json() | {
         "fitted": {
             "data": str(args.pairs),
-            "split": "fit",
+            "split": "train, cut on dev" if dev else "fit",
             "split_seed": evaluate.SPLIT_SEED,
             "model": vectors.model,
             "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -521,6 +551,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="turn on API-token auth at the router: '<token> <tenant>' lines",
     )
+    p.add_argument(
+        "--no-build-model",
+        dest="build_model",
+        action="store_false",
+        help="do not build the tuned model in the background when it is missing",
+    )
     p.set_defaults(run=up)
 
     p = commands.add_parser(
@@ -530,7 +566,12 @@ def _parser() -> argparse.ArgumentParser:
         "meaning, optional kind and category) with the real embedder, against a sweep of "
         "static thresholds. Vectors are cached in ~/.cache/semcache/embeddings.",
     )
-    p.add_argument("--pairs", type=Path, required=True, help="labelled pairs, JSONL")
+    p.add_argument(
+        "--pairs",
+        type=Path,
+        required=True,
+        help="labelled pairs, JSONL, or a directory of groups (data/pairs/groups)",
+    )
     p.add_argument(
         "--protocol",
         choices=("pairs", "stream"),
@@ -545,9 +586,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--split",
-        choices=("all", "test"),
+        choices=("all", "test", "dev", "train"),
         default="all",
-        help="test: only the held-out 20%% a calibrator never sees (default: %(default)s)",
+        help="test: only the held-out pairs a calibrator never sees (20%% of a pairs file; "
+        "the test split of the project's groups, which also have train and dev) "
+        "(default: %(default)s)",
     )
     p.add_argument("--json", type=Path, metavar="OUT", help="write the report as JSON here")
     p.add_argument("--plot", type=Path, metavar="OUT.png", help="draw the curves (matplotlib)")
@@ -574,7 +617,12 @@ def _parser() -> argparse.ArgumentParser:
         "picks the guards that pay, writes the policy file the shards load (--policy), and "
         "reports on the held-out 20%% with the stream protocol.",
     )
-    p.add_argument("--pairs", type=Path, required=True, help="labelled pairs, JSONL")
+    p.add_argument(
+        "--pairs",
+        type=Path,
+        required=True,
+        help="labelled pairs, JSONL, or a directory of groups (data/pairs/groups)",
+    )
     p.add_argument("--out", type=Path, required=True, metavar="POLICY.json")
     p.add_argument("--name", default="calibrated", help="the policy's name in reports")
     p.add_argument(
@@ -587,6 +635,13 @@ def _parser() -> argparse.ArgumentParser:
         "--by-category",
         action="store_true",
         help="a cut per category (code, default, ...) with enough candidates",
+    )
+    p.add_argument(
+        "--features",
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        metavar="NAMES",
+        help="comma-separated features the model may weigh (default: all; the others get "
+        "weight 0; docs/quality.md lists them)",
     )
     p.add_argument(
         "--floor",

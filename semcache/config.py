@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from semcache.auth import TokenMap
-from semcache.quality.policy import DEFAULT_CATEGORY, HitPolicy
+from semcache.quality.policy import DEFAULT_CATEGORY, HitPolicy, PolicySet
 from semcache.tls import TlsFiles
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -211,7 +211,8 @@ class ShardConfig(ServerConfig):
     redis_timeout: float = 1.0
     #: Writes queued while Redis is away; beyond it they are dropped (and counted).
     redis_backlog: int = 100_000
-    #: The hit policy (JSON, as `semcache calibrate` writes it); default: the shipped one.
+    #: The hit policy (JSON, as `semcache calibrate` writes it) for every model; default:
+    #: the shipped policies, each namespace's chosen by the model of its vectors.
     policy: Path | None = None
     #: Overrides the policy's default-category threshold: a cosine similarity in [-1, 1]
     #: (not a distance).
@@ -242,15 +243,20 @@ class ShardConfig(ServerConfig):
     #: namespaces that membership changes gave to other shards.
     ring_vnodes: int = 150
 
-    def load_policy(self) -> HitPolicy:
+    def load_policy(self) -> PolicySet:
+        """The policy file's (for every model), else the shipped policies (one per model);
+        `threshold` overrides the default category's floor in each."""
         try:
-            policy = HitPolicy.load(self.policy) if self.policy else HitPolicy.default()
+            policies = (
+                PolicySet((HitPolicy.load(self.policy),)) if self.policy else PolicySet.shipped()
+            )
         except ValueError as e:
             raise ConfigError(f"policy: {e}") from e
         if self.threshold is None:
-            return policy
-        thresholds = {**policy.thresholds, DEFAULT_CATEGORY: self.threshold}
-        return dataclasses.replace(policy, thresholds=thresholds)
+            return policies
+        threshold = self.threshold
+        return policies.map(lambda p: dataclasses.replace(
+            p, thresholds={**p.thresholds, DEFAULT_CATEGORY: threshold}))  # fmt: skip
 
     def validate(self) -> None:
         super().validate()

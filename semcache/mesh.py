@@ -5,10 +5,16 @@ and waited for until its health service says SERVING. Shards register in Redis a
 router follows the registry; without a redis-server the shards run memory-only and the
 router gets a static list. A child that dies is reported and restarted (at most
 `MAX_RESTARTS` times a minute, then the mesh stops: a crash loop needs a human).
+
+On a fresh checkout only the stock model is built (minutes); the tuned one takes longer.
+The mesh serves at once with the stock model while `ModelBuild` builds the tuned one in
+the background; the embedder switches to it when it is ready, without a restart, and the
+shards move what they store to it.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -17,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from semcache.localredis import LocalRedis, find_redis_server
 from semcache.probe import wait_until_serving
@@ -78,6 +85,41 @@ class MeshError(RuntimeError):
     pass
 
 
+@dataclass
+class ModelBuild:
+    """`python -m embed_svc.build` in the background, its output in `log`."""
+
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def status() -> dict[str, Any]:
+        """Which models are built (`python -m embed_svc.build --status`)."""
+        out = subprocess.run([sys.executable, "-m", "embed_svc.build", "--status"],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        status: dict[str, Any] = json.loads(out.stdout)
+        return status
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "embed_svc.build"], stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def finished(self) -> int | None:
+        """The build's exit code once it has ended (reported once), else None."""
+        if self.process is None or (code := self.process.poll()) is None:
+            return None
+        self.process = None
+        return code
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait()
+
+
 def _free(port: int) -> bool:
     with socket.socket() as s:
         # As servers bind: connections of a stopped process lingering in TIME_WAIT do not
@@ -99,8 +141,10 @@ class LocalMesh:
         data_dir: Path | None = None,
         echo_delay_ms: float = 400.0,
         tokens_file: Path | None = None,
+        model_build: ModelBuild | None = None,
     ) -> None:
         self.ports = ports
+        self.model_build = model_build
         self.data_dir = data_dir
         self.tokens_file = tokens_file
         self.redis = LocalRedis(ports.redis, data_dir) if find_redis_server() else None
@@ -195,8 +239,17 @@ class LocalMesh:
             raise MeshError(str(e)) from e
 
     def supervise(self, report: Callable[[str], None] = print) -> None:
-        """Restarts children that die, until interrupted; MeshError on a crash loop."""
+        """Restarts children that die, until interrupted; MeshError on a crash loop. Says
+        when the background model build ends."""
         while True:
+            if self.model_build is not None and (code := self.model_build.finished()) is not None:
+                if code == 0:
+                    report("semcache: the tuned model is built; the embedder switches to it "
+                           "within seconds and shards re-embed what they store in the "
+                           "background (`semcache stats` shows the progress)")  # fmt: skip
+                else:
+                    report(f"semcache: the tuned model's build failed (exit {code}; see "
+                           f"{self.model_build.log}); still serving the stock model")  # fmt: skip
             for child in self.children:
                 assert child.process is not None
                 if child.process.poll() is None:
@@ -223,6 +276,8 @@ class LocalMesh:
             time.sleep(0.2)
 
     def stop(self) -> None:
+        if self.model_build is not None:
+            self.model_build.stop()
         for child in reversed(self.children):
             child.stop()
         if self.redis is not None:

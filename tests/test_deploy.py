@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from semcache.config import EmbedderConfig, RouterConfig, ShardConfig, _convert
+from semcache.quality.policy import POLICIES_DIR, TUNED_EMBEDDER
 from tests.manifests import check, is_mounted, render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,11 +82,15 @@ def test_a_broken_copy_is_caught(breakage: str, tmp_path: Path) -> None:
     assert any(expected in e for e in errors), errors
 
 
-def test_the_configmap_policy_is_the_shipped_default() -> None:
-    shipped = ROOT / "semcache" / "quality" / "default_policy.json"
+def test_the_configmap_policy_is_the_tuned_models_shipped_policy() -> None:
+    """The image serves the tuned model (its build runs `make model`): the ConfigMap holds
+    that model's shipped policy."""
+    shipped = POLICIES_DIR / f"{TUNED_EMBEDDER}.json"
+    if not shipped.exists():  # not fitted yet: the shipped set's fallback
+        shipped = sorted(POLICIES_DIR.glob("*.json"))[0]
     assert json.loads((K8S / "base" / "policy.json").read_text()) == json.loads(
         shipped.read_text()
-    ), "deploy/k8s/base/policy.json drifted from the default: copy it again"
+    ), f"deploy/k8s/base/policy.json drifted from {shipped.name}: copy it again"
 
 
 @pytest.mark.parametrize("config", [EmbedderConfig, ShardConfig, RouterConfig])

@@ -58,6 +58,7 @@ class MeshProcess:
             str(self.data_dir),
             "--echo-delay-ms",
             "50",
+            "--no-build-model",  # make test builds it first; a test never trains one
             "--shard-port",
             str(self.shard_port),
             "--shard-metrics-port",

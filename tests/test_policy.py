@@ -10,7 +10,7 @@ import pytest
 
 from semcache.quality import guards
 from semcache.quality.features import FEATURES
-from semcache.quality.policy import HitPolicy, LogisticModel, detect_category
+from semcache.quality.policy import HitPolicy, LogisticModel, PolicySet, detect_category
 from tests.conftest import load_pairs
 
 
@@ -163,6 +163,12 @@ def test_policy_files_round_trip_and_bad_ones_say_why(tmp_path: Path) -> None:
         HitPolicy.load(path)
 
 
-def test_default_policy_loads() -> None:
-    policy = HitPolicy.default()
-    assert policy.name == "default" and set(policy.guards) <= set(guards.GUARDS)
+def test_shipped_policies_are_one_per_model_and_chosen_by_model_id() -> None:
+    policies = PolicySet.shipped()
+    embedders = [p.embedder for p in policies.policies]
+    assert all(embedders) and len(set(embedders)) == len(embedders)
+    for policy in policies.policies:
+        assert set(policy.guards) <= set(guards.GUARDS)
+        assert policies.for_model(f"{policy.embedder}-int8-0123456789abcdef") is policy
+    anything = HitPolicy.static(0.9)
+    assert PolicySet((HitPolicy.default(), anything)).for_model("other-int8-01") is anything

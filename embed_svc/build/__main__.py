@@ -190,6 +190,15 @@ def build(*, tuned: bool = True, force: bool = False, train_steps: int | None = 
     return recipe.TUNED.model_dir() if tuned else recipe.STOCK.model_dir()
 
 
+def status() -> dict[str, object]:
+    """What is built: each recipe's model id and whether its artifact is complete."""
+    models = {
+        name: {"model": rec.model_id(), "built": recipe.is_complete(rec.model_dir())}
+        for name, rec in recipe.RECIPES.items()
+    }
+    return {**models, "cache": str(recipe.cache_root())}
+
+
 def _describe(model_dir: Path) -> None:
     manifest = json.loads((model_dir / recipe.MANIFEST_FILE).read_text())
     print(f"model ready: {manifest['model_id']}\n  {model_dir}")
@@ -200,9 +209,9 @@ def _describe(model_dir: Path) -> None:
     )
     if gate := manifest.get("quality_gate"):
         print(
-            f"  dev split: {gate['model']['paraphrases_kept']:.1%} of paraphrases kept at "
-            f"{gate['gate']['trap_rate']:.0%} of traps served (stock model: "
-            f"{gate['baseline']['paraphrases_kept']:.1%})"
+            f"  dev split: keeping {gate['gate']['kept']:.0%} of paraphrases, serves "
+            f"{gate['model']['traps_served']:.1%} of traps (stock model: "
+            f"{gate['baseline']['traps_served']:.1%})"
         )
 
 
@@ -221,6 +230,11 @@ def main() -> None:
         help="print the artifact directory of the model to serve and exit",
     )
     parser.add_argument(
+        "--status",
+        action="store_true",
+        help="print which models are built, as JSON, and exit (builds nothing)",
+    )
+    parser.add_argument(
         "--print-python",
         action="store_true",
         help="print the build environment's python (creating it) and exit",
@@ -231,6 +245,9 @@ def main() -> None:
         return
     if args.print_python:
         print(ensure_build_env())
+        return
+    if args.status:
+        print(json.dumps(status()))
         return
     try:
         target = build(tuned=not args.stock, force=args.force, train_steps=args.train_steps)

@@ -70,14 +70,11 @@ def choose_cut(probability: np.ndarray, right: np.ndarray, target_precision: flo
     return min(max(cut, 1e-6), 1 - 1e-6)
 
 
-def _fit(
-    candidates: Sequence[Candidate],
-    base: HitPolicy,
-    vetoes: set[str],
-    target_precision: float,
-    by_category: bool,
-    l2: float,
-) -> tuple[HitPolicy, dict]:
+def _rows(
+    candidates: Sequence[Candidate], base: HitPolicy, vetoes: set[str]
+) -> tuple[list[Candidate], np.ndarray, list[str]]:
+    """The candidates that reach the model (above the floor, not vetoed), their features
+    and categories."""
     rows, x, categories = [], [], []
     for c in candidates:
         category = c.category or detect_category(c.query)
@@ -89,13 +86,31 @@ def _fit(
         rows.append(c)
         categories.append(category)
         x.append(features(c.query, c.cached, c.similarity, c.second, fired))
+    return rows, np.array(x).reshape(len(rows), len(FEATURES)), categories
+
+
+def _fit(
+    candidates: Sequence[Candidate],
+    base: HitPolicy,
+    vetoes: set[str],
+    target_precision: float,
+    by_category: bool,
+    l2: float,
+    cut_candidates: Sequence[Candidate] | None = None,
+    use: Sequence[str] = FEATURES,
+) -> tuple[HitPolicy, dict]:
+    rows, xs, categories = _rows(candidates, base, vetoes)
     if len(rows) < 20 or len({c.right for c in rows}) < 2:
         raise ValueError(
             f"too few candidates to fit ({len(rows)} above the floor, needing right and "
             "wrong ones): use more pairs or a lower floor"
         )
-    xs, y = np.array(x), np.array([c.right for c in rows], dtype=float)
-    weights, bias, mean, scale = fit_logistic(xs, y, l2)
+    y = np.array([c.right for c in rows], dtype=float)
+    # Features left out keep weight 0 (mean 0, scale 1): the model reads them and ignores them.
+    columns = [FEATURES.index(name) for name in use]
+    fitted, bias, fitted_mean, fitted_scale = fit_logistic(xs[:, columns], y, l2)
+    weights, mean, scale = np.zeros(len(FEATURES)), np.zeros(len(FEATURES)), np.ones(len(FEATURES))
+    weights[columns], mean[columns], scale[columns] = fitted, fitted_mean, fitted_scale
     model = LogisticModel(
         weights=tuple(weights.tolist()),
         bias=bias,
@@ -103,6 +118,9 @@ def _fit(
         mean=tuple(mean.tolist()),
         scale=tuple(scale.tolist()),
     )
+    if cut_candidates is not None:  # the cut is chosen on data the weights never saw
+        rows, xs, categories = _rows(cut_candidates, base, vetoes)
+        y = np.array([c.right for c in rows], dtype=float)
     probability = np.array([model.probability(tuple(v)) for v in xs])
     cuts: dict[str, float] = {}
     if by_category:
@@ -147,16 +165,26 @@ def calibrate(
     target_precision: float,
     by_category: bool = False,
     l2: float = 1.0,
+    cut_pairs: Sequence[Pair] | None = None,
+    use: Sequence[str] = FEATURES,
 ) -> tuple[HitPolicy, dict[str, Any]]:
     """A policy fitted on `fit_pairs`, and what the fit saw (for the report).
 
+    `cut_pairs`, when given, choose the cut (the weights are fitted on `fit_pairs` alone).
+    `use` names the features the model may weigh (the others get weight 0): lexical shape
+    features fit the writing style of the data they are fitted on, which a user's traffic
+    may not share.
     Guards pay their way or go: a first model is fitted with every guard as a feature only;
     among the hits it makes, a guard becomes a veto when the hits it would remove are right
     less often than the model's marginal hit (whose probability of being right is the cut),
     i.e. when vetoing beats raising the cut. Then the model is refitted around the vetoes.
     """
     candidates = stream_candidates(fit_pairs, vectors)
-    first, _ = _fit(candidates, base, set(), target_precision, by_category, l2)
+    cut_candidates = stream_candidates(cut_pairs, vectors) if cut_pairs else None
+    unknown = set(use) - set(FEATURES)
+    if unknown or not use:
+        raise ValueError(f"features: unknown {sorted(unknown)}; known: {', '.join(FEATURES)}")
+    first, _ = _fit(candidates, base, set(), target_precision, by_category, l2, use=use)
     assert first.model is not None
     effects = hit_guard_effects(first, candidates)
     vetoes = set()
@@ -164,7 +192,8 @@ def calibrate(
         removed = e["wrong_removed"] + e["right_lost"]
         if removed and e["right_lost"] / removed < first.model.cut:
             vetoes.add(name)
-    policy, seen = _fit(candidates, base, vetoes, target_precision, by_category, l2)
+    policy, seen = _fit(candidates, base, vetoes, target_precision, by_category, l2,
+                        cut_candidates, use)  # fmt: skip
     seen |= {
         "pairs": len(fit_pairs),
         "candidates": len(candidates),

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from semcache.quality import dataset
 from semcache.quality.policy import HitPolicy
 
 SCHEMA = 1
@@ -61,6 +62,8 @@ class Pair:
     kind: str = ""
     #: The hit-policy category to decide with, or "" (the policy's default or detection).
     category: str = ""
+    #: The project's groups carry their split (train, dev, test); "" for pairs files.
+    split: str = ""
 
 
 class Vectors(Protocol):
@@ -106,8 +109,11 @@ def _parse(line: str, where: str) -> Pair:
 def load_pairs(path: Path | str, limit: int | None = None) -> list[Pair]:
     """The pairs of a JSONL file (`a`, `b`, `label`, optional `kind`, `category`), the first
     `limit` only when given. Blank lines are skipped; anything else wrong is a PairsError
-    naming `file:line`."""
+    naming `file:line`. A directory is read as the project's groups (`dataset.py`): every
+    group's pairs, with their kinds and splits."""
     path = Path(path)
+    if path.is_dir():
+        return _group_pairs(path, limit)
     pairs: list[Pair] = []
     try:
         with path.open(encoding="utf-8") as f:
@@ -123,6 +129,21 @@ def load_pairs(path: Path | str, limit: int | None = None) -> list[Pair]:
     if not pairs:
         raise PairsError(f"{path}: no pairs")
     return pairs
+
+
+def _group_pairs(path: Path, limit: int | None) -> list[Pair]:
+    try:
+        groups = dataset.load_groups([path])
+    except (dataset.DatasetError, OSError) as e:
+        raise PairsError(str(e)) from e
+    pairs = [
+        Pair(str(p["a"]), str(p["b"]), int(str(p["label"])), kind=str(p["kind"]), split=g.split)
+        for g in groups
+        for p in dataset.pairs_of(g)
+    ]
+    if not pairs:
+        raise PairsError(f"{path}: no groups")
+    return pairs[:limit]
 
 
 def is_test(text: str, test_fraction: float = TEST_FRACTION, seed: str = SPLIT_SEED) -> bool:
@@ -145,9 +166,15 @@ def split(
 
 
 def select(pairs: Sequence[Pair], which: str) -> list[Pair]:
-    """`all` the pairs, or only the held-out `test` split (or the `fit` side)."""
+    """`all` the pairs, or only the held-out `test` split (or the `fit` side). Pairs that
+    carry their split (the project's groups) also have `train` (= `fit`) and `dev`."""
     if which == "all":
         return list(pairs)
+    if pairs and pairs[0].split:
+        wanted = {"fit": "train"}.get(which, which)
+        if wanted not in dataset.SPLITS:
+            raise ValueError(f"split must be one of all, train, dev, test; got {which!r}")
+        return [p for p in pairs if p.split == wanted]
     fit, test = split(pairs)
     if which == "test":
         return test

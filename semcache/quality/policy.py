@@ -13,6 +13,10 @@ The one place hit decisions are made, for the shards and for `semcache eval`. In
 Every decision says which threshold applied, the category, and the guard (or "model")
 that turned a would-be hit into a miss. A policy is data: `HitPolicy.load(file)` reads the
 JSON that `semcache calibrate` writes or a person edits (schema in docs/quality.md).
+
+Similarities mean different things under different embedding models, so a policy names
+the model it was fitted for (`embedder`), and `PolicySet` picks each namespace's policy by
+the model of its vectors. The project ships one per model it builds (`policies/`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,6 +162,8 @@ class HitPolicy:
     guards: Mapping[str, str | float] = field(default_factory=dict)
     model: LogisticModel | None = None
     name: str = "custom"
+    #: The name of the embedding model the policy was fitted for ("": any model).
+    embedder: str = ""
 
     def __post_init__(self) -> None:
         if DEFAULT_CATEGORY not in self.thresholds:
@@ -183,8 +189,9 @@ class HitPolicy:
 
     @classmethod
     def default(cls) -> HitPolicy:
-        """The policy shards use without a policy file (chosen in docs/quality.md)."""
-        return cls.from_json(json.loads(DEFAULT_POLICY_FILE.read_text(encoding="utf-8")))
+        """The shipped policy of the tuned embedder, which shards serve once it is built
+        (chosen in docs/quality.md)."""
+        return PolicySet.shipped().for_model(TUNED_EMBEDDER)
 
     @classmethod
     def load(cls, path: Path) -> HitPolicy:
@@ -201,6 +208,7 @@ class HitPolicy:
             raise ValueError("must be a JSON object")
         unknown = set(data) - {
             "name",
+            "embedder",
             "thresholds",
             "tenants",
             "guards",
@@ -217,12 +225,14 @@ class HitPolicy:
             guards=dict(data.get("guards") or {}),
             model=LogisticModel.from_json(model) if model else None,
             name=str(data.get("name", "custom")),
+            embedder=str(data.get("embedder", "")),
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
             "schema": 1,
             "name": self.name,
+            "embedder": self.embedder,
             "thresholds": dict(self.thresholds),
             "tenants": {t: dict(o) for t, o in self.tenants.items()},
             "guards": dict(self.guards),
@@ -275,4 +285,48 @@ class HitPolicy:
         return Decision(hit, needed, category, guard="" if hit else "model", probability=p)
 
 
-DEFAULT_POLICY_FILE = Path(__file__).with_name("default_policy.json")
+def model_name(model_id: str) -> str:
+    """The model name inside an embedder's model id (`<name>-int8-<recipe hash>`, as
+    embedder.proto says); the id itself when it is not of that form."""
+    name, separator, _ = model_id.rpartition("-int8-")
+    return name if separator else model_id
+
+
+#: The shipped policies, one per embedding model the project builds.
+POLICIES_DIR = Path(__file__).with_name("policies")
+#: The tuned embedder's name (embed_svc/build/recipe.py builds it).
+TUNED_EMBEDDER = "all-MiniLM-L6-v2-semcache"
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """Hit policies by the embedding model they were fitted for."""
+
+    policies: tuple[HitPolicy, ...]
+
+    def __post_init__(self) -> None:
+        if not self.policies:
+            raise ValueError("a policy set needs at least one policy")
+
+    def for_model(self, model_id: str) -> HitPolicy:
+        """The policy fitted for the model of `model_id`, else one for any model, else the
+        first (a namespace whose model is not known yet)."""
+        name = model_name(model_id)
+        for policy in self.policies:
+            if policy.embedder == name:
+                return policy
+        for policy in self.policies:
+            if not policy.embedder:
+                return policy
+        return self.policies[0]
+
+    def map(self, change: Callable[[HitPolicy], HitPolicy]) -> PolicySet:
+        return PolicySet(tuple(change(p) for p in self.policies))
+
+    @classmethod
+    def shipped(cls) -> PolicySet:
+        """The project's policies (`policies/*.json`), the tuned embedder's first."""
+        paths = sorted(POLICIES_DIR.glob("*.json"))
+        policies = sorted((HitPolicy.load(p) for p in paths),
+                          key=lambda p: p.embedder != TUNED_EMBEDDER)  # fmt: skip
+        return cls(tuple(policies))
