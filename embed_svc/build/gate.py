@@ -4,11 +4,11 @@ Runs inside the build environment, on the int8 ONNX artifacts (what will be serv
 
     python gate.py --model DIR --baseline DIR --pairs dev.jsonl --out quality.json
 
-For each model, each pair's cosine; then the threshold at which `TRAP_RATE` of the dev traps
-(label 0) would be served, and the share of paraphrases (label 1) that threshold keeps,
-overall and per kind. The model passes when it keeps at least `MIN_KEPT` and beats the
-baseline (the stock model) by at least `MIN_GAIN`. Exit status 1 with the reason otherwise:
-the build then keeps nothing.
+For each model, each pair's cosine; then the threshold that keeps `KEPT` of the dev
+paraphrases (label 1), and the share of dev traps (label 0) it would serve, overall and per
+kind. The model passes when it serves at most `MAX_SERVED` and at least `MIN_GAIN` less than
+the baseline (the stock model). Exit status 1 with the reason otherwise: the build then
+keeps nothing.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ import numpy as np
 from export import embed_batched, session
 from tokenizers import Tokenizer
 
-#: The share of dev traps served at the threshold the gate compares models at.
-TRAP_RATE = 0.05
-#: Paraphrases kept at that threshold, at least (the tuned model kept 0.xx when this was
-#: set; the stock model 0.xx).
-MIN_KEPT = 0.70
-#: ... and at least this much more than the stock model keeps.
-MIN_GAIN = 0.10
+#: The share of dev paraphrases kept at the threshold the gate compares models at.
+KEPT = 0.80
+#: Dev traps served at that threshold, at most (the recipe's model served 0.40 in fp32 when
+#: this was set, the stock model 0.62; a model trained for one step fails) ...
+MAX_SERVED = 0.50
+#: ... and at least this much less than the stock model serves.
+MIN_GAIN = 0.12
 
 
 def load_pairs(path: Path) -> list[dict]:
@@ -47,11 +47,11 @@ def cosines(model_dir: Path, pairs: list[dict]) -> np.ndarray:
     return (a * b).sum(axis=1)
 
 
-def kept_at_trap_rate(cos: np.ndarray, pairs: list[dict]) -> dict:
+def served_at_kept(cos: np.ndarray, pairs: list[dict]) -> dict:
     labels = np.array([p["label"] for p in pairs])
     kinds = np.array([p.get("kind", "") for p in pairs])
-    threshold = float(np.quantile(cos[labels == 0], 1 - TRAP_RATE))
-    hit = cos > threshold
+    threshold = float(np.quantile(cos[labels == 1], 1 - KEPT))
+    hit = cos >= threshold
     by_kind = {str(kind): round(float(hit[kinds == kind].mean()), 4) for kind in sorted(set(kinds))}
     return {
         "threshold": round(threshold, 4),
@@ -70,26 +70,26 @@ def main() -> None:
     args = parser.parse_args()
 
     pairs = load_pairs(args.pairs)
-    model = kept_at_trap_rate(cosines(args.model, pairs), pairs)
-    baseline = kept_at_trap_rate(cosines(args.baseline, pairs), pairs)
+    model = served_at_kept(cosines(args.model, pairs), pairs)
+    baseline = served_at_kept(cosines(args.baseline, pairs), pairs)
     report = {
-        "gate": {"trap_rate": TRAP_RATE, "min_kept": MIN_KEPT, "min_gain": MIN_GAIN},
+        "gate": {"kept": KEPT, "max_served": MAX_SERVED, "min_gain": MIN_GAIN},
         "dev_pairs": len(pairs),
         "model": model,
         "baseline": baseline,
     }
     args.out.write_text(json.dumps({"quality_gate": report}, indent=2) + "\n")
-    kept, base = model["paraphrases_kept"], baseline["paraphrases_kept"]
+    served, base = model["traps_served"], baseline["traps_served"]
     print(
-        f"gate: at {TRAP_RATE:.0%} of dev traps served, the model keeps {kept:.1%} of "
-        f"paraphrases, the stock model {base:.1%} ({len(pairs)} dev pairs)",
+        f"gate: keeping {KEPT:.0%} of dev paraphrases, the model serves {served:.1%} of the "
+        f"traps, the stock model {base:.1%} ({len(pairs)} dev pairs)",
         flush=True,
     )
-    if kept < MIN_KEPT or kept - base < MIN_GAIN:
+    if served > MAX_SERVED or base - served < MIN_GAIN:
         sys.exit(
-            f"quality gate failed: the model keeps {kept:.1%} of dev paraphrases at "
-            f"{TRAP_RATE:.0%} of traps served; it needs {MIN_KEPT:.0%} and "
-            f"{MIN_GAIN:.0%} more than the stock model's {base:.1%}"
+            f"quality gate failed: keeping {KEPT:.0%} of dev paraphrases, the model serves "
+            f"{served:.1%} of dev traps; it may serve {MAX_SERVED:.0%} at most, and "
+            f"{MIN_GAIN:.0%} less than the stock model's {base:.1%}"
         )
 
 

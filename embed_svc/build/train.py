@@ -1,16 +1,17 @@
 """Fine-tune the MiniLM sentence encoder for caching: paraphrases close, near-miss traps apart.
 
 Runs inside the build environment (torch). Contrastive training (multiple negatives ranking,
-both directions): each example is (anchor, positive, hard negative); the other examples'
+both directions): each example is (anchor, positive, hard negatives); the other examples'
 positives and negatives in the batch are negatives too. Anchors and positives are two texts
-one answer serves (a base prompt and its paraphrase); the hard negative is one of the
-anchor's own traps, the question one word away that needs another answer. Word embeddings
-stay frozen: the data is small, and a word the data never shows keeps its pretrained place.
+one answer serves (a base prompt and its paraphrase); the hard negatives are the anchor's
+own traps, questions one word away that need another answer. Word embeddings and the lowest
+layers stay frozen: the data is small, a word the data never shows keeps its pretrained
+place, and the backward pass stops early (the build has minutes, not hours).
 
     python train.py --examples train.jsonl --weights DIR --out DIR [--epochs 1] [--seed 0]
 
-`--examples` holds one JSON object a line: {"anchor": str, "positive": str, "negative":
-str | null}. Prints progress with the time left. Writes a Hugging Face model directory that
+`--examples` holds one JSON object a line: {"anchor": str, "positive": str, "negatives":
+[str, ...]}. Prints progress with the time left. Writes a Hugging Face model directory that
 export.py turns into ONNX.
 """
 
@@ -60,27 +61,28 @@ class Encoder:
         return mean_pool(hidden, batch["attention_mask"])
 
 
-def load_examples(path: Path) -> list[tuple[str, str, str | None]]:
+Example = tuple[str, str, tuple[str, ...]]
+
+
+def load_examples(path: Path) -> list[Example]:
     examples = []
     with path.open(encoding="utf-8") as f:
         for line in f:
             if line.strip():
                 r = json.loads(line)
-                examples.append((r["anchor"], r["positive"], r.get("negative")))
+                examples.append((r["anchor"], r["positive"], tuple(r.get("negatives", ()))))
     return examples
 
 
-def batches(
-    examples: list[tuple[str, str, str | None]], size: int, rng: random.Random
-) -> list[list[tuple[str, str, str | None]]]:
+def batches(examples: list[Example], size: int, rng: random.Random) -> list[list[Example]]:
     """Shuffled batches in which no anchor appears twice (its other positives would count
     as negatives for it)."""
     order = examples[:]
     rng.shuffle(order)
-    out: list[list[tuple[str, str, str | None]]] = []
-    current: list[tuple[str, str, str | None]] = []
+    out: list[list[Example]] = []
+    current: list[Example] = []
     anchors: set[str] = set()
-    held: list[tuple[str, str, str | None]] = []
+    held: list[Example] = []
     for example in order:
         if example[0] in anchors:
             held.append(example)
@@ -102,12 +104,10 @@ def batches(
     return out
 
 
-def loss_of(
-    encoder: Encoder, batch: list[tuple[str, str, str | None]], scale: float
-) -> torch.Tensor:
+def loss_of(encoder: Encoder, batch: list[Example], scale: float) -> torch.Tensor:
     anchors = [a for a, _, _ in batch]
     positives = [p for _, p, _ in batch]
-    negatives = [n for _, _, n in batch if n]
+    negatives = [n for _, _, ns in batch for n in ns]
     vectors = encoder(anchors + positives + negatives)
     a = vectors[: len(batch)]
     candidates = vectors[len(batch) :]  # positives, then hard negatives
@@ -125,10 +125,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--lr", type=float, default=3e-5)
     parser.add_argument("--scale", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-steps", type=int, help="stop after this many steps")
+    parser.add_argument(
+        "--frozen-layers", type=int, default=2, help="lowest layers kept as they are"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     args = parser.parse_args()
 
@@ -138,7 +141,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     examples = load_examples(args.examples)
     encoder = Encoder(args.weights)
-    encoder.model.get_input_embeddings().weight.requires_grad_(False)
+    encoder.model.embeddings.requires_grad_(False)
+    for layer in encoder.model.encoder.layer[: args.frozen_layers]:
+        layer.requires_grad_(False)
     encoder.model.train()
     params = [p for p in encoder.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
@@ -182,8 +187,13 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     encoder.model.save_pretrained(str(args.out))
     encoder.tokenizer.save_pretrained(str(args.out))
-    # The tokenizer is not trained: ship the package's own file, byte for byte.
+    # The tokenizer is not trained: ship the package's own file, byte for byte. And the
+    # sentence-transformers description (pooling, normalisation, the 256-token window), so
+    # export.py's check loads the tuned weights exactly as the stock ones.
     shutil.copy(args.weights / "tokenizer.json", args.out / "tokenizer.json")
+    for name in ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"):
+        shutil.copy(args.weights / name, args.out / name)
+    shutil.copytree(args.weights / "1_Pooling", args.out / "1_Pooling", dirs_exist_ok=True)
     print(f"train: done in {(time.monotonic() - started) / 60:.1f} min", file=sys.stderr)
 
 

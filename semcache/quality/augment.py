@@ -65,15 +65,15 @@ _ARTICLES = frozenset(("the", "a", "an", "my", "your"))
 
 @dataclass(frozen=True, slots=True)
 class Example:
-    """One contrastive training example: `anchor` and `positive` take one answer;
-    `negative` (when set) is a near miss of the anchor that needs another."""
+    """One contrastive training example: `anchor` and `positive` take one answer; each of
+    `negatives` is a near miss of the anchor that needs another."""
 
     anchor: str
     positive: str
-    negative: str | None
+    negatives: tuple[str, ...] = ()
 
-    def to_json(self) -> dict[str, str | None]:
-        return {"anchor": self.anchor, "positive": self.positive, "negative": self.negative}
+    def to_json(self) -> dict[str, object]:
+        return {"anchor": self.anchor, "positive": self.positive, "negatives": list(self.negatives)}
 
 
 def _rng(seed: int, text: str) -> random.Random:
@@ -250,21 +250,35 @@ def augmented_traps(prompt: str, rng: random.Random) -> list[str]:
     return [t for t in out if t and t != prompt]
 
 
+#: Examples drawn per group, and traps (hard negatives) per example: what the training
+#: budget affords (each text costs a forward and a backward pass).
+EXAMPLES_PER_GROUP = 5
+NEGATIVES_PER_EXAMPLE = 2
+
+
 def examples_of(group: Group, seed: int = 0, augment: bool = True) -> Iterator[Example]:
-    """The group's contrastive examples: the base prompt against each paraphrase (written
-    and augmented), and two paraphrases against each other, each with one of the group's
-    traps (written or augmented) as the hard negative."""
+    """The group's contrastive examples: the base prompt against a close, a loose and one
+    other written paraphrase and an augmented one, and two paraphrases against each other;
+    each with `NEGATIVES_PER_EXAMPLE` of the group's traps (written or augmented) as hard
+    negatives."""
     rng = _rng(seed, group.prompt)
-    positives = [t for variants in group.paraphrases.values() for t in variants]
+    para = group.paraphrases
+    written = [t for variants in para.values() for t in variants]
+    others = [t for kind in ("typo", "filler", "terse") for t in para[kind]]
     traps = list(group.traps.values())
+    extra = augmented_positives(group.prompt, rng) if augment else []
     if augment:
-        positives += augmented_positives(group.prompt, rng)
         traps += augmented_traps(group.prompt, rng)
-    for positive in positives:
-        yield Example(group.prompt, positive, rng.choice(traps) if traps else None)
-    for _ in range(2):
-        a, b = rng.sample(positives, 2)
-        yield Example(a, b, rng.choice(traps) if traps else None)
+    pairs = [
+        (group.prompt, rng.choice(para["close"])),
+        (group.prompt, rng.choice(para["loose"])),
+        (group.prompt, rng.choice(others)),
+        (group.prompt, rng.choice(extra or others)),
+        tuple(rng.sample(written, 2)),
+    ]
+    for anchor, positive in pairs[:EXAMPLES_PER_GROUP]:
+        chosen = rng.sample(traps, min(NEGATIVES_PER_EXAMPLE, len(traps)))
+        yield Example(anchor, positive, tuple(chosen))
 
 
 def verifier_pairs_of(group: Group, seed: int = 0) -> Iterator[tuple[str, str, float]]:
@@ -292,5 +306,5 @@ def training_examples(
 ) -> list[Example]:
     """Every group's examples, plus extra positive pairs (STS-B's) without a hard negative."""
     examples = [e for g in groups for e in examples_of(g, seed)]
-    examples += [Example(a, b, None) for a, b in extra_positives]
+    examples += [Example(a, b) for a, b in extra_positives]
     return examples

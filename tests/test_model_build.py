@@ -1,0 +1,39 @@
+"""The model build: the tuned recipe's quality gate refuses a model that does not pay."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from embed_svc.build import recipe
+
+
+def test_a_tuned_model_that_fails_its_gate_is_refused_and_nothing_is_kept(tmp_path) -> None:
+    """One training step leaves the model about as good as the stock one: the gate must
+    refuse it, and the cache must hold no tuned model afterwards (a private cache that
+    borrows the built stock model and the build environment, so only the tuned steps run)."""
+    stock, env_dir = recipe.STOCK.model_dir(), recipe.build_env_dir()
+    assert recipe.is_complete(stock) and (env_dir / ".ready").exists(), "`make model` first"
+    cache = tmp_path / "cache"
+    (cache / "models").mkdir(parents=True)
+    (cache / "build-env").mkdir()
+    (cache / "models" / stock.name).symlink_to(stock)
+    (cache / "build-env" / env_dir.name).symlink_to(env_dir)
+    environment = os.environ | {"SEMCACHE_CACHE_DIR": str(cache)}
+
+    built = subprocess.run(
+        [sys.executable, "-m", "embed_svc.build", "--train-steps", "1"],
+        env=environment, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    output = built.stdout + built.stderr
+    assert built.returncode != 0, output
+    assert "quality gate failed" in output and "stock model" in output, output
+    assert sorted(p.name for p in (cache / "models").iterdir()) == [stock.name]
+
+    status = subprocess.run(
+        [sys.executable, "-m", "embed_svc.build", "--status"],
+        env=environment, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert json.loads(status.stdout)["tuned"]["built"] is False
