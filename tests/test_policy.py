@@ -10,7 +10,13 @@ import pytest
 
 from semcache.quality import guards
 from semcache.quality.features import FEATURES
-from semcache.quality.policy import HitPolicy, LogisticModel, PolicySet, detect_category
+from semcache.quality.policy import (
+    TUNED_EMBEDDER,
+    HitPolicy,
+    LogisticModel,
+    PolicySet,
+    detect_category,
+)
 from tests.conftest import load_pairs
 
 
@@ -170,5 +176,34 @@ def test_shipped_policies_are_one_per_model_and_chosen_by_model_id() -> None:
     for policy in policies.policies:
         assert set(policy.guards) <= set(guards.GUARDS)
         assert policies.for_model(f"{policy.embedder}-int8-0123456789abcdef") is policy
+    assert {p.embedder for p in policies.policies} == {"all-MiniLM-L6-v2", TUNED_EMBEDDER}
     anything = HitPolicy.static(0.9)
     assert PolicySet((HitPolicy.default(), anything)).for_model("other-int8-01") is anything
+
+
+@pytest.mark.parametrize(
+    ("query", "cached", "fired"),
+    [
+        # A misspelled word is not another word, nor a misspelled name another name.
+        ("how do i sort a list of dictionarys by key in pyhton",
+         "How do I sort a list of dictionaries by key in Python?", ()),
+        ("how long is the flight from londn to new york",
+         "How long is the flight from London to New York?", ()),
+        ("What is the capital of Iraq?", "What is the capital of Iran?", ("entity",)),
+        ("side effects of aspirin for kids", "side effects of ibuprofen for kids", ("swap",)),
+        # Two things trading places around a direction word, phrases included.
+        ("flights from Paris to London", "flights from London to Paris", ("order",)),
+        ("flights to Paris from London", "flights from London to Paris", ()),
+        ("Can I substitute baking powder for baking soda in pancakes?",
+         "Can I substitute baking soda for baking powder in pancakes?", ("order",)),
+        ("How do I merge the main branch into develop?",
+         "How do I merge the develop branch into main?", ("order",)),
+        ("In Python, how do I reverse a list?", "How do I reverse a list in Python?", ()),
+        ("What is the difference between a thread and a process?",
+         "What is the difference between a process and a thread?", ()),
+    ],
+)  # fmt: skip
+def test_guards_tell_typos_and_reorderings_from_other_questions(
+    query: str, cached: str, fired: tuple[str, ...]
+) -> None:
+    assert guards.signals(query, cached) == fired

@@ -283,8 +283,13 @@ _TIME_WORDS = _words(
     "winter"
 )
 
-#: Words that give the words around them a direction: from X to Y, X in Y, X than Y.
-_DIRECTION_WORDS = _words("from to into in than vs versus over before after")
+#: Words that give the words around them a role: from X to Y, X into Y, X than Y, X for Y,
+#: X instead of Y, X cause Y. ("in" is not one: "in Python, how do I..." is a reordering.)
+_DIRECTION_WORDS = _words(
+    "from to into than vs versus over before after for instead with cause causes caused"
+)
+#: Content words on each side of a direction word that take a role (a phrase's words).
+_ROLE_WORDS = 4
 
 _STOPWORDS = _words(
     "a an the is are was were be been being am do does did doing have has had i me my we our "
@@ -333,7 +338,9 @@ class Text:
     times: frozenset[str]
     entities: frozenset[str]  # lower-cased proper nouns (capitalised, not sentence-initial)
     content: tuple[str, ...]  # content words in order
-    directed: frozenset[tuple[str, str]]  # (content word before, after) each direction word
+    #: Each direction word with the content words before and after it (up to the next
+    #: direction word, at most _ROLE_WORDS each side): (word, before, after).
+    roles: tuple[tuple[str, frozenset[str], frozenset[str]], ...]
 
 
 def read(text: str) -> Text:
@@ -361,24 +368,6 @@ def read(text: str) -> Text:
             entities.add(_normalise(w))
         previous_end = m.end()
     content = tuple(w for w in words if w not in _STOPWORDS)
-    # The nearest content word before and after each position, in two passes.
-    before: list[str | None] = []
-    last = None
-    for w in words:
-        before.append(last)
-        if w not in _STOPWORDS:
-            last = w
-    after: list[str | None] = [None] * len(words)
-    last = None
-    for i in range(len(words) - 1, -1, -1):
-        after[i] = last
-        if words[i] not in _STOPWORDS:
-            last = words[i]
-    directed = {
-        (before[i], after[i])
-        for i, w in enumerate(words)
-        if w in _DIRECTION_WORDS and before[i] and after[i]
-    }
     return Text(
         words=words,
         stems=stems,
@@ -388,8 +377,22 @@ def read(text: str) -> Text:
         times=frozenset(w for w in words if w in _TIME_WORDS),
         entities=frozenset(entities),
         content=content,
-        directed=frozenset(directed),
+        roles=_roles(words),
     )
+
+
+def _roles(words: tuple[str, ...]) -> tuple[tuple[str, frozenset[str], frozenset[str]], ...]:
+    """(direction word, content words before it, content words after it) for each direction
+    word, each side running to the neighbouring direction word: in "from London to Paris",
+    to: ({london}, {paris})."""
+    marks = [i for i, w in enumerate(words) if w in _DIRECTION_WORDS]
+    bounds = [-1, *marks, len(words)]
+    roles = []
+    for k, i in enumerate(marks):
+        before = [w for w in words[bounds[k] + 1 : i] if w not in _STOPWORDS]
+        after = [w for w in words[i + 1 : bounds[k + 2]] if w not in _STOPWORDS]
+        roles.append((words[i], frozenset(before[-_ROLE_WORDS:]), frozenset(after[:_ROLE_WORDS])))
+    return tuple(roles)
 
 
 def _antonym(a: Text, b: Text) -> bool:
@@ -400,22 +403,65 @@ def _antonym(a: Text, b: Text) -> bool:
     return any(ANTONYM_OF[w] & only_b for w in only_a)
 
 
+def misspelled(x: str, y: str, shortest: int = 5) -> bool:
+    """Whether `y` reads as `x` mistyped: one letter dropped, added, changed or two swapped
+    (two edits in words of 8 letters or more), the first letter kept, both words at least
+    `shortest` long (shorter ones are too often other words: lose/lost, Iran/Iraq)."""
+    if x == y or x[:1] != y[:1] or min(len(x), len(y)) < shortest:
+        return False
+    limit = 2 if min(len(x), len(y)) >= 8 else 1
+    if abs(len(x) - len(y)) > limit:
+        return False
+    # Optimal string alignment distance, keeping two rows of the dynamic programme.
+    before: list[int] = []
+    row = list(range(len(y) + 1))
+    for i in range(1, len(x) + 1):
+        current = [i] + [0] * len(y)
+        for j in range(1, len(y) + 1):
+            cost = int(x[i - 1] != y[j - 1])
+            current[j] = min(row[j] + 1, current[j - 1] + 1, row[j - 1] + cost)
+            if i > 1 and j > 1 and x[i - 1] == y[j - 2] and x[i - 2] == y[j - 1]:
+                current[j] = min(current[j], before[j - 2] + 1)  # two letters swapped
+        before, row = row, current
+    return row[-1] <= limit
+
+
+def _unmatched(names: frozenset[str], other: Text) -> set[str]:
+    """Names the other prompt mentions in no form, not even mistyped."""
+    words = set(other.words) | other.stems
+    return {n for n in names - words if not any(misspelled(n, w, shortest=6) for w in words)}
+
+
 def _entity(a: Text, b: Text) -> bool:
     """A swapped proper noun: each side names one the other does not mention at all (in any
-    case). One side adding a name ("HTTP 502" vs "502") is detail, not a different thing."""
-    return bool(a.entities - set(b.words) - b.stems) and bool(b.entities - set(a.words) - a.stems)
+    case, or mistyped). One side adding a name ("HTTP 502" vs "502") is detail, not a
+    different thing."""
+    return bool(_unmatched(a.entities, b)) and bool(_unmatched(b.entities, a))
 
 
 def _order(a: Text, b: Text) -> bool:
-    """Two words swapped around a direction word: from X to Y vs from Y to X."""
-    return any((y, x) in b.directed for x, y in a.directed if x != y)
+    """Two things trading places around the same direction word: from X to Y vs from Y to X,
+    baking soda for baking powder vs baking powder for baking soda."""
+    for word, before_a, after_a in a.roles:
+        for other, before_b, after_b in b.roles:
+            if other != word:
+                continue
+            moved_back = (before_a - after_a) & (after_b - before_b)
+            moved_front = (after_a - before_a) & (before_b - after_b)
+            if moved_back and moved_front and moved_back != moved_front:
+                return True
+    return False
 
 
 def _swap(a: Text, b: Text) -> bool:
-    """One content word (stemmed) swapped for one other, and at least two shared."""
+    """One content word (stemmed) swapped for one other, and at least two shared; a word
+    and its misspelling are one word."""
     sa = {_NUMBER_WORDS.get(w) or _stem(w) for w in a.content}
     sb = {_NUMBER_WORDS.get(w) or _stem(w) for w in b.content}
-    return len(sa - sb) == 1 and len(sb - sa) == 1 and len(sa & sb) >= 2
+    only_a, only_b = sa - sb, sb - sa
+    if len(only_a) != 1 or len(only_b) != 1 or len(sa & sb) < 2:
+        return False
+    return not misspelled(next(iter(only_a)), next(iter(only_b)))
 
 
 def signals(query: str | Text, cached: str | Text) -> tuple[str, ...]:
