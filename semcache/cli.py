@@ -364,7 +364,7 @@ def calibrate_policy(args: argparse.Namespace) -> None:
     import datetime as dt
     import time
 
-    from semcache.quality import calibrate, evaluate
+    from semcache.quality import calibrate, dataset, evaluate
     from semcache.quality.features import FEATURES
     from semcache.quality.policy import HitPolicy, model_name
 
@@ -403,7 +403,7 @@ def calibrate_policy(args: argparse.Namespace) -> None:
         "fitted": {
             "data": str(args.pairs),
             "split": "train, cut on dev" if dev else "fit",
-            "split_seed": evaluate.SPLIT_SEED,
+            "split_seed": dataset.SPLIT_SEED if dev else evaluate.SPLIT_SEED,
             "model": vectors.model,
             "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             **{k: v for k, v in seen.items()},

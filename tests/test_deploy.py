@@ -86,8 +86,6 @@ def test_the_configmap_policy_is_the_tuned_models_shipped_policy() -> None:
     """The image serves the tuned model (its build runs `make model`): the ConfigMap holds
     that model's shipped policy."""
     shipped = POLICIES_DIR / f"{TUNED_EMBEDDER}.json"
-    if not shipped.exists():  # not fitted yet: the shipped set's fallback
-        shipped = sorted(POLICIES_DIR.glob("*.json"))[0]
     assert json.loads((K8S / "base" / "policy.json").read_text()) == json.loads(
         shipped.read_text()
     ), f"deploy/k8s/base/policy.json drifted from {shipped.name}: copy it again"

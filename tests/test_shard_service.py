@@ -501,7 +501,7 @@ async def test_guards_veto_near_miss_traps_and_say_which(shard, tenant) -> None:
     assert trap.cache.status == MISS and trap.cache.guard == "number"
     assert trap.cache.category == "default"
     hit = await shard.stub.Lookup(
-        lookup(tenant, "Suggest a 5 mile cycling route from Central Park.")
+        lookup(tenant, "Could you suggest a 5 mile bike route from Central Park?")
     )
     assert hit.cache.status == HIT and hit.cache.guard == ""
 

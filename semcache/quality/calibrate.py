@@ -106,6 +106,7 @@ def _fit(
             "wrong ones): use more pairs or a lower floor"
         )
     y = np.array([c.right for c in rows], dtype=float)
+    fitted_on, fitted_right = len(rows), int(y.sum())
     # Features left out keep weight 0 (mean 0, scale 1): the model reads them and ignores them.
     columns = [FEATURES.index(name) for name in use]
     fitted, bias, fitted_mean, fitted_scale = fit_logistic(xs[:, columns], y, l2)
@@ -134,8 +135,8 @@ def _fit(
         base, guards=dict.fromkeys(sorted(vetoes), VETO), model=model, name="calibrated"
     )
     seen = {
-        "fitted_on": len(rows),
-        "right": int(y.sum()),
+        "fitted_on": fitted_on,
+        "right": fitted_right,
         "weights": dict(zip(FEATURES, (round(w, 4) for w in weights.tolist()), strict=True)),
         "cut": model.cut,
         "cuts": cuts,
