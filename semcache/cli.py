@@ -370,6 +370,9 @@ def calibrate_policy(args: argparse.Namespace) -> None:
 
     if not 0 < args.target_precision < 1:
         sys.exit(f"semcache: --target-precision must be in (0, 1), got {args.target_precision}")
+    if unknown := sorted(set(args.features or ()) - set(FEATURES)):
+        known = ", ".join(FEATURES)
+        sys.exit(f"semcache: --features: unknown {', '.join(unknown)}; known: {known}")
     try:
         base = HitPolicy.load(args.base) if args.base else HitPolicy()
         if args.floor is not None:

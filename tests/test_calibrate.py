@@ -125,3 +125,39 @@ async def test_calibrate_command_writes_a_policy_the_shards_load(
         timeout=60,
     )
     assert bad.returncode == 1 and "--target-precision must be in (0, 1)" in bad.stderr
+
+
+async def test_calibrating_on_the_groups_fits_on_train_and_cuts_on_dev(
+    embedder_address, cache_dir, tmp_path
+) -> None:
+    """The project's groups: weights from the train split, the cut from dev, only the
+    features asked for; the report is on the test split, per kind."""
+    from embed_svc.build import recipe
+    from semcache.quality.policy import model_name
+
+    out, report = tmp_path / "policy.json", tmp_path / "report.json"
+    argv = [sys.executable, "-m", "semcache.cli", "calibrate", "--pairs", str(recipe.GROUPS_DIR),
+            "--floor", "0.7", "--target-precision", "0.85",
+            "--features", "similarity,margin,guard_number,guard_negation",
+            "--out", str(out), "--json", str(report), "--embedder", embedder_address]  # fmt: skip
+    done = await asyncio.to_thread(
+        subprocess.run, argv, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    written = json.loads(out.read_text())
+    fitted = written["fitted"]
+    assert fitted["split"] == "train, cut on dev" and fitted["split_seed"] == "semcache-groups-v1"
+    weighed = {name for name, weight in fitted["weights"].items() if weight != 0}
+    assert weighed <= {"similarity", "margin", "guard_number", "guard_negation"}
+    assert "similarity" in weighed
+    assert written["embedder"] == model_name(fitted["model"])  # shards match it by model
+    held_out = json.loads(report.read_text())
+    assert held_out["split"] == "test" and "by_kind" in held_out["policy"]
+    groups = evaluate.load_pairs(recipe.GROUPS_DIR)
+    assert held_out["queries"] == len(evaluate.select(groups, "test"))
+
+    bad = await asyncio.to_thread(
+        subprocess.run, [*argv[:-2], "--features", "similarity,shoe_size"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "shoe_size" in bad.stderr
