@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -35,6 +36,9 @@ class Namespace:
         self._label_of: dict[str, int] = {}
         self._entry_of: dict[int, str] = {}
         self._labels = itertools.count()
+        #: model id -> entries with a vector of it: what a model change leaves to re-embed,
+        #: known without a walk over the entries (the shard asks twice a second).
+        self._vectors_of: Counter[str] = Counter()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -75,6 +79,8 @@ class Namespace:
         the index's model."""
         self._entries[entry.id] = entry
         self._by_prompt[entry.prompt_key] = entry.id
+        if entry.vector is not None:
+            self._vectors_of[entry.model] += 1
         return self._label(entry)
 
     def _label(self, entry: Entry) -> int | None:
@@ -88,21 +94,13 @@ class Namespace:
     def load(self, entries: list[Entry]) -> None:
         """Bulk-adds hydrated entries to an empty namespace: searchable at once, exactly;
         the caller then runs `self.index.build()` on a worker thread."""
+        labelled = []
         for entry in entries:
             if entry.prompt_key in self._by_prompt:
                 continue  # a duplicate prompt left behind by a crash between two writes
-            self._entries[entry.id] = entry
-            self._by_prompt[entry.prompt_key] = entry.id
-        self._bulk_index()
-
-    def _bulk_index(self) -> None:
-        vectors, labels = [], []
-        for entry in self._entries.values():
-            if (label := self._label(entry)) is not None:
-                labels.append(label)
-                vectors.append(entry.vector)
-        if labels:
-            self.index.start_bulk_load(np.asarray(labels), np.stack(vectors))
+            if (label := self._track(entry)) is not None:
+                labelled.append((label, entry.vector))
+        self._bulk_load(labelled)
 
     def switch_model(self, model: str) -> None:
         """Moves the index to `model`: rebuilt from the entries whose vectors are of it,
@@ -112,13 +110,24 @@ class Namespace:
         self.index = NamespaceIndex(self.index.params)
         self._label_of.clear()
         self._entry_of.clear()
-        self._bulk_index()
+        labelled = []
+        for entry in self._entries.values():
+            if (label := self._label(entry)) is not None:
+                labelled.append((label, entry.vector))
+        self._bulk_load(labelled)
+
+    def _bulk_load(self, labelled: list[tuple[int, np.ndarray | None]]) -> None:
+        if labelled:
+            labels = np.asarray([label for label, _ in labelled])
+            self.index.start_bulk_load(labels, np.stack([v for _, v in labelled]))
 
     def revector(self, entry: Entry, vector: np.ndarray, model: str) -> None:
         """Gives the entry a vector of `model` (re-embedded). An index of another model
         keeps the entry's old vector until it switches; one of `model` takes the new one."""
-        if self._entries.get(entry.id) is not entry:
+        if self._entries.get(entry.id) is not entry or entry.vector is None:
             return  # removed or replaced meanwhile
+        self._vectors_of[entry.model] -= 1
+        self._vectors_of[model] += 1
         entry.vector, entry.model = vector, model
         if model == self.model and entry.id not in self._label_of:
             label = self._label(entry)
@@ -127,15 +136,13 @@ class Namespace:
 
     def not_of(self, model: str) -> list[Entry]:
         """Entries with a vector of another model than `model`, oldest first."""
+        if not self.count_not_of(model):
+            return []
         return [e for e in self._entries.values() if e.vector is not None and e.model != model]
 
-    def models(self) -> dict[str, int]:
-        """model id -> how many entries have vectors of it."""
-        counts: dict[str, int] = {}
-        for entry in self._entries.values():
-            if entry.vector is not None:
-                counts[entry.model] = counts.get(entry.model, 0) + 1
-        return counts
+    def count_not_of(self, model: str) -> int:
+        """How many entries have a vector of another model than `model` (no walk)."""
+        return self._vectors_of.total() - self._vectors_of[model]
 
     def remove(self, entry_id: str) -> Entry | None:
         entry = self._entries.pop(entry_id, None)
@@ -143,6 +150,8 @@ class Namespace:
             return None
         if self._by_prompt.get(entry.prompt_key) == entry_id:
             del self._by_prompt[entry.prompt_key]
+        if entry.vector is not None:
+            self._vectors_of[entry.model] -= 1
         label = self._label_of.pop(entry_id, None)
         if label is not None:
             del self._entry_of[label]

@@ -205,11 +205,13 @@ class Shard:
             self._switch(ns, vector.model)
 
     def _switch(self, ns: Namespace, model: str) -> None:
+        moved_from = ns.model
         ns.switch_model(model)
         if ns.index.building:
             self._spawn(asyncio.to_thread(ns.index.build))
-        log.info("namespace index moved to a new model",
-                 extra={"namespace": ns.key, "model": model})  # fmt: skip
+        if moved_from:  # a new namespace taking its first model is not news
+            log.info("namespace index moved to a new model",
+                     extra={"namespace": ns.key, "model": model, "from": moved_from})  # fmt: skip
 
     async def reembed(self, budget: int) -> int:
         """Re-embeds up to `budget` stored prompts whose vectors are not of the embedders'
@@ -234,7 +236,7 @@ class Shard:
                 done += 1
                 self.counters["reembedded"] += 1
                 metrics.REEMBEDDED.inc()
-            done_here = not ns.not_of(target)
+            done_here = not ns.count_not_of(target)
             if ns.model != target and (done_here or not self.embedder.models.served(ns.model, now)):
                 self._switch(ns, target)
             if done >= budget:
@@ -251,7 +253,7 @@ class Shard:
         target = self.embedder.models.target(time.monotonic())
         if not target:
             return 0
-        return sum(len(ns.not_of(target)) for ns in self._namespaces.values())
+        return sum(ns.count_not_of(target) for ns in self._namespaces.values())
 
     # -- look-aside ---------------------------------------------------------------------
 
