@@ -91,7 +91,8 @@ class ModelWatcher:
 
     async def check(self) -> bool:
         """Switches when the default model is a complete build not held yet; True if so."""
-        model_dir = recipe.default_model_dir()
+        # Off the loop: finding it hashes the tuned recipe's inputs (a few MB of data).
+        model_dir = await asyncio.to_thread(recipe.default_model_dir)
         if model_dir == getattr(self.models.current.model, "model_dir", None):
             return False
         if not recipe.is_complete(model_dir):
