@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: Paraphrase kinds (label 1) and how many of each a group holds.
 PARAPHRASES = {"close": 2, "loose": 2, "typo": 1, "filler": 1, "terse": 1}
@@ -92,13 +93,19 @@ def _text(value: object, where: str) -> str:
     return value
 
 
-def parse_group(line: str, where: str) -> Group:
+def json_object(line: str, where: str, error: type[ValueError]) -> dict[str, Any]:
+    """One line of a JSONL file as an object, else `error` naming `where` (`file:line`)."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as e:
-        raise DatasetError(f"{where}: not JSON: {e.msg} (column {e.colno})") from e
+        raise error(f"{where}: not JSON: {e.msg} (column {e.colno})") from e
     if not isinstance(record, dict):
-        raise DatasetError(f"{where}: expected a JSON object")
+        raise error(f"{where}: expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def parse_group(line: str, where: str) -> Group:
+    record = json_object(line, where, DatasetError)
     expected = {"domain", "prompt", *KINDS}
     if missing := expected - set(record):
         raise DatasetError(f"{where}: missing {', '.join(sorted(missing))}")

@@ -17,7 +17,6 @@ report, every field described in docs/eval.md). The only I/O is `load_pairs` rea
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import random
 import time
@@ -86,12 +85,7 @@ def _text(record: dict[str, Any], key: str, where: str, *, required: bool) -> st
 
 
 def _parse(line: str, where: str) -> Pair:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise PairsError(f"{where}: not JSON: {e.msg} (column {e.colno})") from e
-    if not isinstance(record, dict):
-        raise PairsError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    record = dataset.json_object(line, where, PairsError)
     a = _text(record, "a", where, required=True)
     b = _text(record, "b", where, required=True)
     label = record.get("label")
