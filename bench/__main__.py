@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import embed, hydrate, mesh, scale, transport
+from bench import embed, hydrate, mesh, scale, transport, verifier
 
 BENCHMARKS = {
     "embed": embed.main,
@@ -12,6 +12,7 @@ BENCHMARKS = {
     "mesh": mesh.main,
     "scale": scale.main,
     "transport": transport.main,
+    "verifier": verifier.main,
 }
 
 

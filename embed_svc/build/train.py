@@ -24,11 +24,14 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+B = TypeVar("B")
 #: Training texts are cut here: prompts worth caching are short, and attention cost grows
 #: with the square of the length.
 MAX_TRAIN_TOKENS = 64
@@ -118,6 +121,43 @@ def loss_of(encoder: Encoder, batch: list[Example], scale: float) -> torch.Tenso
     return (forward + backward) / 2
 
 
+def optimize(
+    params: list[torch.nn.Parameter],
+    lr: float,
+    plan: Sequence[B],
+    loss_of: Callable[[B], torch.Tensor],
+    name: str,
+    every: int = 20,
+) -> None:
+    """One step a batch of `plan`: AdamW, the learning rate warmed up over the first tenth of
+    the steps and decayed linearly to 0, gradients clipped at norm 1. Prints the running
+    loss and the time left every `every` steps."""
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    total = len(plan)
+    warmup = max(1, total // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))),
+    )
+    started, running = time.monotonic(), 0.0
+    for step, batch in enumerate(plan, 1):
+        loss = loss_of(batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
+        if step % every == 0 or step == total:
+            elapsed = time.monotonic() - started
+            left = elapsed / step * (total - step)
+            print(
+                f"{name}: step {step}/{total}  loss {running:.3f}  "
+                f"{elapsed / 60:.1f} min, about {left / 60:.1f} min left",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--examples", type=Path, required=True)
@@ -146,7 +186,6 @@ def main() -> None:
         layer.requires_grad_(False)
     encoder.model.train()
     params = [p for p in encoder.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
 
     rng = random.Random(args.seed)
     plan = []
@@ -158,31 +197,9 @@ def main() -> None:
         plan += extra[: math.ceil(part * len(extra))]
     if args.max_steps is not None:
         plan = plan[: args.max_steps]
-    total = len(plan)
-    warmup = max(1, total // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))),
-    )
-    print(f"train: {len(examples)} examples, {total} steps of {args.batch_size}", flush=True)
+    print(f"train: {len(examples)} examples, {len(plan)} steps of {args.batch_size}", flush=True)
     started = time.monotonic()
-    running = 0.0
-    for step, batch in enumerate(plan, 1):
-        loss = loss_of(encoder, batch, args.scale)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad()
-        running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
-        if step % 20 == 0 or step == total:
-            elapsed = time.monotonic() - started
-            left = elapsed / step * (total - step)
-            print(
-                f"train: step {step}/{total}  loss {running:.3f}  "
-                f"{elapsed / 60:.1f} min, about {left / 60:.1f} min left",
-                flush=True,
-            )
+    optimize(params, args.lr, plan, lambda batch: loss_of(encoder, batch, args.scale), "train")
     encoder.model.eval()
     args.out.mkdir(parents=True, exist_ok=True)
     encoder.model.save_pretrained(str(args.out))
