@@ -20,6 +20,12 @@ Also: the embedder's throughput while the semantic load runs, and each process's
 Everything runs on one machine, the load generator included. Results: bench/results/mesh.json.
 
     python -m bench mesh      (SEMCACHE_BENCH_SECONDS=5 per measurement)
+
+The mesh serves what `semcache up` would (the tuned model when built); the embedder's and
+shards' settings come through the environment, so the mesh before the tuned model is
+
+    SEMCACHE_EMBEDDER_MODEL_DIR=<the stock model's directory> \
+    SEMCACHE_SHARD_POLICY=<the policy file> SEMCACHE_BENCH_OUT=mesh-stock.json python -m bench mesh
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from semcache.v1 import cache_pb2, cache_pb2_grpc
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 SECONDS = float(os.environ.get("SEMCACHE_BENCH_SECONDS", "5"))
+OUT = os.environ.get("SEMCACHE_BENCH_OUT", "mesh.json")
 CONCURRENCY = (1, 8, 32)
 LLM_DELAY_MS = 100.0
 #: RedisVL's threshold is a cosine distance: 0.1 is a similarity of 0.9, the static
@@ -55,7 +62,9 @@ REFERENCE_DISTANCE = 0.1
 TENANT = "bench"
 #: Greetings and thanks around a paraphrase: new texts that still mean the same.
 OPENINGS = ["", "Hi, ", "Hello, ", "Hey, ", "Quick question: ", "Please tell me: ",
-            "I wonder: ", "Help me out: ", "Question: ", "Hi there, "]  # fmt: skip
+            "I wonder: ", "Help me out: ", "Question: ", "Hi there, ", "Good morning, ",
+            "Hey there, ", "Hello again, ", "One question: ", "Can you tell me: ",
+            "Sorry to bother you, ", "Quick one: ", "Morning! "]  # fmt: skip
 CLOSINGS = ["", " Thanks!", " Thank you.", " Cheers.", " Please.", " Thanks a lot.",
             " Much appreciated.", " Thanks in advance.", " Ta.", " Many thanks.",
             " Thanks so much.", " Thank you kindly.", " Appreciate it.", " TIA.",
@@ -351,12 +360,14 @@ def main() -> None:
         "machine": machine(),
         "seconds_per_measurement": SECONDS,
         "llm_delay_ms": LLM_DELAY_MS,
+        "embedder_model_dir": os.environ.get("SEMCACHE_EMBEDDER_MODEL_DIR", "default"),
+        "shard_policy": os.environ.get("SEMCACHE_SHARD_POLICY", "shipped"),
         "semcache": ours,
         "reference": reference,
         "hit_throughput": ratios,
         "goals": goals(ours, ratios),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "mesh.json"
+    out = RESULTS / OUT
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {out.relative_to(ROOT)}")
