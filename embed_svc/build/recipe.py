@@ -104,6 +104,7 @@ TUNED = Recipe(
         f"{_BUILD}/gate.py",
         "semcache/quality/dataset.py",
         "semcache/quality/augment.py",
+        "semcache/quality/guards.py",  # augment swaps the guards' antonyms
         "data/pairs/stsb-train.jsonl",
     ),
     data_dirs=("data/pairs/groups",),
