@@ -104,6 +104,7 @@ class CacheServicer(cache_pb2_grpc.SemanticCacheServicer):
         entry = outcome.entry
         t = outcome.timings
         age = time.time() - entry.created if entry is not None and not outcome.stored else 0.0
+        decision = outcome.decision
         return cache_pb2.CacheInfo(
             status=_STATUS[outcome.status], kind=_KIND[outcome.kind],
             similarity=outcome.similarity, threshold=outcome.threshold,
@@ -113,6 +114,11 @@ class CacheServicer(cache_pb2_grpc.SemanticCacheServicer):
             age_seconds=max(0.0, age),
             degraded=outcome.degraded, guard=outcome.guard,
             timings=cache_pb2.Timings(**{f"{k}_ms": 1000 * v for k, v in t.items()}),
+            # proto3 optionals: None leaves them absent.
+            runner_up_similarity=outcome.runner_up,
+            fired_guards=decision.fired if decision else (),
+            hit_probability=decision.probability if decision else None,
+            hit_cut=decision.cut if decision else None,
         )  # fmt: skip
 
     async def _abort(self, context: grpc.aio.ServicerContext, error: Exception) -> None:

@@ -29,7 +29,7 @@ from cache_svc.singleflight import SingleFlight
 from cache_svc.store import StoreUnavailableError, WriteThroughStore
 from semcache import keys
 from semcache.periodic import Periodic
-from semcache.quality.policy import PolicySet, detect_category
+from semcache.quality.policy import Decision, PolicySet, detect_category
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class Outcome:
     threshold: float = 0.0
     category: str = ""
     guard: str = ""  # the guard that vetoed the nearest candidate
+    runner_up: float | None = None  # the next-nearest candidate's similarity
+    decision: Decision | None = None  # the policy's, when a candidate reached it
     entry: Entry | None = None  # matched (hit) or stored (miss)
     closest_prompt: str = ""
     answer: Answer | None = None
@@ -300,9 +302,9 @@ class Shard:
         metrics.BEST_SIMILARITY.observe(best.similarity)
         outcome.similarity = best.similarity
         outcome.closest_prompt = best.entry.prompt
-        decision = self.policies.for_model(vector.model).decide(
-            query.prompt, best.entry.prompt, best.similarity,
-            second=candidates[1].similarity if len(candidates) > 1 else None,
+        outcome.runner_up = candidates[1].similarity if len(candidates) > 1 else None
+        decision = outcome.decision = self.policies.for_model(vector.model).decide(
+            query.prompt, best.entry.prompt, best.similarity, second=outcome.runner_up,
             category=outcome.category, tenant=query.tenant, min_similarity=query.min_similarity,
         )  # fmt: skip
         outcome.guard, outcome.threshold = decision.guard, decision.threshold

@@ -154,23 +154,28 @@ def _emit(args: argparse.Namespace, value: Any, text: str) -> None:
 def _describe(cache: CacheInfo) -> str:
     """One line on what the cache did, e.g. `hit (semantic, similarity 0.962 >= 0.900)`."""
     ms = f"{cache.timings.total_ms:.1f} ms"
+    p = "" if cache.hit_probability is None else f"p {cache.hit_probability:.2f}"
     if cache.status == "hit":
+        model = f", {p} >= {cache.hit_cut:.2f}" if p and cache.hit_cut is not None else ""
         line = (
-            f"hit ({cache.kind}, similarity {cache.similarity:.3f} >= "
-            f"{cache.threshold:.3f})  {ms}  shard {cache.shard}  entry {cache.entry_id}"
+            f"hit ({cache.kind}, similarity {cache.similarity:.3f} >= {cache.threshold:.3f}"
+            f"{model})  {ms}  shard {cache.shard}  entry {cache.entry_id}"
         )
         if cache.matched_prompt:
             line += f"\n  matched: {cache.matched_prompt!r}"
     elif cache.status == "bypass":
         line = f"bypass (lookup skipped)  {ms}  shard {cache.shard}"
     else:
-        best = (
-            f"best similarity {cache.similarity:.3f} < {cache.threshold:.3f}, "
-            if cache.similarity
-            else ""
-        )
+        if cache.guard == "model" and p and cache.hit_cut is not None:
+            why = f"best similarity {cache.similarity:.3f}, {p} < {cache.hit_cut:.2f}, "
+        elif cache.guard:
+            why = f"best similarity {cache.similarity:.3f}, {cache.guard} guard, "
+        elif cache.similarity:
+            why = f"best similarity {cache.similarity:.3f} < {cache.threshold:.3f}, "
+        else:
+            why = ""
         line = (
-            f"miss ({best}{'stored' if cache.stored else 'not stored'})  {ms}  shard {cache.shard}"
+            f"miss ({why}{'stored' if cache.stored else 'not stored'})  {ms}  shard {cache.shard}"
         )
     if cache.degraded:
         line += f"\n  degraded: {', '.join(cache.degraded)}"

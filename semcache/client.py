@@ -114,6 +114,12 @@ class CacheInfo:
     candidate (also on a miss), `threshold` the one the hit policy applied, `entry_id` the
     matched entry (hit) or the stored one (a miss that was stored). `degraded` names what
     kept the cache from its full job (e.g. "embedder_unavailable"); empty when healthy.
+
+    The other scores of the hit policy: `guard` is the guard (or "model") that turned a
+    candidate above the threshold into a miss; `runner_up_similarity` the next-nearest
+    candidate's similarity; `fired_guards` the guards whose edit the two prompts differ by;
+    `hit_probability` the calibrated hit model's probability that the answer is right and
+    `hit_cut` what it needed (None where that score was not computed).
     """
 
     status: str
@@ -130,9 +136,19 @@ class CacheInfo:
     age_seconds: float
     degraded: tuple[str, ...]
     timings: Timings
+    guard: str = ""
+    runner_up_similarity: float | None = None
+    fired_guards: tuple[str, ...] = ()
+    hit_probability: float | None = None
+    hit_cut: float | None = None
 
     @classmethod
     def from_proto(cls, message: cache_pb2.CacheInfo) -> CacheInfo:
+        absent = {
+            name: None
+            for name in ("runner_up_similarity", "hit_probability", "hit_cut")
+            if not message.HasField(name)
+        }
         return cls(
             **_fields_of(cls, message)
             | {
@@ -140,7 +156,9 @@ class CacheInfo:
                 "kind": _KIND.get(message.kind, ""),
                 "degraded": tuple(message.degraded),
                 "timings": Timings.from_proto(message.timings),
+                "fired_guards": tuple(message.fired_guards),
             }
+            | absent
         )
 
 

@@ -384,3 +384,13 @@ async def test_blocking_client(mesh: Mesh, tenant: str) -> None:
     assert stream.done and stream.finish_reason == "stop" and stream.usage == first.usage
     assert got["error"].code == grpc.StatusCode.INVALID_ARGUMENT
     assert "closed" in str(got["closed"])
+
+
+def test_cache_info_reads_absent_scores_as_none() -> None:
+    scored = CacheInfo.from_proto(cache_pb2.CacheInfo(
+        similarity=0.93, runner_up_similarity=0.0, fired_guards=["swap"], hit_probability=0.97,
+        hit_cut=0.81))  # fmt: skip
+    assert scored.runner_up_similarity == 0.0 and scored.fired_guards == ("swap",)
+    assert (scored.hit_probability, scored.hit_cut) == (0.97, 0.81)
+    bare = CacheInfo.from_proto(cache_pb2.CacheInfo(similarity=0.5))
+    assert (bare.runner_up_similarity, bare.hit_probability, bare.hit_cut) == (None, None, None)

@@ -103,7 +103,7 @@ def test_guard_actions_veto_or_raise_the_bar() -> None:
     policy = HitPolicy(guards={"antonym": "veto", "number": 0.97})
     enable, disable = "How do I enable 2FA?", "How do I disable 2FA?"
     vetoed = policy.decide(enable, disable, 0.99)
-    assert (vetoed.hit, vetoed.guard) == (False, "antonym")
+    assert (vetoed.hit, vetoed.guard) == (False, "antonym") and "antonym" in vetoed.fired
     five, fifty = "Suggest a 5 mile route", "Suggest a 50 mile route"
     assert policy.decide(five, fifty, 0.95).guard == "number"
     assert policy.decide(five, fifty, 0.98).hit
@@ -135,7 +135,7 @@ def test_calibrated_model_decides_above_the_threshold() -> None:
     policy = HitPolicy(thresholds={"default": 0.5}, model=model())
     yes = policy.decide("Where is Lima?", "Where's Lima?", 0.95)
     no = policy.decide("Where is Lima?", "Where's Lima?", 0.85)
-    assert yes.hit and yes.probability > 0.5
+    assert yes.hit and yes.probability > 0.5 and yes.cut == 0.5
     assert (no.hit, no.guard) == (False, "model") and no.probability < 0.5
     # The threshold reported is the similarity the model needed: 0.9 here (bias -0.9 w).
     assert yes.threshold == pytest.approx(0.9) == no.threshold

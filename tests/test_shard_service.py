@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -16,7 +17,8 @@ from cache_svc.service import running_shard
 from cache_svc.shard import Shard
 from cache_svc.store import MAX_CONNECTIONS, entry_key, ids_key
 from semcache import keys
-from semcache.quality.policy import HitPolicy
+from semcache.quality.features import FEATURES
+from semcache.quality.policy import VETO, HitPolicy, LogisticModel
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 from tests.conftest import eventually, shard_config
 
@@ -504,6 +506,41 @@ async def test_guards_veto_near_miss_traps_and_say_which(shard, tenant) -> None:
         lookup(tenant, "Could you suggest a 5 mile bike route from Central Park?")
     )
     assert hit.cache.status == HIT and hit.cache.guard == ""
+
+
+async def test_responses_carry_the_scores_the_policy_used(
+    embedder_address, redis_server, tenant, tmp_path
+) -> None:
+    """A calibrated model that hits from similarity 0.9 (p = 0.5 there): a paraphrase's
+    response carries its probability and cut, the runner-up's similarity, and a trap's the
+    guard that fired."""
+    n = len(FEATURES)
+    weights = [0.0] * n
+    weights[FEATURES.index("similarity")] = 40.0
+    model = LogisticModel(weights=tuple(weights), bias=-36.0, cut=0.5, mean=(0.0,) * n,
+                          scale=(1.0,) * n)  # fmt: skip
+    policy = HitPolicy(thresholds={"default": 0.5}, guards={"number": VETO}, model=model)
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(policy.to_json()))
+    async with serving(embedder_address, redis_server.url, policy=path) as running:
+        for prompt in ("Suggest a 5 mile bike route from Central Park.",
+                       "Where can I rent a bike near Central Park?"):  # fmt: skip
+            await running.stub.Complete(complete(tenant, prompt))
+        paraphrase = "Could you suggest a 5 mile bike route from Central Park?"
+        hit = (await running.stub.Lookup(lookup(tenant, paraphrase))).cache
+        assert hit.status == HIT and hit.kind == cache_pb2.MATCH_KIND_SEMANTIC
+        assert hit.HasField("hit_probability") and hit.hit_cut == pytest.approx(0.5)
+        assert hit.hit_probability >= hit.hit_cut
+        assert hit.HasField("runner_up_similarity")
+        assert hit.runner_up_similarity < hit.similarity
+        trap = (await running.stub.Lookup(
+            lookup(tenant, "Suggest a 50 mile bike route from Central Park."))).cache  # fmt: skip
+        assert trap.status == MISS and trap.guard == "number"
+        assert "number" in trap.fired_guards and not trap.HasField("hit_probability")
+        exact = (await running.stub.Lookup(
+            lookup(tenant, "Where can I rent a bike near Central Park?"))).cache  # fmt: skip
+        assert exact.kind == cache_pb2.MATCH_KIND_EXACT and not exact.HasField("hit_probability")
+        assert not exact.HasField("runner_up_similarity")
 
 
 async def test_policy_file_is_loaded(embedder_address, redis_server, tenant, tmp_path) -> None:

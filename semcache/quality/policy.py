@@ -65,7 +65,10 @@ class Decision:
     threshold: float
     category: str
     guard: str = ""  # the guard (or "model") that turned a would-be hit into a miss
+    #: The guards that fired on a candidate at or above the floor (vetoes and signals).
+    fired: tuple[str, ...] = ()
     probability: float | None = None  # the calibrated model's, when it has one
+    cut: float | None = None  # the probability it needed
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,14 +278,14 @@ class HitPolicy:
         for guard in fired:
             action = self.guards.get(guard)
             if action == VETO or (action is not None and similarity < float(action)):
-                return Decision(False, threshold, category, guard=guard)
+                return Decision(False, threshold, category, guard=guard, fired=fired)
         if self.model is None:
-            return Decision(True, threshold, category)
+            return Decision(True, threshold, category, fired=fired)
         x = features(a, b, similarity, second, fired)
-        p = self.model.probability(x)
-        hit = p >= self.model.cut_for(category)
+        p, cut = self.model.probability(x), self.model.cut_for(category)
         needed = min(1.0, max(threshold, self.model.similarity_needed(x, category)))
-        return Decision(hit, needed, category, guard="" if hit else "model", probability=p)
+        return Decision(p >= cut, needed, category, guard="" if p >= cut else "model",
+                        fired=fired, probability=p, cut=cut)  # fmt: skip
 
 
 def model_name(model_id: str) -> str:

@@ -105,7 +105,7 @@ class Timings(_message.Message):
     def __init__(self, total_ms: _Optional[float] = ..., embed_ms: _Optional[float] = ..., search_ms: _Optional[float] = ..., llm_ms: _Optional[float] = ..., store_ms: _Optional[float] = ..., route_ms: _Optional[float] = ...) -> None: ...
 
 class CacheInfo(_message.Message):
-    __slots__ = ("status", "kind", "similarity", "threshold", "entry_id", "matched_prompt", "shard", "namespace", "category", "coalesced", "stored", "age_seconds", "degraded", "timings", "guard")
+    __slots__ = ("status", "kind", "similarity", "threshold", "entry_id", "matched_prompt", "shard", "namespace", "category", "coalesced", "stored", "age_seconds", "degraded", "timings", "guard", "runner_up_similarity", "fired_guards", "hit_probability", "hit_cut")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     SIMILARITY_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +121,10 @@ class CacheInfo(_message.Message):
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     GUARD_FIELD_NUMBER: _ClassVar[int]
+    RUNNER_UP_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    FIRED_GUARDS_FIELD_NUMBER: _ClassVar[int]
+    HIT_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    HIT_CUT_FIELD_NUMBER: _ClassVar[int]
     status: CacheStatus
     kind: MatchKind
     similarity: float
@@ -136,7 +140,11 @@ class CacheInfo(_message.Message):
     degraded: _containers.RepeatedScalarFieldContainer[str]
     timings: Timings
     guard: str
-    def __init__(self, status: _Optional[_Union[CacheStatus, str]] = ..., kind: _Optional[_Union[MatchKind, str]] = ..., similarity: _Optional[float] = ..., threshold: _Optional[float] = ..., entry_id: _Optional[str] = ..., matched_prompt: _Optional[str] = ..., shard: _Optional[str] = ..., namespace: _Optional[str] = ..., category: _Optional[str] = ..., coalesced: _Optional[bool] = ..., stored: _Optional[bool] = ..., age_seconds: _Optional[float] = ..., degraded: _Optional[_Iterable[str]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., guard: _Optional[str] = ...) -> None: ...
+    runner_up_similarity: float
+    fired_guards: _containers.RepeatedScalarFieldContainer[str]
+    hit_probability: float
+    hit_cut: float
+    def __init__(self, status: _Optional[_Union[CacheStatus, str]] = ..., kind: _Optional[_Union[MatchKind, str]] = ..., similarity: _Optional[float] = ..., threshold: _Optional[float] = ..., entry_id: _Optional[str] = ..., matched_prompt: _Optional[str] = ..., shard: _Optional[str] = ..., namespace: _Optional[str] = ..., category: _Optional[str] = ..., coalesced: _Optional[bool] = ..., stored: _Optional[bool] = ..., age_seconds: _Optional[float] = ..., degraded: _Optional[_Iterable[str]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., guard: _Optional[str] = ..., runner_up_similarity: _Optional[float] = ..., fired_guards: _Optional[_Iterable[str]] = ..., hit_probability: _Optional[float] = ..., hit_cut: _Optional[float] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("prompt_tokens", "completion_tokens", "total_tokens")
