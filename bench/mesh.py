@@ -46,6 +46,7 @@ from typing import Any
 import grpc
 
 from bench.embed import machine, peak_rss_mib
+from embed_svc.build import recipe
 from semcache.mesh import LocalMesh, MeshPorts
 from semcache.probe import free_port, free_port_run
 from semcache.v1 import cache_pb2, cache_pb2_grpc
@@ -339,6 +340,15 @@ def goals(ours: dict[str, Any], ratios: dict[str, Any]) -> dict[str, Any]:
     return measured
 
 
+def served_model() -> str:
+    """The model id the mesh's embedder serves: `SEMCACHE_EMBEDDER_MODEL_DIR`'s, else the
+    default (the tuned model when built)."""
+    explicit = os.environ.get("SEMCACHE_EMBEDDER_MODEL_DIR")
+    model_dir = Path(explicit) if explicit else recipe.default_model_dir()
+    manifest = json.loads((model_dir / recipe.MANIFEST_FILE).read_text(encoding="utf-8"))
+    return str(manifest["model_id"])
+
+
 def main() -> None:
     work = workload()
     print(f"mesh benchmark: {len(work['entries'])} stored questions, {SECONDS:.0f} s per "
@@ -360,7 +370,7 @@ def main() -> None:
         "machine": machine(),
         "seconds_per_measurement": SECONDS,
         "llm_delay_ms": LLM_DELAY_MS,
-        "embedder_model_dir": os.environ.get("SEMCACHE_EMBEDDER_MODEL_DIR", "default"),
+        "embedder_model": served_model(),
         "shard_policy": os.environ.get("SEMCACHE_SHARD_POLICY", "shipped"),
         "semcache": ours,
         "reference": reference,
