@@ -107,7 +107,7 @@ def _model_line(models: dict[str, Any], build: ModelBuild | None) -> str:
     if build is None:
         return line + "; the tuned model is not built (`make model` builds it)"
     return (
-        line + "\n            the tuned model is building in the background (about 15 min "
+        line + "\n            the tuned model is building in the background (6-13 min "
         f"on 2 cores; log: {build.log});\n            the mesh switches to it when it is "
         "ready, without a restart"
     )
