@@ -6,12 +6,19 @@ texts spares those repeats the embedding call, most of a semantic hit's time.
 
 Every vector comes with the id of the model that made it (vectors of two models are never
 compared), and every answer tells the `ModelTracker` which model the embedders serve now.
+
+A frozen embedder costs a caller a bounded wait: each call waits at most the smaller of the
+timeout and half of what is left of the caller's deadline (the other half is for the
+answer without a vector: exact match, or the LLM), and a circuit breaker stops asking after
+a few failures in a row (`semcache.breaker`), probing in the background until the embedder
+answers again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,10 +27,13 @@ import numpy as np
 
 from cache_svc import metrics
 from cache_svc.models import ModelTracker
+from semcache.breaker import CircuitBreaker
 from semcache.mux import STREAM_MAX_AGE_SECONDS, RenewingStream, StreamClosedError, status_code
 from semcache.server import CHANNEL_OPTIONS
 from semcache.tls import TlsFiles, open_channel
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 
 class EmbedderUnavailableError(Exception):
@@ -34,6 +44,8 @@ class EmbedderUnavailableError(Exception):
 MODEL_PROBE_TEXT = "semcache"
 #: Longer texts are not kept: they rarely repeat and would dominate the cache's memory.
 MAX_CACHED_CHARS = 2048
+#: The share of a caller's remaining deadline an embedding may take.
+DEADLINE_SHARE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +69,14 @@ class EmbedderClient:
 
     def __init__(self, address: str, timeout: float = 2.0, tls: TlsFiles | None = None,
                  cache_entries: int = 4096,
-                 stream_seconds: float = STREAM_MAX_AGE_SECONDS) -> None:  # fmt: skip
+                 stream_seconds: float = STREAM_MAX_AGE_SECONDS,
+                 breaker: CircuitBreaker | None = None) -> None:  # fmt: skip
         self.address = address
         self.timeout = timeout
         self.cache_entries = cache_entries
         self.models = ModelTracker()
+        self.breaker = breaker or CircuitBreaker()
+        self._probe: asyncio.Task[None] | None = None
         self._last_answer = -float("inf")
         self._cache: OrderedDict[tuple[str, str], Vector] = OrderedDict()
         # round_robin: every address the name resolves to (all the pods of a headless
@@ -72,16 +87,24 @@ class EmbedderClient:
         self._stream = RenewingStream(stub.EmbedStream, max_age=stream_seconds)
         self.healthy = True
 
-    async def embed(self, text: str, model: str = "") -> Vector:
+    async def embed(self, text: str, model: str = "", deadline: float | None = None) -> Vector:
         """The text's vector in `model` (empty: the embedder's current model). When no
-        embedder holds that model any more, the vector is of another: check `.model`."""
+        embedder holds that model any more, the vector is of another: check `.model`.
+
+        `deadline` is the caller's (a `time.monotonic()` instant): the call takes at most
+        DEADLINE_SHARE of what is left of it. EmbedderUnavailableError at once while the
+        circuit is open."""
         key = (model or self.models.target(time.monotonic()), text)
         vector = self._cache.get(key)
         if vector is not None:
             self._cache.move_to_end(key)
             metrics.VECTOR_CACHE.labels("hit").inc()
             return vector
-        vector = await self._fetch(text, model)
+        self._check_circuit()
+        budget = self.timeout
+        if deadline is not None:
+            budget = max(0.0, min(budget, DEADLINE_SHARE * (deadline - time.monotonic())))
+        vector = await self._fetch(text, model, budget)
         if self.cache_entries and len(text) <= MAX_CACHED_CHARS:
             metrics.VECTOR_CACHE.labels("miss").inc()
             self._cache[(vector.model, text)] = vector
@@ -92,27 +115,71 @@ class EmbedderClient:
     async def refresh_models(self, quiet_for: float) -> None:
         """Asks the embedder which model is current when no answer came for `quiet_for`
         seconds: an idle shard still learns of a new model (and of each embedder behind its
-        address, as its stream moves from one to the next)."""
-        if time.monotonic() - self._last_answer >= quiet_for:
+        address, as its stream moves from one to the next). While the circuit is open, it
+        sends the probe when one is due."""
+        if not self.breaker.closed:  # an idle shard's circuit closes too
+            if self.breaker.probe_due(time.monotonic()):
+                await self._run_probe()
+        elif time.monotonic() - self._last_answer >= quiet_for:
             with contextlib.suppress(EmbedderUnavailableError):
-                await self._fetch(MODEL_PROBE_TEXT, "")
+                await self._fetch(MODEL_PROBE_TEXT, "", self.timeout)
 
-    async def _fetch(self, text: str, model: str) -> Vector:
+    @property
+    def state(self) -> str:
+        """The embedder as this shard sees it: "up", "down" (the last call failed), or while
+        the circuit is not closed "open" (not asked) or "half_open" (a probe is out)."""
+        if not self.breaker.closed:
+            return self.breaker.state
+        return "up" if self.healthy else "down"
+
+    def _check_circuit(self) -> None:
+        """Raises at once while the circuit is open, starting the probe when one is due."""
+        if self.breaker.closed:
+            return
+        if self.breaker.probe_due(time.monotonic()):
+            self._probe = asyncio.create_task(self._run_probe())
+        metrics.EMBEDDER_REFUSED.inc()
+        raise EmbedderUnavailableError(
+            f"circuit open: the embedder failed {self.breaker.consecutive_failures} calls in "
+            "a row; not asked until a background probe answers"
+        )
+
+    async def _run_probe(self) -> None:
+        try:
+            await self._fetch(MODEL_PROBE_TEXT, "", self.timeout)
+        except EmbedderUnavailableError:
+            pass
+        finally:
+            if self.breaker.state == "half_open":  # ended without a verdict (cancelled)
+                self.breaker.failed(time.monotonic())
+
+    async def _fetch(self, text: str, model: str, budget: float) -> Vector:
         request = embedder_pb2.EmbedStreamRequest(
             request=embedder_pb2.EmbedRequest(texts=[text], model=model)
         )
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(budget):
                 _, answer = self._stream.current().send(request)
                 reply = await answer
-        except (StreamClosedError, TimeoutError) as e:
+        except TimeoutError as e:
+            # Only a timeout of the full budget says the embedder is stuck; a shorter one
+            # says the caller was in a hurry.
+            if budget >= self.timeout:
+                self._failed()
+                self._stream.finish()  # the next call opens a stream, maybe to another pod
+            raise EmbedderUnavailableError(f"no vector within {budget:.3g} s") from e
+        except StreamClosedError as e:
             self._failed()
-            raise EmbedderUnavailableError(str(e) or f"no vector within {self.timeout:g} s") from e
+            raise EmbedderUnavailableError(str(e)) from e
         if reply.HasField("error"):
             self._failed()
             code = status_code(reply.error.code).name
             raise EmbedderUnavailableError(f"{code}: {reply.error.message}")
         self.healthy = True
+        if not self.breaker.closed:
+            log.info("embedder circuit closed", extra={"embedder": self.address})
+        self.breaker.succeeded()
+        metrics.EMBEDDER_CIRCUIT_OPEN.set(0)
         self._last_answer = time.monotonic()
         response = reply.response
         self.models.observe(response.current_model, response.current_model_built,
@@ -122,7 +189,19 @@ class EmbedderClient:
     def _failed(self) -> None:
         metrics.EMBEDDER_ERRORS.inc()
         self.healthy = False
+        opened = self.breaker.times_opened
+        self.breaker.failed(time.monotonic())
+        if self.breaker.times_opened > opened:
+            metrics.EMBEDDER_CIRCUIT_OPEN.set(1)
+            metrics.EMBEDDER_CIRCUIT_OPENED.inc()
+            failures = self.breaker.consecutive_failures
+            log.warning("embedder circuit open",
+                        extra={"embedder": self.address, "failures": failures})  # fmt: skip
 
     async def aclose(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
         await self._stream.aclose()
         await self._channel.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, NoReturn
 
@@ -37,10 +38,15 @@ class CallEndedError(Exception):
 
 class MessageContext:
     """What `CacheServicer` uses of a `grpc.aio.ServicerContext`, for one forwarded message:
-    `abort` ends the message with an error answer; trailing metadata rides along with it."""
+    `abort` ends the message with an error answer; trailing metadata rides along with it;
+    `time_remaining` is what is left of the message's own deadline."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float | None = None) -> None:
         self.trailing: tuple[tuple[str, str], ...] = ()
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+
+    def time_remaining(self) -> float | None:
+        return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
 
     def set_trailing_metadata(self, metadata: Sequence[tuple[str, str]]) -> None:
         self.trailing = tuple(metadata)
@@ -84,7 +90,7 @@ class ShardLinkServicer(link_pb2_grpc.ShardLinkServicer):
             admission.in_flight += 1
         try:
             async with asyncio.timeout(timeout):
-                response: Any = await method(getattr(request, kind), MessageContext())
+                response: Any = await method(getattr(request, kind), MessageContext(timeout))
         except CallEndedError as e:
             return error(request.id, e.code, e.message, e.trailing)
         except TimeoutError:

@@ -27,6 +27,12 @@ REDIS_BACKLOG = Gauge("semcache_redis_backlog", "Writes queued while Redis is aw
 REDIS_ERRORS = Counter("semcache_redis_errors", "Failed Redis operations.")
 REDIS_DROPPED = Counter("semcache_redis_dropped_writes", "Writes dropped: the backlog was full.")
 EMBEDDER_ERRORS = Counter("semcache_embedder_errors", "Failed embedder calls.")
+EMBEDDER_CIRCUIT_OPEN = Gauge("semcache_embedder_circuit_open", "1 while the embedder's circuit "
+                              "is open (or probing): lookups do not wait for it.")  # fmt: skip
+EMBEDDER_CIRCUIT_OPENED = Counter("semcache_embedder_circuit_opened",
+                                  "Times the embedder's circuit opened.")  # fmt: skip
+EMBEDDER_REFUSED = Counter("semcache_embedder_refused", "Texts not sent to the embedder because "
+                           "its circuit was open (the lookup degraded at once).")  # fmt: skip
 VECTOR_CACHE = Counter("semcache_vector_cache", "Texts looked up in the shard's cache of recent "
                        "vectors, by result (hit: no embedder call).", ["result"])  # fmt: skip
 REEMBEDDED = Counter(

@@ -36,8 +36,9 @@ class Namespace:
         self._label_of: dict[str, int] = {}
         self._entry_of: dict[int, str] = {}
         self._labels = itertools.count()
-        #: model id -> entries with a vector of it: what a model change leaves to re-embed,
-        #: known without a walk over the entries (the shard asks twice a second).
+        #: model id -> entries with a vector of it ("": without one): what a model change or
+        #: an embedder outage leaves to re-embed, known without a walk over the entries (the
+        #: shard asks twice a second).
         self._vectors_of: Counter[str] = Counter()
 
     def __len__(self) -> int:
@@ -79,9 +80,14 @@ class Namespace:
         the index's model."""
         self._entries[entry.id] = entry
         self._by_prompt[entry.prompt_key] = entry.id
-        if entry.vector is not None:
-            self._vectors_of[entry.model] += 1
+        self._vectors_of[self._model_of(entry)] += 1
         return self._label(entry)
+
+    @staticmethod
+    def _model_of(entry: Entry) -> str:
+        """The model of the entry's vector; "" when it has none (stored while the embedder
+        was unavailable: re-embedded like an entry of an old model)."""
+        return entry.model if entry.vector is not None else ""
 
     def _label(self, entry: Entry) -> int | None:
         if entry.vector is None or entry.model != self.model:
@@ -124,9 +130,9 @@ class Namespace:
     def revector(self, entry: Entry, vector: np.ndarray, model: str) -> None:
         """Gives the entry a vector of `model` (re-embedded). An index of another model
         keeps the entry's old vector until it switches; one of `model` takes the new one."""
-        if self._entries.get(entry.id) is not entry or entry.vector is None:
+        if self._entries.get(entry.id) is not entry:
             return  # removed or replaced meanwhile
-        self._vectors_of[entry.model] -= 1
+        self._vectors_of[self._model_of(entry)] -= 1
         self._vectors_of[model] += 1
         entry.vector, entry.model = vector, model
         if model == self.model and entry.id not in self._label_of:
@@ -135,13 +141,13 @@ class Namespace:
                 self.index.add(label, vector)
 
     def not_of(self, model: str) -> list[Entry]:
-        """Entries with a vector of another model than `model`, oldest first."""
+        """Entries without a vector of `model` (of another model, or none), oldest first."""
         if not self.count_not_of(model):
             return []
-        return [e for e in self._entries.values() if e.vector is not None and e.model != model]
+        return [e for e in self._entries.values() if self._model_of(e) != model]
 
     def count_not_of(self, model: str) -> int:
-        """How many entries have a vector of another model than `model` (no walk)."""
+        """How many entries have no vector of `model` (no walk)."""
         return self._vectors_of.total() - self._vectors_of[model]
 
     def remove(self, entry_id: str) -> Entry | None:
@@ -150,8 +156,7 @@ class Namespace:
             return None
         if self._by_prompt.get(entry.prompt_key) == entry_id:
             del self._by_prompt[entry.prompt_key]
-        if entry.vector is not None:
-            self._vectors_of[entry.model] -= 1
+        self._vectors_of[self._model_of(entry)] -= 1
         label = self._label_of.pop(entry_id, None)
         if label is not None:
             del self._entry_of[label]

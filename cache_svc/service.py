@@ -15,6 +15,7 @@ from cache_svc.ownership import OwnershipWatcher
 from cache_svc.servicer import AdminServicer, CacheServicer
 from cache_svc.shard import Shard, ShardSettings
 from cache_svc.store import WriteThroughStore
+from semcache.breaker import CircuitBreaker
 from semcache.config import ShardConfig
 from semcache.registry import Heartbeat
 from semcache.server import GrpcServer, Service
@@ -51,6 +52,11 @@ def make_shard(config: ShardConfig, llm: LLMBackend | None = None) -> Shard:
             timeout=config.embedder_timeout,
             tls=config.load_tls(),
             cache_entries=config.vector_cache_entries,
+            breaker=CircuitBreaker(
+                failures_to_open=config.embedder_breaker_failures,
+                open_seconds=config.embedder_breaker_seconds,
+                max_open_seconds=16 * config.embedder_breaker_seconds,
+            ),
         ),
         store=WriteThroughStore(
             config.redis, max_backlog=config.redis_backlog, write_timeout=config.redis_timeout

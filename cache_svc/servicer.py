@@ -55,7 +55,14 @@ def llm_request(request: cache_pb2.CompleteRequest | cache_pb2.LookupRequest) ->
     )  # fmt: skip
 
 
-def to_query(request: cache_pb2.LookupRequest | cache_pb2.CompleteRequest) -> Query:
+def deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """The caller's deadline as a `time.monotonic()` instant, None without one."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def to_query(request: cache_pb2.LookupRequest | cache_pb2.CompleteRequest,
+             context: grpc.aio.ServicerContext) -> Query:  # fmt: skip
     control = request.cache_control
     return Query(
         namespace=keys.namespace_key(request.scope),
@@ -68,6 +75,7 @@ def to_query(request: cache_pb2.LookupRequest | cache_pb2.CompleteRequest) -> Qu
         no_store=control.no_store,
         max_age=control.max_age_seconds if control.HasField("max_age_seconds") else None,
         ttl=control.ttl_seconds if control.HasField("ttl_seconds") else None,
+        deadline=deadline(context),
     )
 
 
@@ -139,7 +147,7 @@ class CacheServicer(cache_pb2_grpc.SemanticCacheServicer):
                      context: grpc.aio.ServicerContext) -> cache_pb2.LookupResponse:  # fmt: skip
         try:
             validation.check_lookup(request, self.limits)
-            query = to_query(request)
+            query = to_query(request, context)
             outcome = await self.shard.lookup(query)
         except (validation.InvalidRequestError, EntryNotFoundError) as e:
             await self._abort(context, e)
@@ -162,6 +170,7 @@ class CacheServicer(cache_pb2_grpc.SemanticCacheServicer):
             prompt=request.prompt,
             category=request.category,
             ttl=request.ttl_seconds if request.HasField("ttl_seconds") else None,
+            deadline=deadline(context),
         )
         entry, replaced = await self.shard.store_answer(query, answer_from_proto(request.answer))
         return cache_pb2.StoreResponse(
@@ -174,7 +183,7 @@ class CacheServicer(cache_pb2_grpc.SemanticCacheServicer):
     ) -> cache_pb2.CompleteResponse:
         try:
             validation.check_lookup(request, self.limits)
-            query = to_query(request)
+            query = to_query(request, context)
             outcome = await self.shard.complete(query)
         except (validation.InvalidRequestError, UpstreamError) as e:
             await self._abort(context, e)
@@ -187,7 +196,7 @@ class CacheServicer(cache_pb2_grpc.SemanticCacheServicer):
                              ) -> AsyncIterator[cache_pb2.CompleteChunk]:  # fmt: skip
         try:
             validation.check_lookup(request, self.limits)
-            query = to_query(request)
+            query = to_query(request, context)
             started = False
             done: Done | None = None
             async for event in self.shard.stream_complete(query):

@@ -55,6 +55,8 @@ class Query:
     no_store: bool = False
     max_age: float | None = None
     ttl: float | None = None
+    #: The caller's deadline, a `time.monotonic()` instant (None: no deadline).
+    deadline: float | None = None
 
     @property
     def prompt_key(self) -> str:
@@ -217,7 +219,8 @@ class Shard:
 
     async def reembed(self, budget: int) -> int:
         """Re-embeds up to `budget` stored prompts whose vectors are not of the embedders'
-        current model (in memory and in Redis), and moves each namespace's index to that
+        current model, or that have none (stored while the embedder was unavailable), in
+        memory and in Redis, and moves each namespace's index to that
         model once all its entries are, or once its old model is no longer served.
         Returns how many prompts it re-embedded."""
         now = time.monotonic()
@@ -286,7 +289,9 @@ class Shard:
         outcome.status = "miss"
         t = time.perf_counter()
         try:
-            vector = outcome.vector = await self.embedder.embed(query.prompt, ns.model)
+            vector = outcome.vector = await self.embedder.embed(
+                query.prompt, ns.model, query.deadline
+            )
         except EmbedderUnavailableError:
             outcome.degraded.append("embedder_unavailable")
             return
@@ -344,7 +349,7 @@ class Shard:
         ns = await self.namespace(query.namespace)
         if vector is None and "embedder_unavailable" not in (degraded or []):
             try:
-                vector = await self.embedder.embed(query.prompt, ns.model)
+                vector = await self.embedder.embed(query.prompt, ns.model, query.deadline)
             except EmbedderUnavailableError:
                 if degraded is not None:
                     degraded.append("embedder_unavailable")  # stored for exact matching only
@@ -586,7 +591,7 @@ class Shard:
             "namespaces": len(self._namespaces),
             "redis_state": self.store.state,
             "redis_backlog": self.store.backlog,
-            "embedder_state": "up" if self.embedder.healthy else "down",
+            "embedder_state": self.embedder.state,
             "model": self.embedder.models.target(time.monotonic()),
             "reembed_pending": self.reembed_pending(),
         }

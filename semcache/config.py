@@ -198,8 +198,15 @@ class ShardConfig(ServerConfig):
     metrics_port: int = 9110
     shard_id: str = "shard-0"
     embedder: str = "127.0.0.1:50053"
-    #: Seconds a shard waits for one embedding before degrading to exact-match only.
+    #: Seconds a shard waits for one embedding before degrading to exact-match only (at
+    #: most half of what is left of the caller's deadline).
     embedder_timeout: float = 2.0
+    #: Embedder failures in a row (errors, timeouts) that open its circuit: lookups then
+    #: degrade at once instead of waiting, ...
+    embedder_breaker_failures: int = 3
+    #: ... until a background probe, this many seconds later (doubling while it fails, up
+    #: to 16x), finds it answering again.
+    embedder_breaker_seconds: float = 1.0
     #: Vectors of this many recent texts kept, so a verbatim repeat skips the embedder;
     #: 0: none.
     vector_cache_entries: int = 4096
@@ -277,6 +284,10 @@ class ShardConfig(ServerConfig):
                      "sweep_interval_seconds", "llm_timeout"):  # fmt: skip
             _check(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
         _check(self.ring_vnodes >= 1, "ring_vnodes", f"must be >= 1, got {self.ring_vnodes}")
+        _check(self.embedder_breaker_failures >= 1, "embedder_breaker_failures",
+               f"must be >= 1, got {self.embedder_breaker_failures}")  # fmt: skip
+        _check(self.embedder_breaker_seconds > 0, "embedder_breaker_seconds",
+               f"must be > 0, got {self.embedder_breaker_seconds}")  # fmt: skip
         ttl = self.registry_ttl_seconds
         _check(ttl >= 1, "registry_ttl_seconds", f"must be >= 1 (beats every ttl / 3), got {ttl}")
         _check(self.echo_delay_ms >= 0, "echo_delay_ms", "must be >= 0")

@@ -11,7 +11,7 @@ import itertools
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -25,6 +25,8 @@ from semcache.localredis import LocalRedis
 from semcache.probe import free_port, wait_until_serving
 from semcache.v1 import cache_pb2
 from semcache.v1.cache_pb2_grpc import SemanticCacheStub
+from tests import test_shard_service as single
+from tests.conftest import eventually
 from tests.test_router import complete, mesh
 
 TOPICS = ["shipping to Iceland", "renewing a passport", "the boiling point of water",
@@ -169,6 +171,93 @@ async def test_embedder_killed_complete_still_answers_and_recovers(
                         break
                     await asyncio.sleep(0.2)
             assert again.cache.kind == cache_pb2.MATCH_KIND_SEMANTIC and not again.cache.degraded
+
+
+@contextlib.contextmanager
+def frozen(process: subprocess.Popen) -> Iterator[None]:
+    """The process stopped (SIGSTOP: alive, connections open, answering nothing), as a GC
+    or CPU stall, a full disk or a black-holed connection leaves it, until the block ends."""
+    process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGCONT)
+
+
+def lookup(tenant: str, prompt: str) -> cache_pb2.LookupRequest:
+    return cache_pb2.LookupRequest(scope=complete(tenant, "").scope, prompt=prompt)
+
+
+async def test_a_frozen_embedder_opens_the_circuit_and_lookups_stop_waiting(
+    redis_server, tenant, tmp_path
+) -> None:
+    port = free_port()
+    timeout = 1.0
+    with embedder_process(port, tmp_path / "embedder.log") as process:
+        async with single.serving(f"127.0.0.1:{port}", redis_server.url,
+                                  embedder_timeout=timeout, embedder_breaker_failures=2,
+                                  embedder_breaker_seconds=0.5) as shard:  # fmt: skip
+            stub = shard.stub
+            await stub.Complete(complete(tenant, "How do I renew my passport?"))
+            with frozen(process):
+                # Two new texts each wait the embedder's timeout, and the circuit opens ...
+                for i in range(2):
+                    waited = (await stub.Lookup(lookup(tenant, f"Where is Lima? ({i})"))).cache
+                    assert "embedder_unavailable" in waited.degraded
+                    assert waited.timings.embed_ms >= 0.9 * timeout * 1000
+                stats = await shard.admin.Stats(cache_pb2.StatsRequest())
+                assert stats.total.embedder_state == "open"
+                # ... then nothing waits for it: a new text degrades at once, an exact repeat
+                # still hits, a Complete miss goes straight to the LLM.
+                fast = (await stub.Lookup(lookup(tenant, "Where is Quito?"))).cache
+                assert "embedder_unavailable" in fast.degraded
+                assert fast.timings.embed_ms < 0.2 * timeout * 1000
+                exact = await stub.Lookup(lookup(tenant, "How do I renew my passport?"))
+                assert exact.cache.status == cache_pb2.CACHE_STATUS_HIT
+                llm = await stub.Complete(complete(tenant, "What is the capital of Peru?"))
+                assert llm.answer.text and llm.cache.timings.embed_ms < 0.2 * timeout * 1000
+            # Resumed: a background probe closes the circuit, semantic hits come back.
+            paraphrase = lookup(tenant, "How can I renew my passport?")
+
+            async def semantic_again() -> bool:
+                reply = await stub.Lookup(paraphrase)
+                return reply.cache.kind == cache_pb2.MATCH_KIND_SEMANTIC
+
+            await eventually(semantic_again, within=30)
+            stats = await shard.admin.Stats(cache_pb2.StatsRequest())
+            assert stats.total.embedder_state == "up"
+            # What was stored without a vector meanwhile is re-embedded in the background.
+            stored_while_frozen = lookup(tenant, "What's the capital of Peru?")
+
+            async def reembedded() -> bool:
+                reply = await stub.Lookup(stored_while_frozen)
+                return reply.cache.kind == cache_pb2.MATCH_KIND_SEMANTIC
+
+            await eventually(reembedded, within=30)
+
+
+async def test_a_frozen_embedder_costs_a_caller_half_its_deadline_at_most(
+    redis_server, tenant, tmp_path
+) -> None:
+    """With the circuit still closed, an embedding waits at most half of what is left of the
+    caller's deadline: the lookup answers degraded instead of running out of time."""
+    port = free_port()
+    with embedder_process(port, tmp_path / "embedder.log") as process:
+        async with single.serving(f"127.0.0.1:{port}", redis_server.url, embedder_timeout=5.0,
+                                  embedder_breaker_failures=100) as shard:  # fmt: skip
+            await shard.stub.Complete(complete(tenant, "How do I renew my passport?"))
+            with frozen(process):
+                reply = await shard.stub.Lookup(lookup(tenant, "Where is Lima?"), timeout=1.0)
+                assert "embedder_unavailable" in reply.cache.degraded
+                assert reply.cache.timings.embed_ms <= 600
+                # Through a router too: its forwarded message carries its own deadline.
+                config = RouterConfig(port=0, metrics_port=-1, grace_seconds=0,
+                                      shards=shard.address)  # fmt: skip
+                async with running_router(config) as (router, _pool), \
+                        grpc.aio.insecure_channel(router.address) as channel:  # fmt: skip
+                    routed = await SemanticCacheStub(channel).Lookup(
+                        lookup(tenant, "Where is Quito?"), timeout=1.0)  # fmt: skip
+                    assert "embedder_unavailable" in routed.cache.degraded
 
 
 @contextlib.asynccontextmanager

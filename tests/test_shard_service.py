@@ -32,6 +32,7 @@ class ShardUnderTest:
     admin: cache_pb2_grpc.AdminStub
     shard: Shard
     echo: EchoBackend
+    address: str
 
 
 @contextlib.asynccontextmanager
@@ -50,6 +51,7 @@ async def serving(
             cache_pb2_grpc.AdminStub(channel),
             shard,
             echo,
+            server.address,
         )
 
 
