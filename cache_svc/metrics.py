@@ -27,6 +27,8 @@ REDIS_BACKLOG = Gauge("semcache_redis_backlog", "Writes queued while Redis is aw
 REDIS_ERRORS = Counter("semcache_redis_errors", "Failed Redis operations.")
 REDIS_DROPPED = Counter("semcache_redis_dropped_writes", "Writes dropped: the backlog was full.")
 EMBEDDER_ERRORS = Counter("semcache_embedder_errors", "Failed embedder calls.")
+STALLS = Counter("semcache_shard_stalls", "Times the shard's process stood still long enough "
+                 "to drop its namespaces from memory (cache_svc/stall.py).")  # fmt: skip
 EMBEDDER_CIRCUIT_OPEN = Gauge("semcache_embedder_circuit_open", "1 while the embedder's circuit "
                               "is open (or probing): lookups do not wait for it.")  # fmt: skip
 EMBEDDER_CIRCUIT_OPENED = Counter("semcache_embedder_circuit_opened",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ class Namespace:
         self.key = key
         self.model = model
         self.index = NamespaceIndex(params)
+        #: When the shard put it in memory (`time.monotonic()`), hydrated or new.
+        self.loaded_at = time.monotonic()
         self._entries: dict[str, Entry] = {}
         self._by_prompt: dict[str, str] = {}  # prompt key -> entry id
         self._label_of: dict[str, int] = {}

@@ -6,6 +6,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from grpc_health.v1.health_pb2 import HealthCheckResponse
+
 from cache_svc.embedder import EmbedderClient
 from cache_svc.eviction import Capacity, make_eviction
 from cache_svc.index import IndexParams
@@ -14,6 +16,7 @@ from cache_svc.llm import EchoBackend, LLMBackend, OpenAIBackend
 from cache_svc.ownership import OwnershipWatcher
 from cache_svc.servicer import AdminServicer, CacheServicer
 from cache_svc.shard import Shard, ShardSettings
+from cache_svc.stall import StallWatch
 from cache_svc.store import WriteThroughStore
 from semcache.breaker import CircuitBreaker
 from semcache.config import ShardConfig
@@ -113,6 +116,15 @@ async def running_shard(
                 await stack.enter_async_context(
                     OwnershipWatcher(config.registry, config.shard_id, shard, config.ring_vnodes)
                 )
+            if config.stall_seconds > 0:
+
+                async def serving(ok: bool) -> None:
+                    status = HealthCheckResponse.SERVING if ok else HealthCheckResponse.NOT_SERVING
+                    await server.health.set("", status)
+
+                stalls = StallWatch(shard, config.stall_seconds, serving)
+                stalls.start()
+                stack.push_async_callback(stalls.stop)
             yield server, shard
     finally:
         await shard.aclose()

@@ -177,6 +177,7 @@ class Shard:
                 self.eviction.added(entry.id, entry.size_bytes)
             if ns.index.building:  # exact search now; the graph builds off the loop
                 self._spawn(asyncio.to_thread(ns.index.build))
+            ns.loaded_at = time.monotonic()  # after the load: a long one is no stall
             self._namespaces[key] = ns
             log.info("hydrated", extra={"namespace": key, "entries": len(ns)})
         else:  # made while Redis was down: merge what Redis had
@@ -500,19 +501,31 @@ class Shard:
 
     def release(self, owned: Callable[[str], bool]) -> int:
         """Drops from memory (never from Redis) the namespaces `owned` says are another
-        shard's now; returns how many. Skips what only this shard holds: namespaces with a
-        call in flight, and any while Redis is away (their writes may still be queued)."""
+        shard's now; returns how many (`drop_copies` says which it keeps)."""
+        copies = {key for key in self._namespaces if not owned(key)}
+        return len(copies) - len(self.drop_copies(copies))
+
+    def drop_copies(self, keys: set[str]) -> set[str]:
+        """Drops the namespaces `keys` from memory (never from Redis): they hydrate again on
+        their next call. Returns those it keeps, as only this shard may hold what is in
+        them: namespaces with a call in flight, those created while Redis was away, and all
+        while Redis is away (their writes may still be queued)."""
+        held = keys & self._namespaces.keys()
         if self.store.state != "up":
-            return 0
-        released = 0
-        for key, ns in list(self._namespaces.items()):
-            if owned(key) or key in self._unhydrated or self._flights_for(key):
+            return held
+        kept = set()
+        for key in held:
+            if key in self._unhydrated or self._flights_for(key):
+                kept.add(key)
                 continue
+            ns = self._namespaces.pop(key)
             self._forget(ns, [e.id for e in ns], "released")
-            del self._namespaces[key]
-            released += 1
         self._update_gauges()
-        return released
+        return kept
+
+    def loaded_before(self, instant: float) -> set[str]:
+        """The namespaces held in memory since before `instant` (`time.monotonic()`)."""
+        return {key for key, ns in self._namespaces.items() if ns.loaded_at < instant}
 
     def _flights_for(self, key: str) -> bool:
         return any(flight[0] == key for flight in self._flights.in_flight_keys())

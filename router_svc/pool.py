@@ -6,6 +6,12 @@ a member joins on its first passing health check; one that fails `unhealthy_afte
 in a row leaves (its namespaces fail over to the next shards, which hydrate them from Redis)
 and comes back when healthy. A call that finds its shard UNAVAILABLE counts as a failed
 check. A member that leaves the membership leaves the ring at once.
+
+A member that leaves the ring because its health checks got no answer in time (frozen: a
+stall, SIGSTOP, a black-holed connection) is *ejected*: its `ejected` event is set,
+and calls still waiting on it are taken elsewhere by the router (`Router.unary`), so a
+frozen shard costs its callers about `unhealthy_after` health checks, not their deadlines.
+One that answers NOT_SERVING (draining) leaves the ring but answers what it took.
 """
 
 from __future__ import annotations
@@ -31,6 +37,11 @@ log = logging.getLogger(__name__)
 RING_CHANGES = Counter("semcache_ring_changes", "Shards leaving or joining the ring.",
                        ["change"])  # fmt: skip
 HEALTHY_SHARDS = Gauge("semcache_ring_healthy_shards", "Shards in the ring.")
+EJECTIONS = Counter(
+    "semcache_shard_ejections",
+    "Shards taken out of the ring for failing (health checks or UNAVAILABLE); calls waiting "
+    "on them went elsewhere.",
+)
 
 
 @dataclass
@@ -46,6 +57,9 @@ class Member:
     failures: int = 0
     in_flight: int = 0
     last_error: str = field(default="")
+    #: Set while the member is out of the ring for failing (not answering health checks,
+    #: or UNAVAILABLE): calls waiting on it give up and go to the next shard.
+    ejected: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class ShardPool:
@@ -129,12 +143,16 @@ class ShardPool:
             owners.insert(0, first)
         return [self.members[m] for m in owners]
 
-    def record_failure(self, member: Member, error: str) -> None:
+    def record_failure(self, member: Member, error: str, *, silent: bool = False) -> None:
+        """A failed call or check; `silent`: the shard did not answer at all."""
         member.failures += 1
         member.last_error = error
         current = self.members.get(member.id) is member
         if current and member.healthy and member.failures >= self.unhealthy_after:
             self._set_healthy(member, False)
+        if current and not member.healthy and silent and not member.ejected.is_set():
+            member.ejected.set()
+            EJECTIONS.inc()
 
     def _record_success(self, member: Member) -> None:
         member.failures = 0
@@ -144,6 +162,7 @@ class ShardPool:
     def _set_healthy(self, member: Member, healthy: bool) -> None:
         member.healthy = healthy
         if healthy:
+            member.ejected.clear()
             self.ring.add(member.id)
         else:
             self.ring.remove(member.id)
@@ -155,18 +174,23 @@ class ShardPool:
                        "ring_size": len(self.ring)})  # fmt: skip
 
     async def check(self, member: Member) -> None:
+        silent = False
         try:
             reply = await member.health.Check(health_pb2.HealthCheckRequest(),
                                               timeout=self.health_timeout)  # fmt: skip
             serving = reply.status == health_pb2.HealthCheckResponse.SERVING
         except grpc.aio.AioRpcError as e:
+            # No answer within the timeout: frozen. (A dead or stopping shard answers
+            # UNAVAILABLE at once, and its calls end by themselves.)
+            silent = e.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             serving, member.last_error = False, e.code().name
         if self.members.get(member.id) is not member:
             return  # removed while the check ran
         if serving:
             self._record_success(member)
         else:
-            self.record_failure(member, member.last_error or "NOT_SERVING")
+            self.record_failure(member, member.last_error if silent else "NOT_SERVING",
+                                silent=silent)  # fmt: skip
 
     async def check_all(self) -> None:
         await asyncio.gather(*(self.check(m) for m in list(self.members.values())))

@@ -1,9 +1,10 @@
 """The router's `SemanticCache` and `Admin`: validate, pick the shard by namespace, forward.
 
 Calls go to the namespace's owner on the ring with the caller's remaining deadline. When
-that shard is UNAVAILABLE (down, not an upstream LLM error), the next shard in the ring's
-order takes the call and hydrates the namespace from Redis. A stream fails over only
-before its first message.
+that shard is UNAVAILABLE (down, not an upstream LLM error), or is ejected from the ring
+while the call waits on it (frozen: it stopped answering health checks), the next shard in
+the ring's order takes the call and hydrates the namespace from Redis. A stream fails over
+only before its first message.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from router_svc.link import rpc_error
 from router_svc.pool import Member, ShardPool
 from semcache import auth, keys, validation
 from semcache.metadata import UPSTREAM_ERROR
@@ -79,7 +81,7 @@ class Router:
         for member in self.pool.order(key):
             member.in_flight += 1
             try:
-                return await call(member, self._timeout(context))
+                return await _unless_ejected(member, call(member, self._timeout(context)))
             except grpc.aio.AioRpcError as e:
                 if not _is_shard_down(e):
                     await _pass_on(e, context)
@@ -89,6 +91,23 @@ class Router:
                 member.in_flight -= 1
         await context.abort(grpc.StatusCode.UNAVAILABLE, f"no shard could serve: {last}")
         raise AssertionError("unreachable")
+
+
+async def _unless_ejected(member: Member, call: Awaitable[T]) -> T:
+    """The call's result, or UNAVAILABLE as soon as the member is ejected from the ring
+    (the call is then cancelled: the shard drops it, if it ever reads it)."""
+    answer = asyncio.ensure_future(call)
+    ejected = asyncio.ensure_future(member.ejected.wait())
+    try:
+        await asyncio.wait((answer, ejected), return_when=asyncio.FIRST_COMPLETED)
+        if answer.done():
+            return answer.result()
+        raise rpc_error(grpc.StatusCode.UNAVAILABLE,
+                        f"{member.id} left the ring: {member.last_error or 'failing'}")  # fmt: skip
+    finally:
+        for task in (answer, ejected):
+            task.cancel()
+        await asyncio.gather(answer, ejected, return_exceptions=True)
 
 
 def _add_route_time(info: cache_pb2.CacheInfo, started: float) -> None:

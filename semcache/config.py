@@ -249,6 +249,12 @@ class ShardConfig(ServerConfig):
     #: The routers' `vnodes`: with a registry, the shard computes the same ring to release
     #: namespaces that membership changes gave to other shards.
     ring_vnodes: int = 150
+    #: A stall of the whole process longer than this (its clock jumps: a GC or CPU stall,
+    #: SIGSTOP), long enough for routers to eject it, makes the shard drop its namespaces
+    #: from memory (Redis keeps them), as another shard may have changed them meanwhile; 0:
+    #: off. Keep it below the routers' ejection time (2 health checks timing out: 0.85 s
+    #: at the least with their defaults).
+    stall_seconds: float = 0.75
 
     def load_policy(self) -> PolicySet:
         """The policy file's (for every model), else the shipped policies (one per model);
@@ -284,6 +290,8 @@ class ShardConfig(ServerConfig):
                      "sweep_interval_seconds", "llm_timeout"):  # fmt: skip
             _check(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
         _check(self.ring_vnodes >= 1, "ring_vnodes", f"must be >= 1, got {self.ring_vnodes}")
+        _check(self.stall_seconds >= 0, "stall_seconds", f"must be >= 0 (0: off), got "
+               f"{self.stall_seconds}")  # fmt: skip
         _check(self.embedder_breaker_failures >= 1, "embedder_breaker_failures",
                f"must be >= 1, got {self.embedder_breaker_failures}")  # fmt: skip
         _check(self.embedder_breaker_seconds > 0, "embedder_breaker_seconds",
@@ -318,10 +326,13 @@ class RouterConfig(ServerConfig):
     #: default: a spilled call reaches a shard whose copy of the namespace is a snapshot
     #: (docs/router.md), so only turn it on for namespaces that are read far more than written.
     load_factor: float = 0.0
-    health_interval_seconds: float = 1.0
-    health_timeout_seconds: float = 0.5
+    #: Shards' health is checked this often, each check waiting this long: a frozen shard
+    #: (answering nothing) leaves the ring after `unhealthy_after` failed checks, within
+    #: about a second, and calls waiting on it go to the next shard.
+    health_interval_seconds: float = 0.25
+    health_timeout_seconds: float = 0.3
     #: Consecutive failed health checks before a shard leaves the ring.
-    unhealthy_after: int = 3
+    unhealthy_after: int = 2
     #: Deadline for a forwarded call when the caller set none.
     default_timeout_seconds: float = 30.0
     #: API tokens, one `<token> <tenant>` per line (tenant `*`: operator); empty: auth off,

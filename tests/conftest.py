@@ -123,5 +123,8 @@ def shard_config(**overrides: object) -> ShardConfig:
         "metrics_port": -1,
         "grace_seconds": 0,
         "redis_timeout": 0.5,
+        # An in-process shard shares its event loop with the test, whose blocking helpers
+        # (starting a process) would read as stalls; tests/test_mesh.py freezes a real one.
+        "stall_seconds": 0,
     }
     return ShardConfig(**(settings | overrides))

@@ -3,6 +3,8 @@ with the SDK, the CLI and grpcurl; a shard killed under load; the mesh restarted
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import os
 import re
@@ -15,6 +17,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
@@ -22,6 +25,8 @@ from semcache.cli import GRPCURL
 from semcache.client import Client, SemcacheError
 from semcache.mesh import MeshPorts
 from semcache.probe import free_port, free_port_run
+from semcache.v1 import cache_pb2, cache_pb2_grpc
+from tests.conftest import eventually
 
 PARAPHRASES = [
     ("How do I renew my passport?", "How can I renew my passport?"),
@@ -244,3 +249,65 @@ def test_the_openai_front_answers_through_the_mesh(mesh, tenant) -> None:
         assert reply.json()["choices"][0]["message"]["content"].endswith("Who wrote Hamlet?")
         statuses.append(reply.headers["x-semcache"])
     assert statuses == ["miss", "hit"]
+
+
+def test_a_frozen_shard_costs_its_callers_a_failover_not_their_deadline(tmp_path, tenant) -> None:
+    """SIGSTOP one shard for 4 s under 4 closed-loop callers with 3 s deadlines: routers
+    eject it (its health checks time out) and send the calls waiting on it, and the next
+    ones, to the other shard, so no call fails. Resumed, it rejoins the ring and lets go of
+    what it held (the other shard stored entries meanwhile): every stored entry is an exact
+    hit afterwards."""
+    mesh = MeshProcess(tmp_path / "data", shards=2)
+    mesh.start()
+    try:
+        asyncio.run(_load_with_a_frozen_shard(mesh, tenant))
+    finally:
+        mesh.stop()
+
+
+async def _load_with_a_frozen_shard(mesh: MeshProcess, tenant: str) -> None:
+    tenants = [f"{tenant}-{i}" for i in range(12)]  # namespaces on both shards
+    answered: list[tuple[cache_pb2.CompleteRequest, cache_pb2.CompleteResponse]] = []
+    failures: list[str] = []
+    async with grpc.aio.insecure_channel(mesh.router) as channel:
+        cache = cache_pb2_grpc.SemanticCacheStub(channel)
+        stop = asyncio.Event()
+
+        async def caller(n: int) -> None:
+            for i in itertools.count():
+                if stop.is_set():
+                    return
+                t = tenants[(n + 4 * i) % len(tenants)]
+                request = cache_pb2.CompleteRequest(scope=cache_pb2.Scope(tenant=t),
+                                                    prompt=f"Q {n}-{i} from {t}?")  # fmt: skip
+                try:
+                    answered.append((request, await cache.Complete(request, timeout=3.0)))
+                except grpc.aio.AioRpcError as e:
+                    failures.append(f"{e.code().name}: {e.details()}")
+
+        callers = [asyncio.create_task(caller(n)) for n in range(4)]
+        await asyncio.sleep(0.5)
+        victim = mesh.pids["shard-0"]
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(4.0)
+        finally:
+            os.kill(victim, signal.SIGCONT)
+        await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.gather(*callers)
+        assert failures == [], failures[:5]
+        assert {reply.cache.shard for _, reply in answered} == {"shard-0", "shard-1"}
+
+        async def victim_back() -> bool:
+            ring = await cache_pb2_grpc.AdminStub(channel).Ring(cache_pb2.RingRequest())
+            return len(ring.members) == 2 and all(m.healthy for m in ring.members)
+
+        await eventually(victim_back, within=30)
+        await asyncio.to_thread(mesh.wait_for_line, "after a stall: dropped what was hydrated")
+        stored = [(request, reply) for request, reply in answered if reply.cache.stored]
+        assert len(stored) >= 20
+        for request, reply in stored:
+            again = await cache.Lookup(cache_pb2.LookupRequest(scope=request.scope,
+                                                               prompt=request.prompt))  # fmt: skip
+            assert again.cache.status == cache_pb2.CACHE_STATUS_HIT, (reply.cache.shard, request)
