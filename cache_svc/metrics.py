@@ -26,6 +26,8 @@ REDIS_UP = Gauge("semcache_redis_up", "1 when Redis accepts writes.")
 REDIS_BACKLOG = Gauge("semcache_redis_backlog", "Writes queued while Redis is away.")
 REDIS_ERRORS = Counter("semcache_redis_errors", "Failed Redis operations.")
 REDIS_DROPPED = Counter("semcache_redis_dropped_writes", "Writes dropped: the backlog was full.")
+REDIS_WRITTEN_BACK = Counter("semcache_redis_written_back", "Entries written to Redis again "
+                             "because it came back empty.")  # fmt: skip
 EMBEDDER_ERRORS = Counter("semcache_embedder_errors", "Failed embedder calls.")
 STALLS = Counter("semcache_shard_stalls", "Times the shard's process stood still long enough "
                  "to drop its namespaces from memory (cache_svc/stall.py).")  # fmt: skip

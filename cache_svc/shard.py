@@ -39,6 +39,8 @@ REEMBED_TICK = 0.5
 #: An idle shard asks the embedder for its current model this often (it learns it from
 #: every answer otherwise).
 MODEL_PROBE_SECONDS = 5.0
+#: How often the shard checks that Redis still has what it wrote.
+REDIS_CHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +122,9 @@ class Shard:
         self._sweeper: asyncio.Task[None] | None = None
         self.counters = {name: 0 for name in (
             "lookups", "hits", "exact_hits", "semantic_hits", "misses", "coalesced",
-            "evictions", "wrong_hits", "reembedded")}  # fmt: skip
+            "evictions", "wrong_hits", "reembedded", "redis_written_back")}  # fmt: skip
         self._reembedder = Periodic(self._reembed_step, REEMBED_TICK, "reembed")
+        self._redis_watch = Periodic(self._check_redis, REDIS_CHECK_SECONDS, "redis watch")
 
     @property
     def shard_id(self) -> str:
@@ -132,9 +135,12 @@ class Shard:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="ttl-sweeper")
         if self.settings.reembed_rate > 0:
             self._reembedder.start()
+        if self.store.state != "disabled":
+            self._redis_watch.start()
 
     async def aclose(self) -> None:
         await self._reembedder.stop()
+        await self._redis_watch.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
         for task in [*self._background, *([self._sweeper] if self._sweeper else [])]:
@@ -590,6 +596,22 @@ class Shard:
                 await self.sweep_expired()
             except Exception:
                 log.exception("ttl sweep failed")
+
+    async def _check_redis(self) -> None:
+        if await self.store.lost_writes():
+            await self.write_back()
+
+    async def write_back(self) -> int:
+        """Writes every live entry held in memory to Redis again (Redis lost them: it came
+        back empty); returns how many. Entries no shard holds are lost with Redis."""
+        now = time.time()
+        entries = [e for ns in list(self._namespaces.values()) for e in ns if not e.expired(now)]
+        log.warning("redis lost its data; writing back what this shard holds",
+                    extra={"entries": len(entries)})  # fmt: skip
+        await self.store.put_many(entries)
+        self.counters["redis_written_back"] += len(entries)
+        metrics.REDIS_WRITTEN_BACK.inc(len(entries))
+        return len(entries)
 
     def _update_gauges(self) -> None:
         metrics.ENTRIES.set(self.eviction.entries)

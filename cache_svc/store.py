@@ -17,6 +17,10 @@ that long's counts, which only rank entries for eviction.
 When Redis fails or is slow, the write is queued instead (bounded; what does not fit is
 counted as dropped, and the entry still lives in memory), the store turns "down", and a
 background task probes Redis and flushes the queue in order once it is back.
+
+A Redis that comes back empty (restarted without persistence, failed over to an empty
+replica, flushed) is noticed by a marker key each store writes (`lost_writes`): the shard
+then writes back what it holds in memory (`put_many`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections import deque
 from dataclasses import dataclass
 from typing import Literal
@@ -43,6 +48,8 @@ _LOAD_CHUNK = 1000
 MAX_CONNECTIONS = 64
 #: How often counted hits are written to Redis.
 HIT_FLUSH_SECONDS = 1.0
+#: The marker's lifetime, renewed at every check: markers of stores gone away expire.
+MARKER_SECONDS = 3600
 
 
 class StoreUnavailableError(Exception):
@@ -108,6 +115,8 @@ class WriteThroughStore:
         self._hits: dict[tuple[str, str], tuple[int, float]] = {}  # -> (count, expires)
         self._hit_writer: asyncio.Task[None] | None = None
         self.dropped = 0
+        self._marker = f"semcache:marker:{uuid.uuid4().hex}"
+        self._marked = False
 
     @property
     def backlog(self) -> int:
@@ -127,6 +136,7 @@ class WriteThroughStore:
         try:
             await self._client.ping()
             self._set_state("up")
+            await self.lost_writes()  # writes the marker
         except _FAILURES as e:
             self._set_state("down", e)
         self._flusher = asyncio.create_task(self._flush_forever(), name="redis-flusher")
@@ -156,6 +166,27 @@ class WriteThroughStore:
 
     async def put(self, entry: Entry) -> None:
         await self._submit(_Put(entry))
+
+    async def put_many(self, entries: list[Entry]) -> None:
+        """Writes the entries (again), `_LOAD_CHUNK` to a round trip."""
+        for start in range(0, len(entries), _LOAD_CHUNK):
+            chunk = entries[start : start + _LOAD_CHUNK]
+            await asyncio.shield(self._write([_Put(entry) for entry in chunk]))
+
+    async def lost_writes(self) -> bool:
+        """True when Redis lost what this store wrote since the last call that answered:
+        the marker key the store keeps there is gone (then it is written again). False
+        while Redis is away, and on the first call (which writes the marker)."""
+        if self.state != "up" or self._client is None:
+            return False
+        try:
+            if await self._client.expire(self._marker, MARKER_SECONDS):
+                return False
+            await self._client.set(self._marker, "1", ex=MARKER_SECONDS)
+        except _FAILURES:
+            return False
+        lost, self._marked = self._marked, True
+        return lost
 
     async def revector(self, entry: Entry) -> None:
         """Writes the entry's new vector and its model id (a re-embedding), nothing else."""

@@ -253,7 +253,7 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
 
 _COUNTERS = ("entries", "namespaces", "bytes", "lookups", "hits", "exact_hits", "semantic_hits",
              "misses", "coalesced", "evictions", "wrong_hits", "redis_backlog",
-             "reembed_pending", "reembedded")  # fmt: skip
+             "reembed_pending", "reembedded", "redis_written_back")  # fmt: skip
 
 
 class RouterAdminServicer(cache_pb2_grpc.AdminServicer):

@@ -253,6 +253,7 @@ class ShardStats:
     model: str
     reembed_pending: int
     reembedded: int
+    redis_written_back: int = 0
 
     @classmethod
     def from_proto(cls, message: cache_pb2.ShardStats) -> ShardStats:

@@ -173,6 +173,43 @@ async def test_embedder_killed_complete_still_answers_and_recovers(
             assert again.cache.kind == cache_pb2.MATCH_KIND_SEMANTIC and not again.cache.degraded
 
 
+async def test_a_redis_restarted_empty_gets_back_what_the_shard_holds(
+    embedder_address, tenant
+) -> None:
+    """Redis restarted without persistence (as a failover to an empty replica or a flush
+    would leave it): the shard notices its marker is gone and writes back every entry it
+    holds, so a shard started afterwards on that Redis finds them all."""
+    redis = LocalRedis(free_port())  # no data directory: nothing survives a restart
+    redis.start()
+    try:
+        async with single.serving(embedder_address, redis.url) as shard:
+            stored = [
+                await shard.stub.Complete(complete(f"{tenant}-{i % 3}", f"Question {i}?"))
+                for i in range(12)
+            ]
+            await asyncio.to_thread(redis.stop)
+            await asyncio.to_thread(redis.start)  # empty
+
+            async def all_back() -> bool:
+                async with aioredis.from_url(redis.url) as client, client.pipeline() as pipe:
+                    for reply in stored:
+                        pipe.exists(entry_key(reply.cache.namespace, reply.cache.entry_id))
+                    return all(await pipe.execute())
+
+            await eventually(all_back, within=20)
+            stats = await shard.admin.Stats(cache_pb2.StatsRequest())
+            assert stats.total.redis_written_back >= len(stored)
+        async with single.serving(embedder_address, redis.url) as fresh:
+            for i, reply in enumerate(stored):
+                scope = complete(f"{tenant}-{i % 3}", "").scope
+                again = await fresh.stub.Lookup(
+                    cache_pb2.LookupRequest(scope=scope, prompt=f"Question {i}?"))  # fmt: skip
+                assert again.cache.status == cache_pb2.CACHE_STATUS_HIT
+                assert again.cache.entry_id == reply.cache.entry_id
+    finally:
+        redis.stop()
+
+
 @contextlib.contextmanager
 def frozen(process: subprocess.Popen) -> Iterator[None]:
     """The process stopped (SIGSTOP: alive, connections open, answering nothing), as a GC
@@ -274,7 +311,7 @@ async def test_the_sdk_carries_callers_over_a_router_restart(
     async with mesh(embedder_address, redis_server.url, shards=1) as m:
         shards = ",".join(s.address for s in m["shards"])
         port = free_port()
-        async with AsyncClient(f"127.0.0.1:{port}", tenant=tenant, timeout=15, retries=8,
+        async with AsyncClient(f"127.0.0.1:{port}", tenant=tenant, timeout=15, retries=12,
                                backoff=0.05, max_backoff=0.5) as client:  # fmt: skip
             done: list[str] = []
 

@@ -328,7 +328,7 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ShardStats(_message.Message):
-    __slots__ = ("shard", "address", "reachable", "entries", "namespaces", "bytes", "lookups", "hits", "exact_hits", "semantic_hits", "misses", "coalesced", "evictions", "wrong_hits", "redis_state", "redis_backlog", "embedder_state", "model", "reembed_pending", "reembedded")
+    __slots__ = ("shard", "address", "reachable", "entries", "namespaces", "bytes", "lookups", "hits", "exact_hits", "semantic_hits", "misses", "coalesced", "evictions", "wrong_hits", "redis_state", "redis_backlog", "embedder_state", "model", "reembed_pending", "reembedded", "redis_written_back")
     SHARD_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     REACHABLE_FIELD_NUMBER: _ClassVar[int]
@@ -349,6 +349,7 @@ class ShardStats(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     REEMBED_PENDING_FIELD_NUMBER: _ClassVar[int]
     REEMBEDDED_FIELD_NUMBER: _ClassVar[int]
+    REDIS_WRITTEN_BACK_FIELD_NUMBER: _ClassVar[int]
     shard: str
     address: str
     reachable: bool
@@ -369,7 +370,8 @@ class ShardStats(_message.Message):
     model: str
     reembed_pending: int
     reembedded: int
-    def __init__(self, shard: _Optional[str] = ..., address: _Optional[str] = ..., reachable: _Optional[bool] = ..., entries: _Optional[int] = ..., namespaces: _Optional[int] = ..., bytes: _Optional[int] = ..., lookups: _Optional[int] = ..., hits: _Optional[int] = ..., exact_hits: _Optional[int] = ..., semantic_hits: _Optional[int] = ..., misses: _Optional[int] = ..., coalesced: _Optional[int] = ..., evictions: _Optional[int] = ..., wrong_hits: _Optional[int] = ..., redis_state: _Optional[str] = ..., redis_backlog: _Optional[int] = ..., embedder_state: _Optional[str] = ..., model: _Optional[str] = ..., reembed_pending: _Optional[int] = ..., reembedded: _Optional[int] = ...) -> None: ...
+    redis_written_back: int
+    def __init__(self, shard: _Optional[str] = ..., address: _Optional[str] = ..., reachable: _Optional[bool] = ..., entries: _Optional[int] = ..., namespaces: _Optional[int] = ..., bytes: _Optional[int] = ..., lookups: _Optional[int] = ..., hits: _Optional[int] = ..., exact_hits: _Optional[int] = ..., semantic_hits: _Optional[int] = ..., misses: _Optional[int] = ..., coalesced: _Optional[int] = ..., evictions: _Optional[int] = ..., wrong_hits: _Optional[int] = ..., redis_state: _Optional[str] = ..., redis_backlog: _Optional[int] = ..., embedder_state: _Optional[str] = ..., model: _Optional[str] = ..., reembed_pending: _Optional[int] = ..., reembedded: _Optional[int] = ..., redis_written_back: _Optional[int] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
     __slots__ = ("shards", "total")
