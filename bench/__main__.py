@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from bench import embed, hydrate, mesh, scale, transport, verifier
+from bench import embed, faults, hydrate, mesh, scale, transport, verifier
 
 BENCHMARKS = {
     "embed": embed.main,
+    "faults": faults.main,
     "hydrate": hydrate.main,
     "mesh": mesh.main,
     "scale": scale.main,

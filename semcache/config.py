@@ -199,8 +199,9 @@ class ShardConfig(ServerConfig):
     shard_id: str = "shard-0"
     embedder: str = "127.0.0.1:50053"
     #: Seconds a shard waits for one embedding before degrading to exact-match only (at
-    #: most half of what is left of the caller's deadline).
-    embedder_timeout: float = 2.0
+    #: most half of what is left of the caller's deadline). An embedding takes milliseconds
+    #: (tens under load); a wait this long means the embedder is stuck.
+    embedder_timeout: float = 0.5
     #: Embedder failures in a row (errors, timeouts) that open its circuit: lookups then
     #: degrade at once instead of waiting, ...
     embedder_breaker_failures: int = 3
