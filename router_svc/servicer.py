@@ -183,13 +183,23 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
         for member in self.router.pool.order(keys.namespace_key(request.scope)):
             member.in_flight += 1
             sent = False
+            call: grpc.aio.UnaryStreamCall | None = None
             try:
                 call = member.cache.StreamComplete(request, timeout=self.router._timeout(context))
-                async for chunk in call:
-                    sent = True
+                chunks = aiter(call)
+                # Until the first message the stream can still go elsewhere: not if the
+                # shard froze (ejected) meanwhile.
+                first = await _unless_ejected(member, anext(chunks, None))
+                if first is None:
+                    return
+                sent = True
+                yield first
+                async for chunk in chunks:
                     yield chunk
                 return
             except grpc.aio.AioRpcError as e:
+                if call is not None:
+                    call.cancel()  # ended already, or left behind on an ejected shard
                 if sent or not _is_shard_down(e):
                     await _pass_on(e, context)
                 self.router.pool.record_failure(member, e.code().name)
