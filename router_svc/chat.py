@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from semcache import keys
 from semcache.v1 import cache_pb2
 from semcache.validation import RequestLimits
 
@@ -97,12 +98,8 @@ def _params(body: dict[str, Any]) -> cache_pb2.GenerationParams:
     # keys the scope too, as canonical JSON.
     for name, value in body.items():
         if name not in _NOT_ANSWER and value is not None:
-            params.extra[name] = json.dumps(value, sort_keys=True, separators=(",", ":"))
+            params.extra[name] = keys.canonical_json(value)
     return params
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _unsupported(body: dict[str, Any]) -> None:
@@ -167,7 +164,7 @@ def parse(body: Any, tenant: str, *, no_cache: bool = False, no_store: bool = Fa
     # Each earlier turn keyed by the whole message (name, tool calls, tool_call_id, ...):
     # two conversations share an answer only if every turn is the same.
     history = [cache_pb2.Turn(role=role, content=text if set(m) <= {"role", "content"}
-                              else _canonical(m))
+                              else keys.canonical_json(m))
                for role, text, m in earlier]  # fmt: skip
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
@@ -177,7 +174,7 @@ def parse(body: Any, tenant: str, *, no_cache: bool = False, no_store: bool = Fa
         raise ChatRequestError("stream_options must be an object", "stream_options")
     params = _params(body)
     if extra := {k: v for k, v in last.items() if k not in ("role", "content")}:
-        params.extra["last_message"] = _canonical(extra)  # e.g. the user's name
+        params.extra["last_message"] = keys.canonical_json(extra)  # e.g. the user's name
     scope = cache_pb2.Scope(tenant=tenant, model=model, system_prompt="\n\n".join(system),
                             params=params, history=history)  # fmt: skip
     if not prompt.strip():

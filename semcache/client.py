@@ -33,7 +33,6 @@ import asyncio
 import dataclasses
 import functools
 import inspect
-import json
 import random
 import threading
 import time
@@ -43,6 +42,7 @@ from typing import Any, Concatenate, ParamSpec, Self, TypedDict, TypeVar, Unpack
 
 import grpc
 
+from semcache import keys
 from semcache.metadata import UPSTREAM_ERROR
 from semcache.server import CHANNEL_OPTIONS
 from semcache.v1 import cache_pb2, cache_pb2_grpc
@@ -358,8 +358,9 @@ class ScopeArgs(TypedDict, total=False):
     `history` holds the turns before the prompt, oldest first, as (role, content) pairs or
     {"role": ..., "content": ...} dicts. `params` holds the answer-changing generation
     parameters: temperature, top_p, max_tokens, seed, stop (a string or a list),
-    presence_penalty, frequency_penalty, and `extra` for any other (a dict; values that are
-    not strings are sent as canonical JSON).
+    presence_penalty, frequency_penalty, and `extra` for any other (a dict: each value is
+    keyed as canonical JSON, strings included, as the OpenAI front keys the same request's
+    other fields: `{"reasoning_effort": "high", "response_format": {...}}`).
     """
 
     tenant: str
@@ -369,34 +370,20 @@ class ScopeArgs(TypedDict, total=False):
     params: Mapping[str, Any]
 
 
-_NUMERIC_PARAMS = (
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-)
-
-
 def _params(params: Mapping[str, Any]) -> cache_pb2.GenerationParams:
-    unknown = sorted(set(params) - {*_NUMERIC_PARAMS, "stop", "extra"})
+    unknown = sorted(set(params) - {*keys.OPTIONAL_PARAMS, "stop", "extra"})
     if unknown:
         raise ValueError(
             f"params: unknown {', '.join(unknown)}; put other answer-changing "
             "parameters under 'extra'"
         )
     message = cache_pb2.GenerationParams(
-        **{name: params[name] for name in _NUMERIC_PARAMS if params.get(name) is not None}
+        **{name: params[name] for name in keys.OPTIONAL_PARAMS if params.get(name) is not None}
     )
     stop = params.get("stop") or ()
     message.stop.extend([stop] if isinstance(stop, str) else stop)
     for key, value in (params.get("extra") or {}).items():
-        message.extra[key] = (
-            value
-            if isinstance(value, str)
-            else json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        )
+        message.extra[key] = keys.canonical_json(value)  # as the OpenAI front keys it
     return message
 
 

@@ -20,18 +20,30 @@ from semcache.v1 import cache_pb2
 DEFAULT_TENANT = "default"
 KEY_HEX_CHARS = 32  # 128-bit keys
 _ENTRY_ID = re.compile(r"^([0-9a-f]{32})\.([0-9a-f]{16})$")
-_OPTIONAL_PARAMS = (
-    "temperature", "top_p", "max_tokens", "seed", "presence_penalty", "frequency_penalty",
-)  # fmt: skip
+#: The generation parameters with a field of their own that may be unset (temperature,
+#: top_p, ...), from the proto itself.
+OPTIONAL_PARAMS = tuple(
+    f.name
+    for f in cache_pb2.GenerationParams.DESCRIPTOR.fields
+    if f.has_presence and f.message_type is None
+)
 
 
 def tenant_of(scope: cache_pb2.Scope) -> str:
     return scope.tenant or DEFAULT_TENANT
 
 
+def canonical_json(value: Any) -> str:
+    """The one canonical JSON text of a value: keys sorted, no spaces, UTF-8 as is. How
+    every client keys a generation parameter without a field of its own
+    (`GenerationParams.extra`: a string too, so "high" is `"high"` and 1 differs from "1"),
+    and how the OpenAI front keys a turn's other fields."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _canonical_params(params: cache_pb2.GenerationParams) -> dict[str, Any]:
     canonical: dict[str, Any] = {
-        name: getattr(params, name) for name in _OPTIONAL_PARAMS if params.HasField(name)
+        name: getattr(params, name) for name in OPTIONAL_PARAMS if params.HasField(name)
     }
     if params.stop:
         canonical["stop"] = list(params.stop)
@@ -54,8 +66,7 @@ def namespace_key(scope: cache_pb2.Scope) -> str:
         "params": _canonical_params(scope.params),
         "history": [[turn.role, turn.content] for turn in scope.history],
     }
-    return _digest(json.dumps(canonical, sort_keys=True, separators=(",", ":"),
-                              ensure_ascii=False))  # fmt: skip
+    return _digest(canonical_json(canonical))
 
 
 def normalize_prompt(prompt: str) -> str:

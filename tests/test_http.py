@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import httpx
 import openai
 import pytest
@@ -15,7 +16,9 @@ from cache_svc.llm import OpenAIBackend
 from cache_svc.service import running_shard
 from router_svc.http import running_http_front
 from router_svc.service import running_router
+from semcache.client import AsyncClient
 from semcache.config import RouterConfig
+from semcache.v1 import cache_pb2, cache_pb2_grpc
 from tests.conftest import shard_config
 from tests.fake_openai import Behaviour, FakeOpenAI
 
@@ -27,6 +30,15 @@ PARAPHRASE = "How can I renew my passport?"
 async def front(embedder_address: str, redis_url: str, upstream: FakeOpenAI,
                 tokens_file: Path | None = None) -> AsyncIterator[str]:  # fmt: skip
     """Shard (openai backend -> the fake upstream), router, HTTP front; yields its base URL."""
+    async with router_and_front(embedder_address, redis_url, upstream, tokens_file) as (_, url):
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def router_and_front(
+    embedder_address: str, redis_url: str, upstream: FakeOpenAI, tokens_file: Path | None = None
+) -> AsyncIterator[tuple[str, str]]:
+    """As `front`; yields the router's address too."""
     async with contextlib.AsyncExitStack() as stack:
         shard, _ = await stack.enter_async_context(running_shard(
             shard_config(embedder=embedder_address, redis=redis_url, llm="openai"),
@@ -36,7 +48,7 @@ async def front(embedder_address: str, redis_url: str, upstream: FakeOpenAI,
             health_interval_seconds=0.1, tokens_file=tokens_file)))  # fmt: skip
         port = await stack.enter_async_context(running_http_front(
             router.address, auth=tokens_file is not None, models=["gpt-test"]))  # fmt: skip
-        yield f"http://127.0.0.1:{port}/v1"
+        yield router.address, f"http://127.0.0.1:{port}/v1"
 
 
 @pytest.fixture
@@ -212,3 +224,41 @@ async def test_parts_cache_controls_and_non_text_bypass(
         skipped = await http.post("/chat/completions", json=fresh,
                                   headers={"Cache-Control": "no-cache"})  # fmt: skip
         assert skipped.headers["x-semcache"] == "bypass"
+
+
+async def test_one_request_is_one_namespace_through_the_sdk_the_front_and_raw_grpc(
+    embedder_address, redis_server, upstream, tenant
+) -> None:
+    """Model, system prompt, history and parameters (a number, a string and an object
+    among them) stored through the SDK are found through the OpenAI front and by a raw gRPC
+    call that follows the proto's comments (`extra` values as canonical JSON)."""
+    system, history = "You are terse.", [("user", "Hi"), ("assistant", "Hello! Ünïcode.")]
+    extra = {"reasoning_effort": "high", "response_format": {"type": "json_object"}}
+    async with router_and_front(embedder_address, redis_server.url, upstream) as (router, url):
+        async with AsyncClient(router, tenant=tenant) as cache:
+            stored = await cache.complete(QUESTION, model="gpt-test", system=system,
+                                          history=history,
+                                          params={"temperature": 0.2, "extra": extra})  # fmt: skip
+        assert not stored.hit
+        body = {"model": "gpt-test", "temperature": 0.2, **extra, "messages": [
+            {"role": "system", "content": system},
+            *({"role": role, "content": text} for role, text in history),
+            {"role": "user", "content": QUESTION}]}  # fmt: skip
+        async with httpx.AsyncClient(timeout=30) as http:
+            reply = await http.post(f"{url}/chat/completions", json=body,
+                                    headers={"X-Tenant-ID": tenant})  # fmt: skip
+        assert reply.status_code == 200, reply.text
+        assert reply.headers["x-semcache"] == "hit"
+        assert reply.headers["x-semcache-entry"] == stored.cache.entry_id
+        params = cache_pb2.GenerationParams(
+            temperature=0.2, extra={"reasoning_effort": '"high"',
+                                    "response_format": '{"type":"json_object"}'})  # fmt: skip
+        turns = [cache_pb2.Turn(role=role, content=text) for role, text in history]
+        scope = cache_pb2.Scope(tenant=tenant, model="gpt-test", system_prompt=system,
+                                params=params, history=turns)  # fmt: skip
+        async with grpc.aio.insecure_channel(router) as channel:
+            raw = await cache_pb2_grpc.SemanticCacheStub(channel).Lookup(
+                cache_pb2.LookupRequest(scope=scope, prompt=QUESTION)
+            )
+        assert raw.cache.kind == cache_pb2.MATCH_KIND_EXACT
+        assert raw.cache.namespace == stored.cache.namespace
