@@ -23,8 +23,6 @@ _STATUS = {"hit": cache_pb2.CACHE_STATUS_HIT, "miss": cache_pb2.CACHE_STATUS_MIS
            "bypass": cache_pb2.CACHE_STATUS_BYPASS}  # fmt: skip
 _KIND = {"exact": cache_pb2.MATCH_KIND_EXACT, "semantic": cache_pb2.MATCH_KIND_SEMANTIC,
          "": cache_pb2.MATCH_KIND_UNSPECIFIED}  # fmt: skip
-_OPTIONAL_PARAMS = ("temperature", "top_p", "max_tokens", "seed", "presence_penalty",
-                    "frequency_penalty")  # fmt: skip
 
 
 def upstream_status(status: int) -> grpc.StatusCode:
@@ -39,7 +37,7 @@ def upstream_status(status: int) -> grpc.StatusCode:
 
 def llm_request(request: cache_pb2.CompleteRequest | cache_pb2.LookupRequest) -> LLMRequest:
     scope, params = request.scope, request.scope.params
-    options: dict[str, object] = {n: getattr(params, n) for n in _OPTIONAL_PARAMS
+    options: dict[str, object] = {n: getattr(params, n) for n in keys.OPTIONAL_PARAMS
                                   if params.HasField(n)}  # fmt: skip
     if params.stop:
         options["stop"] = list(params.stop)

@@ -20,14 +20,11 @@ from semcache import keys
 from semcache.v1 import cache_pb2
 from semcache.validation import RequestLimits
 
-#: Parameters with a field of their own in GenerationParams.
-_NUMBERS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
-#: Request fields that never change the answer (or have a field of their own), so they stay
-#: out of `extra`.
+#: Request fields that never change the answer, or have a field of their own (the
+#: GenerationParams fields; max_completion_tokens is max_tokens), so they stay out of `extra`.
 _NOT_ANSWER = {"model", "messages", "stream", "stream_options", "user", "metadata", "store",
-               "temperature", "top_p", "presence_penalty", "frequency_penalty", "seed",
-               "max_tokens", "max_completion_tokens", "stop", "service_tier",
-               "prompt_cache_key", "safety_identifier"}  # fmt: skip
+               "max_completion_tokens", "stop", "service_tier", "prompt_cache_key",
+               "safety_identifier", *keys.OPTIONAL_PARAMS}  # fmt: skip
 #: The cache keeps one text answer per prompt: requests whose answer is something else
 #: (tool calls, several choices, log probabilities, audio) are refused, not half-served.
 _LIMITS = RequestLimits()
@@ -73,7 +70,7 @@ def _text(content: Any, where: str) -> tuple[str, bool]:
 
 def _params(body: dict[str, Any]) -> cache_pb2.GenerationParams:
     params = cache_pb2.GenerationParams()
-    for name in _NUMBERS:
+    for name in keys.FLOAT_PARAMS:
         value = body.get(name)
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, int | float):

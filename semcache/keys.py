@@ -27,6 +27,12 @@ OPTIONAL_PARAMS = tuple(
     for f in cache_pb2.GenerationParams.DESCRIPTOR.fields
     if f.has_presence and f.message_type is None
 )
+#: Those of them that are real numbers (temperature, top_p, the penalties).
+FLOAT_PARAMS = tuple(
+    f.name
+    for f in cache_pb2.GenerationParams.DESCRIPTOR.fields
+    if f.name in OPTIONAL_PARAMS and f.cpp_type == f.CPPTYPE_DOUBLE
+)
 
 
 def tenant_of(scope: cache_pb2.Scope) -> str:

@@ -64,7 +64,7 @@ def check_scope(scope: cache_pb2.Scope, limits: RequestLimits) -> None:
         raise InvalidRequestError(f"scope.history: {history_bytes} bytes, "
                              f"limit {limits.max_history_bytes}")  # fmt: skip
     params = scope.params
-    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+    for name in keys.FLOAT_PARAMS:
         if params.HasField(name) and not math.isfinite(getattr(params, name)):
             raise InvalidRequestError(f"scope.params.{name}: must be a finite number")
     params_bytes = sum(_size(s) for s in params.stop) + sum(
