@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from semcache import keys
+from semcache import keys, validation
 from semcache.v1 import cache_pb2
 from semcache.validation import RequestLimits
 
@@ -115,14 +115,11 @@ def _unsupported(body: dict[str, Any]) -> None:
 
 
 def _over_limits(scope: cache_pb2.Scope, prompt: str) -> bool:
-    history = sum(len(t.role.encode()) + len(t.content.encode()) for t in scope.history)
-    params = sum(len(k.encode()) + len(v.encode()) for k, v in scope.params.extra.items())
-    return (len(prompt.encode()) > _LIMITS.max_prompt_bytes
-            or len(scope.system_prompt.encode()) > _LIMITS.max_system_prompt_bytes
-            or len(scope.history) > _LIMITS.max_history_turns
-            or history > _LIMITS.max_history_bytes
-            or params + sum(len(s.encode()) for s in scope.params.stop) > _LIMITS.max_params_bytes
-            or len(scope.model.encode()) > _LIMITS.max_name_bytes)  # fmt: skip
+    try:
+        validation.check_sizes(scope, prompt, _LIMITS)
+    except validation.InvalidRequestError:
+        return True
+    return False
 
 
 def parse(body: Any, tenant: str, *, no_cache: bool = False, no_store: bool = False) -> ChatCall:

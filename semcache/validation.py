@@ -44,12 +44,37 @@ def _check_name(field: str, value: str, limits: RequestLimits) -> None:
 def check_prompt(prompt: str, limits: RequestLimits) -> None:
     if not prompt.strip():
         raise InvalidRequestError("prompt: empty; the last user turn is required")
+    _check_prompt_size(prompt, limits)
+
+
+def _check_prompt_size(prompt: str, limits: RequestLimits) -> None:
     if _size(prompt) > limits.max_prompt_bytes:
         raise InvalidRequestError(f"prompt: {_size(prompt)} bytes, limit {limits.max_prompt_bytes}")
 
 
+def check_sizes(scope: cache_pb2.Scope, prompt: str, limits: RequestLimits) -> None:
+    """The size limits alone: what a front can route around (straight upstream) instead of
+    refusing."""
+    _check_prompt_size(prompt, limits)
+    _check_scope_sizes(scope, limits)
+
+
 def check_scope(scope: cache_pb2.Scope, limits: RequestLimits) -> None:
     _check_name("scope.tenant", scope.tenant, limits)
+    _check_scope_sizes(scope, limits)
+    params = scope.params
+    for name in keys.FLOAT_PARAMS:
+        if params.HasField(name) and not math.isfinite(getattr(params, name)):
+            raise InvalidRequestError(f"scope.params.{name}: must be a finite number")
+    if params.HasField("temperature") and params.temperature < 0:
+        raise InvalidRequestError(
+            f"scope.params.temperature: must be >= 0, got {params.temperature}"
+        )
+    if params.HasField("top_p") and not 0 <= params.top_p <= 1:
+        raise InvalidRequestError(f"scope.params.top_p: must be in [0, 1], got {params.top_p}")
+
+
+def _check_scope_sizes(scope: cache_pb2.Scope, limits: RequestLimits) -> None:
     if _size(scope.model) > limits.max_name_bytes:
         raise InvalidRequestError(f"scope.model: {_size(scope.model)} bytes, "
                              f"limit {limits.max_name_bytes}")  # fmt: skip
@@ -64,9 +89,6 @@ def check_scope(scope: cache_pb2.Scope, limits: RequestLimits) -> None:
         raise InvalidRequestError(f"scope.history: {history_bytes} bytes, "
                              f"limit {limits.max_history_bytes}")  # fmt: skip
     params = scope.params
-    for name in keys.FLOAT_PARAMS:
-        if params.HasField(name) and not math.isfinite(getattr(params, name)):
-            raise InvalidRequestError(f"scope.params.{name}: must be a finite number")
     params_bytes = sum(_size(s) for s in params.stop) + sum(
         _size(k) + _size(v) for k, v in params.extra.items()
     )
@@ -75,12 +97,6 @@ def check_scope(scope: cache_pb2.Scope, limits: RequestLimits) -> None:
             f"scope.params: stop and extra are {params_bytes} bytes, "
             f"limit {limits.max_params_bytes}"
         )
-    if params.HasField("temperature") and params.temperature < 0:
-        raise InvalidRequestError(
-            f"scope.params.temperature: must be >= 0, got {params.temperature}"
-        )
-    if params.HasField("top_p") and not 0 <= params.top_p <= 1:
-        raise InvalidRequestError(f"scope.params.top_p: must be in [0, 1], got {params.top_p}")
 
 
 def _json_value(field: str, text: str) -> object:

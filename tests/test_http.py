@@ -14,11 +14,13 @@ import pytest
 
 from cache_svc.llm import OpenAIBackend
 from cache_svc.service import running_shard
+from router_svc import chat
 from router_svc.http import running_http_front
 from router_svc.service import running_router
 from semcache.client import AsyncClient
 from semcache.config import RouterConfig
 from semcache.v1 import cache_pb2, cache_pb2_grpc
+from semcache.validation import RequestLimits
 from tests.conftest import shard_config
 from tests.fake_openai import Behaviour, FakeOpenAI
 
@@ -262,3 +264,15 @@ async def test_one_request_is_one_namespace_through_the_sdk_the_front_and_raw_gr
             )
         assert raw.cache.kind == cache_pb2.MATCH_KIND_EXACT
         assert raw.cache.namespace == stored.cache.namespace
+
+
+def test_a_request_beyond_the_cache_limits_goes_upstream_as_sent() -> None:
+    """Too big to key (the same limits the router enforces on gRPC callers): bypassed, not
+    refused."""
+    small = {"model": "gpt-test", "messages": messages(QUESTION)}
+    assert not chat.parse(small, "t").bypass
+    limits = RequestLimits()
+    for big in (messages(QUESTION, system="x" * (limits.max_system_prompt_bytes + 1)),
+                messages("y" * (limits.max_prompt_bytes + 1))):  # fmt: skip
+        call = chat.parse({"model": "gpt-test", "messages": big}, "t")
+        assert call.bypass and call.request.cache_control.no_store
