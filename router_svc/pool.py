@@ -27,7 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import Counter, Gauge
 
 from router_svc.link import ShardLink
-from router_svc.ring import HashRing
+from semcache.ring import HashRing
 from semcache.server import CHANNEL_OPTIONS
 from semcache.tls import TlsFiles, open_channel
 from semcache.v1 import cache_pb2_grpc

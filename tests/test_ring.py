@@ -8,7 +8,7 @@ import sys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router_svc.ring import HashRing
+from semcache.ring import HashRing
 
 KEYS = [f"namespace-{i}" for i in range(20_000)]
 members = st.lists(st.from_regex(r"shard-[a-z0-9]{1,8}", fullmatch=True), min_size=1,
@@ -26,7 +26,7 @@ def test_owners_do_not_depend_on_insertion_order(members, order_seed) -> None:
 
 def test_owners_are_the_same_in_another_process() -> None:
     code = (
-        "from router_svc.ring import HashRing; r = HashRing(['a', 'b', 'c']); "
+        "from semcache.ring import HashRing; r = HashRing(['a', 'b', 'c']); "
         "print([r.owner(f'k{i}') for i in range(50)])"
     )
     outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
