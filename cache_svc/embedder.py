@@ -67,7 +67,7 @@ class EmbedderClient:
     texts from all its requests anyway.
     """
 
-    def __init__(self, address: str, timeout: float = 2.0, tls: TlsFiles | None = None,
+    def __init__(self, address: str, timeout: float = 0.5, tls: TlsFiles | None = None,
                  cache_entries: int = 4096,
                  stream_seconds: float = STREAM_MAX_AGE_SECONDS,
                  breaker: CircuitBreaker | None = None) -> None:  # fmt: skip

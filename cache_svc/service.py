@@ -116,7 +116,7 @@ async def running_shard(
                 await stack.enter_async_context(
                     OwnershipWatcher(config.registry, config.shard_id, shard, config.ring_vnodes)
                 )
-            if config.stall_seconds > 0:
+            if config.stall_seconds > 0 and config.redis is not None:  # memory-only: no copies
 
                 async def serving(ok: bool) -> None:
                     status = HealthCheckResponse.SERVING if ok else HealthCheckResponse.NOT_SERVING

@@ -39,8 +39,8 @@ RING_CHANGES = Counter("semcache_ring_changes", "Shards leaving or joining the r
 HEALTHY_SHARDS = Gauge("semcache_ring_healthy_shards", "Shards in the ring.")
 EJECTIONS = Counter(
     "semcache_shard_ejections",
-    "Shards taken out of the ring for failing (health checks or UNAVAILABLE); calls waiting "
-    "on them went elsewhere.",
+    "Shards taken out of the ring because their health checks timed out (frozen); calls "
+    "waiting on them went elsewhere.",
 )
 
 
@@ -57,8 +57,8 @@ class Member:
     failures: int = 0
     in_flight: int = 0
     last_error: str = field(default="")
-    #: Set while the member is out of the ring for failing (not answering health checks,
-    #: or UNAVAILABLE): calls waiting on it give up and go to the next shard.
+    #: Set while the member is out of the ring because its health checks timed out
+    #: (frozen): calls waiting on it give up and go to the next shard.
     ejected: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -174,7 +174,7 @@ class ShardPool:
                        "ring_size": len(self.ring)})  # fmt: skip
 
     async def check(self, member: Member) -> None:
-        silent = False
+        silent, error = False, "NOT_SERVING"
         try:
             reply = await member.health.Check(health_pb2.HealthCheckRequest(),
                                               timeout=self.health_timeout)  # fmt: skip
@@ -183,14 +183,13 @@ class ShardPool:
             # No answer within the timeout: frozen. (A dead or stopping shard answers
             # UNAVAILABLE at once, and its calls end by themselves.)
             silent = e.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-            serving, member.last_error = False, e.code().name
+            serving, error = False, e.code().name
         if self.members.get(member.id) is not member:
             return  # removed while the check ran
         if serving:
             self._record_success(member)
         else:
-            self.record_failure(member, member.last_error if silent else "NOT_SERVING",
-                                silent=silent)  # fmt: skip
+            self.record_failure(member, error, silent=silent)
 
     async def check_all(self) -> None:
         await asyncio.gather(*(self.check(m) for m in list(self.members.values())))
