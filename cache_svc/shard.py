@@ -119,12 +119,12 @@ class Shard:
         self._hydrations: SingleFlight[str, Namespace] = SingleFlight()
         self._flights: SingleFlight[tuple[str, str], Answer] = SingleFlight()
         self._background: set[asyncio.Task[object]] = set()
-        self._sweeper: asyncio.Task[None] | None = None
         self.counters = {name: 0 for name in (
             "lookups", "hits", "exact_hits", "semantic_hits", "misses", "coalesced",
             "evictions", "wrong_hits", "reembedded", "redis_written_back")}  # fmt: skip
         self._reembedder = Periodic(self._reembed_step, REEMBED_TICK, "reembed")
         self._redis_watch = Periodic(self._check_redis, REDIS_CHECK_SECONDS, "redis watch")
+        self._sweeper = Periodic(self.sweep_expired, settings.sweep_interval, "ttl sweep")
 
     @property
     def shard_id(self) -> str:
@@ -132,7 +132,7 @@ class Shard:
 
     async def start(self) -> None:
         await self.store.start()
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="ttl-sweeper")
+        self._sweeper.start()
         if self.settings.reembed_rate > 0:
             self._reembedder.start()
         if self.store.state != "disabled":
@@ -141,9 +141,8 @@ class Shard:
     async def aclose(self) -> None:
         await self._reembedder.stop()
         await self._redis_watch.stop()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        for task in [*self._background, *([self._sweeper] if self._sweeper else [])]:
+        await self._sweeper.stop()
+        for task in self._background:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.store.aclose()
@@ -588,14 +587,6 @@ class Shard:
             if expired := ns.expired(now):
                 swept += await self._remove(ns, expired, "ttl")
         return swept
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.sweep_interval)
-            try:
-                await self.sweep_expired()
-            except Exception:
-                log.exception("ttl sweep failed")
 
     async def _check_redis(self) -> None:
         if await self.store.lost_writes():

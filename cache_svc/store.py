@@ -38,6 +38,7 @@ from redis.exceptions import RedisError
 
 from cache_svc import metrics
 from cache_svc.entry import Entry
+from semcache.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class WriteThroughStore:
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._hits: dict[tuple[str, str], tuple[int, float]] = {}  # -> (count, expires)
-        self._hit_writer: asyncio.Task[None] | None = None
+        self._hit_writer = Periodic(self.write_hits, HIT_FLUSH_SECONDS, "hit writer")
         self.dropped = 0
         self._marker = f"semcache:marker:{uuid.uuid4().hex}"
         self._marked = False
@@ -140,13 +141,13 @@ class WriteThroughStore:
         except _FAILURES as e:
             self._set_state("down", e)
         self._flusher = asyncio.create_task(self._flush_forever(), name="redis-flusher")
-        self._hit_writer = asyncio.create_task(self._write_hits_forever(), name="hit-writer")
+        self._hit_writer.start()
 
     async def aclose(self) -> None:
-        for task in (self._flusher, self._hit_writer):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await self._hit_writer.stop()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
         if self._client is not None:
             self._backlog.extend(self._take_hits())
             with contextlib.suppress(*_FAILURES):
@@ -244,11 +245,6 @@ class WriteThroughStore:
         the writes that matter."""
         if self._hits and self.state == "up" and not self._backlog:
             await self._write(self._take_hits())
-
-    async def _write_hits_forever(self) -> None:
-        while True:
-            await asyncio.sleep(HIT_FLUSH_SECONDS)
-            await self.write_hits()
 
     async def _apply(self, ops: list[_Op]) -> None:
         assert self._client is not None

@@ -17,7 +17,6 @@ One that answers NOT_SERVING (draining) leaves the ring but answers what it took
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import Counter, Gauge
 
 from router_svc.link import ShardLink
+from semcache.periodic import Periodic
 from semcache.ring import HashRing
 from semcache.server import CHANNEL_OPTIONS
 from semcache.tls import TlsFiles, open_channel
@@ -76,17 +76,14 @@ class ShardPool:
         self.members: dict[str, Member] = {}
         self.ring = HashRing((), vnodes)
         HEALTHY_SHARDS.set(0)
-        self._checker: asyncio.Task[None] | None = None
+        self._checker = Periodic(self.check_all, health_interval, "shard health")
         self._closing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._checker = asyncio.create_task(self._check_forever(), name="shard-health")
+        self._checker.start()
 
     async def aclose(self) -> None:
-        if self._checker is not None:
-            self._checker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checker
+        await self._checker.stop()
         for task in self._closing:
             task.cancel()
         await asyncio.gather(*self._closing, return_exceptions=True)
@@ -193,8 +190,3 @@ class ShardPool:
 
     async def check_all(self) -> None:
         await asyncio.gather(*(self.check(m) for m in list(self.members.values())))
-
-    async def _check_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.health_interval)
-            await self.check_all()
