@@ -118,7 +118,7 @@ class CacheServicer(cache_pb2_grpc.SemanticCacheServicer):
             shard=self.shard.shard_id, namespace=namespace, category=outcome.category,
             coalesced=outcome.coalesced, stored=outcome.stored,
             age_seconds=max(0.0, age),
-            degraded=outcome.degraded, guard=outcome.guard,
+            degraded=outcome.degraded, guard=decision.guard if decision else "",
             timings=cache_pb2.Timings(**{f"{k}_ms": 1000 * v for k, v in t.items()}),
             # proto3 optionals: None leaves them absent.
             runner_up_similarity=outcome.runner_up,

@@ -72,7 +72,6 @@ class Outcome:
     similarity: float = 0.0
     threshold: float = 0.0
     category: str = ""
-    guard: str = ""  # the guard that vetoed the nearest candidate
     runner_up: float | None = None  # the next-nearest candidate's similarity
     decision: Decision | None = None  # the policy's, when a candidate reached it
     entry: Entry | None = None  # matched (hit) or stored (miss)
@@ -318,7 +317,7 @@ class Shard:
             query.prompt, best.entry.prompt, best.similarity, second=outcome.runner_up,
             category=outcome.category, tenant=query.tenant, min_similarity=query.min_similarity,
         )  # fmt: skip
-        outcome.guard, outcome.threshold = decision.guard, decision.threshold
+        outcome.threshold = decision.threshold
         if decision.hit and self._fresh(best.entry, query, now):
             self._hit(outcome, best.entry, "semantic", best.similarity)
 
