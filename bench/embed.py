@@ -55,11 +55,17 @@ _SIMD_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx
 def machine() -> dict[str, object]:
     """The CPU model and its SIMD flags: figures compare only within one machine."""
     info = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
-               platform.processor())  # fmt: skip
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
+        platform.processor(),
+    )
     flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
-    return {"cpu": cpu, "simd": [f for f in _SIMD_FLAGS if f in flags],
-            "cores": os.cpu_count(), "python": platform.python_version()}  # fmt: skip
+    return {
+        "cpu": cpu,
+        "simd": [f for f in _SIMD_FLAGS if f in flags],
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+    }
 
 
 def _closed_loop(
@@ -119,8 +125,10 @@ def bench_raw(texts: list[str]) -> dict[str, float]:
         )
         results[f"2 callers x 1 thread, batch {batch}, split by length"] = _closed_loop(
             lambda chunk: run_in_groups(one_thread, one_thread.tokenize(chunk)),
-            texts, batch, threads=2,
-        )  # fmt: skip
+            texts,
+            batch,
+            threads=2,
+        )
         results[f"1 caller x 2 threads, batch {batch}"] = _closed_loop(
             two_threads.embed, texts, batch, threads=1
         )
@@ -221,9 +229,18 @@ def bench_service(texts: list[str]) -> tuple[dict[str, dict[str, float]], float]
     """Throughput and latency of the embedder process under load, and its peak memory."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "embed_svc", "--port", str(port), "--metrics-port", "-1",
-         "--log-level", "WARNING"],
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "embed_svc",
+            "--port",
+            str(port),
+            "--metrics-port",
+            "-1",
+            "--log-level",
+            "WARNING",
+        ],
+    )
     try:
         wait_until_serving(f"127.0.0.1:{port}", process=server)
         results = {}
@@ -252,8 +269,11 @@ def bench_torch(texts: list[str]) -> dict[str, float] | str:
         return f"skipped: the torch build environment could not be created ({e})"
     done = subprocess.run(
         [str(python), str(ROOT / "bench" / "torch_baseline.py"), "--seconds", str(SECONDS)],
-        input=json.dumps(texts), capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        input=json.dumps(texts),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         return f"skipped: torch baseline failed: {done.stderr.strip()[-500:]}"
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -49,8 +49,9 @@ SETTLE_SECONDS = 3.0
 class Load:
     """CALLERS closed-loop callers; every outcome kept (latency, or the failure)."""
 
-    def __init__(self, cache: cache_pb2_grpc.SemanticCacheStub,
-                 stored: list[cache_pb2.CompleteRequest]) -> None:  # fmt: skip
+    def __init__(
+        self, cache: cache_pb2_grpc.SemanticCacheStub, stored: list[cache_pb2.CompleteRequest]
+    ) -> None:
         self.cache = cache
         self.stored = stored  # every request whose answer was stored, for the checks
         self._fresh = itertools.count()
@@ -97,8 +98,9 @@ class Load:
         }
 
 
-async def still_exact_hits(cache: cache_pb2_grpc.SemanticCacheStub,
-                           stored: list[cache_pb2.CompleteRequest]) -> int:  # fmt: skip
+async def still_exact_hits(
+    cache: cache_pb2_grpc.SemanticCacheStub, stored: list[cache_pb2.CompleteRequest]
+) -> int:
     """How many stored entries are not an exact hit any more."""
     lost = 0
     for request in stored:
@@ -137,35 +139,46 @@ async def session(mesh: LocalMesh) -> dict[str, Any]:
             result["not_an_exact_hit_after"] = await still_exact_hits(cache, stored)
             result["share_of_baseline_calls"] = result["calls"] / phases["baseline"]["calls"]
             phases[f"{part} frozen"] = result
-            print(f"  {part} frozen {SECONDS:g} s: {_row(result)}; "
-                  f"{result['not_an_exact_hit_after']} of {len(stored)} stored entries "
-                  "not an exact hit after", flush=True)  # fmt: skip
+            print(
+                f"  {part} frozen {SECONDS:g} s: {_row(result)}; "
+                f"{result['not_an_exact_hit_after']} of {len(stored)} stored entries "
+                "not an exact hit after",
+                flush=True,
+            )
     return phases
 
 
 def _row(r: dict[str, Any]) -> str:
-    return (f"{r['calls']} calls, {r['failed']} failed, p50 {r['p50_ms']:.0f} ms, "
-            f"p99 {r['p99_ms']:.0f} ms, max {r['max_ms']:.0f} ms")  # fmt: skip
+    return (
+        f"{r['calls']} calls, {r['failed']} failed, p50 {r['p50_ms']:.0f} ms, "
+        f"p99 {r['p99_ms']:.0f} ms, max {r['max_ms']:.0f} ms"
+    )
 
 
 def goals(phases: dict[str, Any]) -> dict[str, bool]:
     faults = {name: r for name, r in phases.items() if name != "baseline"}
     return {
         "no_failed_call": all(r["failed"] == 0 for r in faults.values()),
-        "half_the_baseline_calls": all(r["share_of_baseline_calls"] >= 0.5
-                                       for r in faults.values()),
+        "half_the_baseline_calls": all(
+            r["share_of_baseline_calls"] >= 0.5 for r in faults.values()
+        ),
         "p99_at_most_1.5_s": all(r["p99_ms"] <= 1500 for r in faults.values()),
-        "every_entry_an_exact_hit_after": all(r["not_an_exact_hit_after"] == 0
-                                              for r in faults.values()),
-    }  # fmt: skip
+        "every_entry_an_exact_hit_after": all(
+            r["not_an_exact_hit_after"] == 0 for r in faults.values()
+        ),
+    }
 
 
 def main() -> None:
-    print(f"faults benchmark: {CALLERS} callers, {DEADLINE:g} s deadlines, each part frozen "
-          f"{SECONDS:g} s", flush=True)  # fmt: skip
+    print(
+        f"faults benchmark: {CALLERS} callers, {DEADLINE:g} s deadlines, each part frozen "
+        f"{SECONDS:g} s",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as data:
-        mesh = LocalMesh(shards=2, ports=_free_ports(), data_dir=Path(data),
-                         echo_delay_ms=LLM_DELAY_MS)  # fmt: skip
+        mesh = LocalMesh(
+            shards=2, ports=_free_ports(), data_dir=Path(data), echo_delay_ms=LLM_DELAY_MS
+        )
         mesh.start()
         try:
             phases = asyncio.run(session(mesh))
@@ -184,8 +197,10 @@ def main() -> None:
         "phases": phases,
         "goals": goals(phases),
     }
-    print("goals: " + ", ".join(f"{k} {'met' if v else 'NOT met'}"
-                                for k, v in report["goals"].items()))  # fmt: skip
+    print(
+        "goals: "
+        + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in report["goals"].items())
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "faults.json"
     out.write_text(json.dumps(report, indent=2) + "\n")

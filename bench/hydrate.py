@@ -55,11 +55,20 @@ async def fill(url: str, namespace: str, vectors: np.ndarray) -> float:
         ops = []
         for i in range(start, min(start + 100, len(vectors))):
             prompt = f"benchmark prompt number {i}"
-            ops.append(Entry(
-                id=keys.new_entry_id(namespace), namespace=namespace, tenant="bench",
-                prompt=prompt, prompt_key=keys.prompt_key(prompt),
-                answer=Answer(f"answer number {i}"), category="default", created=now,
-                expires=now + 3600, vector=vectors[i]))  # fmt: skip
+            ops.append(
+                Entry(
+                    id=keys.new_entry_id(namespace),
+                    namespace=namespace,
+                    tenant="bench",
+                    prompt=prompt,
+                    prompt_key=keys.prompt_key(prompt),
+                    answer=Answer(f"answer number {i}"),
+                    category="default",
+                    created=now,
+                    expires=now + 3600,
+                    vector=vectors[i],
+                )
+            )
         await asyncio.gather(*(store.put(e) for e in ops))
     await store.aclose()
     return time.perf_counter() - started
@@ -105,15 +114,23 @@ async def run(entries: int = ENTRIES) -> dict[str, float]:
             # What the namespace costs the shard: entries, exact map, vectors, the graph.
             bytes_per_entry = (rss_mib() - memory_before) * 2**20 / entries
             graph_ms = search_p50_ms(shard, namespace, vectors[:200])
-            hits = sum(shard._namespaces[namespace].nearest(v, time.time())[0].similarity > 0.999
-                       for v in vectors[:200])  # fmt: skip
+            hits = sum(
+                shard._namespaces[namespace].nearest(v, time.time())[0].similarity > 0.999
+                for v in vectors[:200]
+            )
             await shard.store.aclose()
         finally:
             server.stop()
-    return {"entries": entries, "fill_s": fill_s, "hydrate_s": hydrate_s,
-            "flat_search_p50_ms": flat_ms, "graph_ready_s": graph_s,
-            "graph_search_p50_ms": graph_ms, "self_recall_at_1": hits / 200,
-            "shard_bytes_per_entry": bytes_per_entry}  # fmt: skip
+    return {
+        "entries": entries,
+        "fill_s": fill_s,
+        "hydrate_s": hydrate_s,
+        "flat_search_p50_ms": flat_ms,
+        "graph_ready_s": graph_s,
+        "graph_search_p50_ms": graph_ms,
+        "self_recall_at_1": hits / 200,
+        "shard_bytes_per_entry": bytes_per_entry,
+    }
 
 
 def main() -> None:
@@ -129,8 +146,10 @@ def main() -> None:
     )
     out = ROOT / "bench" / "results" / "hydrate.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "hydrate", "date": time.strftime("%Y-%m-%d"),
-                               **result}, indent=2) + "\n")  # fmt: skip
+    out.write_text(
+        json.dumps({"benchmark": "hydrate", "date": time.strftime("%Y-%m-%d"), **result}, indent=2)
+        + "\n"
+    )
     print(f"wrote {out.relative_to(ROOT)}")
 
 

@@ -62,14 +62,43 @@ LLM_DELAY_MS = 100.0
 REFERENCE_DISTANCE = 0.1
 TENANT = "bench"
 #: Greetings and thanks around a paraphrase: new texts that still mean the same.
-OPENINGS = ["", "Hi, ", "Hello, ", "Hey, ", "Quick question: ", "Please tell me: ",
-            "I wonder: ", "Help me out: ", "Question: ", "Hi there, ", "Good morning, ",
-            "Hey there, ", "Hello again, ", "One question: ", "Can you tell me: ",
-            "Sorry to bother you, ", "Quick one: ", "Morning! "]  # fmt: skip
-CLOSINGS = ["", " Thanks!", " Thank you.", " Cheers.", " Please.", " Thanks a lot.",
-            " Much appreciated.", " Thanks in advance.", " Ta.", " Many thanks.",
-            " Thanks so much.", " Thank you kindly.", " Appreciate it.", " TIA.",
-            " Thx."]  # fmt: skip
+OPENINGS = [
+    "",
+    "Hi, ",
+    "Hello, ",
+    "Hey, ",
+    "Quick question: ",
+    "Please tell me: ",
+    "I wonder: ",
+    "Help me out: ",
+    "Question: ",
+    "Hi there, ",
+    "Good morning, ",
+    "Hey there, ",
+    "Hello again, ",
+    "One question: ",
+    "Can you tell me: ",
+    "Sorry to bother you, ",
+    "Quick one: ",
+    "Morning! ",
+]
+CLOSINGS = [
+    "",
+    " Thanks!",
+    " Thank you.",
+    " Cheers.",
+    " Please.",
+    " Thanks a lot.",
+    " Much appreciated.",
+    " Thanks in advance.",
+    " Ta.",
+    " Many thanks.",
+    " Thanks so much.",
+    " Thank you kindly.",
+    " Appreciate it.",
+    " TIA.",
+    " Thx.",
+]
 
 Call = Callable[[str], Awaitable[bool]]  # one request; True when it was a hit
 
@@ -128,20 +157,30 @@ def _metric(port: int, name: str) -> float:
 
 
 def _free_ports() -> MeshPorts:
-    return MeshPorts(router=free_port(), router_metrics=free_port(), http=free_port(),
-                     embedder=free_port(),
-                     embedder_metrics=free_port(), shard=free_port_run(2),
-                     shard_metrics=free_port_run(2),
-                     redis=free_port())  # fmt: skip
+    return MeshPorts(
+        router=free_port(),
+        router_metrics=free_port(),
+        http=free_port(),
+        embedder=free_port(),
+        embedder_metrics=free_port(),
+        shard=free_port_run(2),
+        shard_metrics=free_port_run(2),
+        redis=free_port(),
+    )
 
 
 async def _store(stub: cache_pb2_grpc.SemanticCacheStub, work: dict[str, Any]) -> float:
     """Stores every entry; returns the seconds it took."""
     scope = cache_pb2.Scope(tenant=TENANT)
     started = time.perf_counter()
-    await asyncio.gather(*(
-        stub.Store(cache_pb2.StoreRequest(scope=scope, prompt=q, answer=cache_pb2.Answer(text=a)))
-        for q, a in work["entries"]))  # fmt: skip
+    await asyncio.gather(
+        *(
+            stub.Store(
+                cache_pb2.StoreRequest(scope=scope, prompt=q, answer=cache_pb2.Answer(text=a))
+            )
+            for q, a in work["entries"]
+        )
+    )
     return time.perf_counter() - started
 
 
@@ -161,9 +200,12 @@ async def _hits(stub: cache_pb2_grpc.SemanticCacheStub, prompts: list[str]) -> l
 
 def _variants(questions: list[str]) -> list[str]:
     """Each question with every greeting and closing around it (not bare)."""
-    return [f"{before}{q[0].lower()}{q[1:]}{after}"
-            for before, after in itertools.product(OPENINGS, CLOSINGS)
-            for q in questions if before or after]  # fmt: skip
+    return [
+        f"{before}{q[0].lower()}{q[1:]}{after}"
+        for before, after in itertools.product(OPENINGS, CLOSINGS)
+        for q in questions
+        if before or after
+    ]
 
 
 def select_queries(work: dict[str, Any]) -> dict[str, Any]:
@@ -177,16 +219,20 @@ def select_queries(work: dict[str, Any]) -> dict[str, Any]:
             semantic = await _hits(stub, work["queries"]["semantic"])
             variants = _variants(semantic)
             hitting = await _hits(stub, variants)
-        return {"semantic": semantic, "semantic_new": hitting,
-                "semantic_new_share_hit": len(hitting) / len(variants)}  # fmt: skip
+        return {
+            "semantic": semantic,
+            "semantic_new": hitting,
+            "semantic_new_share_hit": len(hitting) / len(variants),
+        }
 
     return _with_mesh(select)
 
 
 def _with_mesh(session: Callable[[LocalMesh], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as data:
-        mesh = LocalMesh(shards=2, ports=_free_ports(), data_dir=Path(data),
-                         echo_delay_ms=LLM_DELAY_MS)  # fmt: skip
+        mesh = LocalMesh(
+            shards=2, ports=_free_ports(), data_dir=Path(data), echo_delay_ms=LLM_DELAY_MS
+        )
         mesh.start()
         try:
             return asyncio.run(session(mesh))
@@ -209,8 +255,9 @@ def where_the_time_goes(samples: list[tuple[float, cache_pb2.Timings]]) -> dict[
     return {name: statistics.median(values) for name, values in parts.items()}
 
 
-async def _semcache(work: dict[str, Any], queries: dict[str, Any],
-                    mesh: LocalMesh) -> dict[str, Any]:  # fmt: skip
+async def _semcache(
+    work: dict[str, Any], queries: dict[str, Any], mesh: LocalMesh
+) -> dict[str, Any]:
     async with grpc.aio.insecure_channel(mesh.router) as channel:
         stub = cache_pb2_grpc.SemanticCacheStub(channel)
         scope = cache_pb2.Scope(tenant=TENANT)
@@ -240,8 +287,12 @@ async def _semcache(work: dict[str, Any], queries: dict[str, Any],
         results: dict[str, Any] = {}
         embedder_rate = None
         breakdown: dict[str, float] = {}
-        kinds = (("exact", lookup), ("semantic", lookup), ("semantic_new", lookup_new),
-                 ("miss", miss))  # fmt: skip
+        kinds = (
+            ("exact", lookup),
+            ("semantic", lookup),
+            ("semantic_new", lookup_new),
+            ("miss", miss),
+        )
         for kind, call in kinds:
             results[kind] = {}
             for concurrency in CONCURRENCY:
@@ -253,15 +304,21 @@ async def _semcache(work: dict[str, Any], queries: dict[str, Any],
                 results[kind][concurrency] = row
                 if kind == "semantic_new" and concurrency == 1:
                     breakdown = where_the_time_goes(new_samples)
-                    print("    where a new text's hit goes (p50 ms): " + ", ".join(
-                        f"{k} {v:.2f}" for k, v in breakdown.items()), flush=True)  # fmt: skip
-                print(f"  semcache {kind:8} x{concurrency:<3} {row['per_s']:7.0f}/s  "
-                      f"p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:7.2f} ms  "
-                      f"hits {row['hit_rate']:.0%}", flush=True)  # fmt: skip
+                    print(
+                        "    where a new text's hit goes (p50 ms): "
+                        + ", ".join(f"{k} {v:.2f}" for k, v in breakdown.items()),
+                        flush=True,
+                    )
+                print(
+                    f"  semcache {kind:8} x{concurrency:<3} {row['per_s']:7.0f}/s  "
+                    f"p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:7.2f} ms  "
+                    f"hits {row['hit_rate']:.0%}",
+                    flush=True,
+                )
     return {
         "store_seconds": store_seconds,
         "semantic_queries_kept": f"{len(queries['semantic'])} of "
-                                 f"{len(work['queries']['semantic'])}",
+        f"{len(work['queries']['semantic'])}",
         "semantic_new_share_of_variants_hit": queries["semantic_new_share_hit"],
         "results": results,
         "embedder_texts_per_s_under_semantic_new_load": embedder_rate,
@@ -269,7 +326,7 @@ async def _semcache(work: dict[str, Any], queries: dict[str, Any],
         "peak_rss_mib": {
             c.name: peak_rss_mib(c.process.pid) for c in mesh.children if c.process is not None
         },
-    }  # fmt: skip
+    }
 
 
 def run_semcache(work: dict[str, Any], queries: dict[str, Any]) -> dict[str, Any]:
@@ -284,12 +341,22 @@ def run_reference(work: dict[str, Any], semantic: list[str]) -> dict[str, Any]:
         python = ensure_reference_env()
     except (subprocess.CalledProcessError, OSError) as e:
         return {"skipped": f"the reference environment could not be created: {e}"}
-    request = {**work, "queries": {**work["queries"], "semantic": semantic, "miss": ["-"]},
-               "concurrency": list(CONCURRENCY), "seconds": SECONDS,
-               "distance_threshold": REFERENCE_DISTANCE, "llm_delay_ms": LLM_DELAY_MS}  # fmt: skip
-    done = subprocess.run([str(python), str(ROOT / "bench" / "reference.py")],
-                          input=json.dumps(request), capture_output=True, text=True,
-                          check=False, timeout=1800)  # fmt: skip
+    request = {
+        **work,
+        "queries": {**work["queries"], "semantic": semantic, "miss": ["-"]},
+        "concurrency": list(CONCURRENCY),
+        "seconds": SECONDS,
+        "distance_threshold": REFERENCE_DISTANCE,
+        "llm_delay_ms": LLM_DELAY_MS,
+    }
+    done = subprocess.run(
+        [str(python), str(ROOT / "bench" / "reference.py")],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1800,
+    )
     if done.returncode != 0:
         return {"skipped": f"the reference run failed: {done.stderr.strip()[-800:]}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -299,8 +366,10 @@ def side_by_side(ours: dict[str, Any], reference: dict[str, Any]) -> dict[str, A
     """Hit throughput (calls/s x hit rate) of both, and their ratio, per kind and callers."""
     theirs = reference.get("results", {})
     rows: dict[str, Any] = {}
-    print(f"\n{'kind':14}{'callers':>8}{'semcache hits/s':>17}{'p50 ms':>9}"
-          f"{'reference hits/s':>18}{'p50 ms':>9}{'ratio':>8}")  # fmt: skip
+    print(
+        f"\n{'kind':14}{'callers':>8}{'semcache hits/s':>17}{'p50 ms':>9}"
+        f"{'reference hits/s':>18}{'p50 ms':>9}{'ratio':>8}"
+    )
     for kind, by_callers in ours["results"].items():
         for callers, row in by_callers.items():
             mine = row["per_s"] * row["hit_rate"]
@@ -327,13 +396,13 @@ def goals(ours: dict[str, Any], ratios: dict[str, Any]) -> dict[str, Any]:
     measured = {
         "semantic_hit_p50_ms_x1 (repeated paraphrases)": results["semantic"][1]["p50_ms"],
         "semantic_hit_p50_ms_x1 (new texts)": results["semantic_new"][1]["p50_ms"],
-        f"semantic_hits_per_s_x{top} (repeated paraphrases)":
-            results["semantic"][top]["per_s"] * results["semantic"][top]["hit_rate"],
-        f"semantic_hits_per_s_x{top} (new texts)":
-            results["semantic_new"][top]["per_s"] * results["semantic_new"][top]["hit_rate"],
+        f"semantic_hits_per_s_x{top} (repeated paraphrases)": results["semantic"][top]["per_s"]
+        * results["semantic"][top]["hit_rate"],
+        f"semantic_hits_per_s_x{top} (new texts)": results["semantic_new"][top]["per_s"]
+        * results["semantic_new"][top]["hit_rate"],
         f"exact_hits_per_s_x{top}": results["exact"][top]["per_s"],
         f"min_ratio_to_reference_x{top}": min(best_ratio) if best_ratio else None,
-    }  # fmt: skip
+    }
     print("\ngoals (p50 <= 5 ms at 1 caller, >= 500 hits/s at 32, >= 5x the reference):")
     for name, value in measured.items():
         print(f"  {name}: {'-' if value is None else f'{value:.2f}'}")
@@ -351,8 +420,11 @@ def served_model() -> str:
 
 def main() -> None:
     work = workload()
-    print(f"mesh benchmark: {len(work['entries'])} stored questions, {SECONDS:.0f} s per "
-          f"measurement, echo LLM {LLM_DELAY_MS:.0f} ms", flush=True)  # fmt: skip
+    print(
+        f"mesh benchmark: {len(work['entries'])} stored questions, {SECONDS:.0f} s per "
+        f"measurement, echo LLM {LLM_DELAY_MS:.0f} ms",
+        flush=True,
+    )
     queries = select_queries(work)
     print(
         f"  {len(queries['semantic'])} paraphrases hit; "

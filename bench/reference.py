@@ -152,8 +152,21 @@ def redis_with_search() -> Iterator[int]:
             raise RuntimeError(f"{path} is missing")
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="semcache-reference-redis-") as data:
-        cmd = [str(server), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", data, "--loadmodule", str(module)]  # fmt: skip
+        cmd = [
+            str(server),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            data,
+            "--loadmodule",
+            str(module),
+        ]
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             _wait_ready(process, port)
@@ -348,9 +361,11 @@ def run(work: Workload) -> dict[str, Any]:
             for concurrency in work.concurrency:
                 row = closed_loop(call, prompts, concurrency, work.seconds)
                 results[kind][str(concurrency)] = row
-                log(f"  reference {kind:8} x{concurrency:<3} {row['per_s']:7.1f}/s  "
+                log(
+                    f"  reference {kind:8} x{concurrency:<3} {row['per_s']:7.1f}/s  "
                     f"p50 {row['p50_ms'] or 0:7.2f} ms  p99 {row['p99_ms'] or 0:7.2f} ms  "
-                    f"hits {row['hit_rate'] or 0:.0%}")  # fmt: skip
+                    f"hits {row['hit_rate'] or 0:.0%}"
+                )
                 # Back to the stored entries only, so every measurement starts alike.
                 if added := [key for key in caller.stored if key not in entry_keys]:
                     cache.drop(keys=added)

@@ -25,16 +25,31 @@ SIZES = [int(n) for n in os.environ.get("SEMCACHE_BENCH_SIZES", "10000,100000,10
 
 def main() -> None:
     rows = []
-    print(f"{'entries':>9} {'hydrate s':>10} {'flat p50 ms':>12} {'graph s':>8} "
-          f"{'graph p50 ms':>13} {'recall@1':>9} {'bytes/entry':>12}", flush=True)  # fmt: skip
+    print(
+        f"{'entries':>9} {'hydrate s':>10} {'flat p50 ms':>12} {'graph s':>8} "
+        f"{'graph p50 ms':>13} {'recall@1':>9} {'bytes/entry':>12}",
+        flush=True,
+    )
     for entries in SIZES:
         r = asyncio.run(run(entries))
         rows.append(r)
-        print(f"{entries:9d} {r['hydrate_s']:10.1f} {r['flat_search_p50_ms']:12.2f} "
-              f"{r['graph_ready_s']:8.0f} {r['graph_search_p50_ms']:13.2f} "
-              f"{r['self_recall_at_1']:9.3f} {r['shard_bytes_per_entry']:12.0f}",
-              flush=True)  # fmt: skip
+        print(
+            f"{entries:9d} {r['hydrate_s']:10.1f} {r['flat_search_p50_ms']:12.2f} "
+            f"{r['graph_ready_s']:8.0f} {r['graph_search_p50_ms']:13.2f} "
+            f"{r['self_recall_at_1']:9.3f} {r['shard_bytes_per_entry']:12.0f}",
+            flush=True,
+        )
     out = ROOT / "bench" / "results" / "scale.json"
-    out.write_text(json.dumps({"benchmark": "scale", "date": time.strftime("%Y-%m-%d"),
-                               "machine": machine(), "sizes": rows}, indent=2) + "\n")  # fmt: skip
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "scale",
+                "date": time.strftime("%Y-%m-%d"),
+                "machine": machine(),
+                "sizes": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {out.relative_to(ROOT)}")

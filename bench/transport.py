@@ -49,11 +49,17 @@ async def serve(port: int) -> None:
     async def stream(requests: AsyncIterator[Request], context: grpc.aio.ServicerContext) -> None:
         await serve_stream(requests, context, echo)
 
-    handlers = grpc.method_handlers_generic_handler(SERVICE, {
-        "Unary": grpc.unary_unary_rpc_method_handler(
-            unary, Request.FromString, Reply.SerializeToString),
-        "Stream": grpc.stream_stream_rpc_method_handler(
-            stream, Request.FromString, Reply.SerializeToString)})  # fmt: skip
+    handlers = grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "Unary": grpc.unary_unary_rpc_method_handler(
+                unary, Request.FromString, Reply.SerializeToString
+            ),
+            "Stream": grpc.stream_stream_rpc_method_handler(
+                stream, Request.FromString, Reply.SerializeToString
+            ),
+        },
+    )
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((handlers,))
     server.add_insecure_port(f"127.0.0.1:{port}")
@@ -66,8 +72,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _measure(send: Callable[[], Awaitable[object]], callers: int,
-                   server_pid: int) -> dict[str, float]:  # fmt: skip
+async def _measure(
+    send: Callable[[], Awaitable[object]], callers: int, server_pid: int
+) -> dict[str, float]:
     latencies: list[float] = []
     stop = time.perf_counter() + SECONDS
 
@@ -93,10 +100,14 @@ async def _client(port: int, server_pid: int) -> dict[str, dict[str, float]]:
     results = {}
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         await asyncio.wait_for(channel.channel_ready(), 30)
-        unary = channel.unary_unary(f"/{SERVICE}/Unary", Request.SerializeToString,
-                                    Reply.FromString)  # fmt: skip
-        stream = MuxStream(channel.stream_stream(f"/{SERVICE}/Stream", Request.SerializeToString,
-                                                 Reply.FromString)())  # fmt: skip
+        unary = channel.unary_unary(
+            f"/{SERVICE}/Unary", Request.SerializeToString, Reply.FromString
+        )
+        stream = MuxStream(
+            channel.stream_stream(
+                f"/{SERVICE}/Stream", Request.SerializeToString, Reply.FromString
+            )()
+        )
 
         async def on_stream() -> object:
             return await stream.send(_payload())[1]
@@ -106,9 +117,12 @@ async def _client(port: int, server_pid: int) -> dict[str, dict[str, float]]:
             for callers in (1, 32):
                 row = await _measure(send, callers, server_pid)
                 results[f"{name}, {callers} caller(s)"] = row
-                print(f"  {name:15} x{callers:<3} {row['per_s']:7.0f}/s  "
-                      f"p50 {row['p50_ms']:6.3f} ms  "
-                      f"CPU {row['cpu_ms_per_request']:.3f} ms a request", flush=True)  # fmt: skip
+                print(
+                    f"  {name:15} x{callers:<3} {row['per_s']:7.0f}/s  "
+                    f"p50 {row['p50_ms']:6.3f} ms  "
+                    f"CPU {row['cpu_ms_per_request']:.3f} ms a request",
+                    flush=True,
+                )
         await stream.aclose()
     return results
 
@@ -122,8 +136,13 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    report = {"benchmark": "transport", "date": time.strftime("%Y-%m-%d"), "machine": machine(),
-              "seconds_per_measurement": SECONDS, "results": results}  # fmt: skip
+    report = {
+        "benchmark": "transport",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
+        "seconds_per_measurement": SECONDS,
+        "results": results,
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "transport.json"
     out.write_text(json.dumps(report, indent=2) + "\n")

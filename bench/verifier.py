@@ -57,8 +57,10 @@ def _rows(path: Path, limit: int | None = None) -> list[dict]:
 
 def held_out_sets() -> dict[str, list[dict]]:
     groups = dataset.load_groups([recipe.GROUPS_DIR])
-    split = {name: [p for g in groups if g.split == name for p in dataset.pairs_of(g)]
-             for name in ("dev", "test")}  # fmt: skip
+    split = {
+        name: [p for g in groups if g.split == name for p in dataset.pairs_of(g)]
+        for name in ("dev", "test")
+    }
     return {
         **split,
         "traps": _rows(ROOT / "tests" / "data" / "pairs.jsonl"),
@@ -69,8 +71,9 @@ def held_out_sets() -> dict[str, list[dict]]:
 
 def training_pairs() -> list[dict]:
     groups = [g for g in dataset.load_groups([recipe.GROUPS_DIR]) if g.split == "train"]
-    pairs = [{"a": a, "b": b, "label": y} for g in groups
-             for a, b, y in augment.verifier_pairs_of(g)]  # fmt: skip
+    pairs = [
+        {"a": a, "b": b, "label": y} for g in groups for a, b, y in augment.verifier_pairs_of(g)
+    ]
     for r in _rows(recipe.STSB_FILE):  # 3 (some important detail differs) -> 0, 4.5 -> 1
         pairs.append(
             {"a": r["a"], "b": r["b"], "label": min(1.0, max(0.0, (r["score"] - 3) / 1.5))}
@@ -101,8 +104,20 @@ def verifier_scores(python: Path, model: Path, rows: list[dict]) -> np.ndarray:
     with tempfile.TemporaryDirectory() as tmp:
         data, out = Path(tmp) / "pairs.jsonl", Path(tmp) / "p.npy"
         _write(data, rows)
-        subprocess.run([str(python), str(SCRIPT), "score", "--model", str(model), "--pairs",
-                        str(data), "--out", str(out)], check=True)  # fmt: skip
+        subprocess.run(
+            [
+                str(python),
+                str(SCRIPT),
+                "score",
+                "--model",
+                str(model),
+                "--pairs",
+                str(data),
+                "--out",
+                str(out),
+            ],
+            check=True,
+        )
         return np.load(out)
 
 
@@ -150,8 +165,10 @@ def main() -> None:
     sets = held_out_sets()
     texts = [t for rows in sets.values() for r in rows for t in (r["a"], r["b"])]
     vectors = embeddings.embed_texts_sync(texts, progress=embeddings.ProgressLine())
-    cosine = {k: (vectors.of([r["a"] for r in rows]) * vectors.of([r["b"] for r in rows])).sum(1)
-              for k, rows in sets.items()}  # fmt: skip
+    cosine = {
+        k: (vectors.of([r["a"] for r in rows]) * vectors.of([r["b"] for r in rows])).sum(1)
+        for k, rows in sets.items()
+    }
     model = trained_verifier(python, training_pairs())
     verified = {k: verifier_scores(python, model, rows) for k, rows in sets.items()}
     near = {j: {k: overlap(rows) >= j for k, rows in sets.items()} for j in NEAR_COPY}
@@ -175,8 +192,12 @@ def main() -> None:
             name = f"cosine >= {t:.2f}, verifier >= {c:.2f} where overlap >= {j}"
             rules[name] = {k: (cosine[k] >= t) & (~near[j][k] | (verified[k] >= c)) for k in sets}
 
-    report: dict[str, object] = {"machine": machine(), "verifier_layers": LAYERS,
-                                 "traps_served_on_dev": TRAPS_SERVED, "rules": {}}  # fmt: skip
+    report: dict[str, object] = {
+        "machine": machine(),
+        "verifier_layers": LAYERS,
+        "traps_served_on_dev": TRAPS_SERVED,
+        "rules": {},
+    }
     print(f"verifier: {LAYERS} layers; rules chosen on dev for <= {TRAPS_SERVED:.0%} traps served")
     for name, hits in rules.items():
         row = {
@@ -192,8 +213,10 @@ def main() -> None:
             print(f"  {k:5}  kept {kept:.1%}  served {served:.1%}")
         for k in ("qqp", "mrpc"):
             r = row[k]
-            print(f"  {k:5}  recall {r['recall']:.1%}  false hits {r['false_hits']:.2%}  (cosine "
-                  f"at that recall: {r['cosine_false_hits_at_equal_recall']:.2%})")  # fmt: skip
+            print(
+                f"  {k:5}  recall {r['recall']:.1%}  false hits {r['false_hits']:.2%}  (cosine "
+                f"at that recall: {r['cosine_false_hits_at_equal_recall']:.2%})"
+            )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "verifier.json").write_text(json.dumps(report, indent=2) + "\n")
 

@@ -67,10 +67,15 @@ class EmbedderClient:
     texts from all its requests anyway.
     """
 
-    def __init__(self, address: str, timeout: float = 0.5, tls: TlsFiles | None = None,
-                 cache_entries: int = 4096,
-                 stream_seconds: float = STREAM_MAX_AGE_SECONDS,
-                 breaker: CircuitBreaker | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        address: str,
+        timeout: float = 0.5,
+        tls: TlsFiles | None = None,
+        cache_entries: int = 4096,
+        stream_seconds: float = STREAM_MAX_AGE_SECONDS,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         self.address = address
         self.timeout = timeout
         self.cache_entries = cache_entries
@@ -182,8 +187,9 @@ class EmbedderClient:
         metrics.EMBEDDER_CIRCUIT_OPEN.set(0)
         self._last_answer = time.monotonic()
         response = reply.response
-        self.models.observe(response.current_model, response.current_model_built,
-                            response.model, time.monotonic())  # fmt: skip
+        self.models.observe(
+            response.current_model, response.current_model_built, response.model, time.monotonic()
+        )
         return Vector(np.frombuffer(response.embeddings[0].vector, dtype="<f4"), response.model)
 
     def _failed(self) -> None:
@@ -195,8 +201,9 @@ class EmbedderClient:
             metrics.EMBEDDER_CIRCUIT_OPEN.set(1)
             metrics.EMBEDDER_CIRCUIT_OPENED.inc()
             failures = self.breaker.consecutive_failures
-            log.warning("embedder circuit open",
-                        extra={"embedder": self.address, "failures": failures})  # fmt: skip
+            log.warning(
+                "embedder circuit open", extra={"embedder": self.address, "failures": failures}
+            )
 
     async def aclose(self) -> None:
         if self._probe is not None:

@@ -72,10 +72,13 @@ class Entry:
             "text": self.answer.text,
             "chunks": list(self.answer.chunks),
             "finish_reason": self.answer.finish_reason,
-            "usage": [self.answer.usage.prompt_tokens, self.answer.usage.completion_tokens,
-                      self.answer.usage.total_tokens],
+            "usage": [
+                self.answer.usage.prompt_tokens,
+                self.answer.usage.completion_tokens,
+                self.answer.usage.total_tokens,
+            ],
             "metadata": self.answer.metadata,
-        }  # fmt: skip
+        }
         fields: dict[str, bytes | str] = {
             "id": self.id,
             "tenant": self.tenant,

@@ -59,8 +59,10 @@ class _Tracker:
         return True
 
     def _over(self, extra_entries: int = 0, extra_bytes: int = 0) -> bool:
-        return (self.entries - extra_entries > self.capacity.max_entries
-                or self.bytes - extra_bytes > self.capacity.max_bytes)  # fmt: skip
+        return (
+            self.entries - extra_entries > self.capacity.max_entries
+            or self.bytes - extra_bytes > self.capacity.max_bytes
+        )
 
 
 class LRU(_Tracker):

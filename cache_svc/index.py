@@ -47,8 +47,12 @@ class NamespaceIndex:
 
     def _new_graph(self, capacity: int) -> hnswlib.Index:
         graph = hnswlib.Index(space="cosine", dim=self.params.dim)
-        graph.init_index(max_elements=capacity, ef_construction=self.params.ef_construction,
-                         M=self.params.m, allow_replace_deleted=True)  # fmt: skip
+        graph.init_index(
+            max_elements=capacity,
+            ef_construction=self.params.ef_construction,
+            M=self.params.m,
+            allow_replace_deleted=True,
+        )
         graph.set_ef(self.params.ef)
         graph.set_num_threads(1)
         return graph
@@ -101,8 +105,9 @@ class NamespaceIndex:
                 return self._search_flat(vector, k)
             k = min(k, len(self._labels))
             labels, distances = self._graph.knn_query(vector[None, :], k=k)
-        return [(int(label), 1.0 - float(d)) for label, d in zip(labels[0], distances[0],
-                                                                 strict=True)]  # fmt: skip
+        return [
+            (int(label), 1.0 - float(d)) for label, d in zip(labels[0], distances[0], strict=True)
+        ]
 
     def _search_flat(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         assert self._flat_labels is not None and self._flat_vectors is not None
@@ -116,8 +121,11 @@ class NamespaceIndex:
             want = min(want, len(similarity))
             top = np.argpartition(-similarity, want - 1)[:want]
             top = top[np.argsort(-similarity[top])]
-            found = [(int(labels[i]), float(similarity[i])) for i in top
-                     if int(labels[i]) in self._labels][:k]  # fmt: skip
+            found = [
+                (int(labels[i]), float(similarity[i]))
+                for i in top
+                if int(labels[i]) in self._labels
+            ][:k]
             if len(found) == k or want == len(similarity):
                 return found
         return []
@@ -158,8 +166,11 @@ class NamespaceIndex:
                     self._deleted += 1
             if self._pending_adds:
                 pending = list(self._pending_adds.items())
-                self._insert(graph, np.asarray([label for label, _ in pending]),
-                             np.stack([vector for _, vector in pending]))  # fmt: skip
+                self._insert(
+                    graph,
+                    np.asarray([label for label, _ in pending]),
+                    np.stack([vector for _, vector in pending]),
+                )
             self._graph = graph
             self._flat_labels = self._flat_vectors = None
             self._pending_adds = {}

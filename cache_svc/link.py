@@ -30,8 +30,9 @@ METHODS = {"lookup": "Lookup", "store": "Store", "complete": "Complete"}
 class CallEndedError(Exception):
     """A forwarded call the servicer ended with an error status."""
 
-    def __init__(self, code: grpc.StatusCode, message: str,
-                 trailing: Sequence[tuple[str, str]] = ()) -> None:  # fmt: skip
+    def __init__(
+        self, code: grpc.StatusCode, message: str, trailing: Sequence[tuple[str, str]] = ()
+    ) -> None:
         super().__init__(message)
         self.code, self.message, self.trailing = code, message, tuple(trailing)
 
@@ -55,11 +56,16 @@ class MessageContext:
         raise CallEndedError(code, details, self.trailing)
 
 
-def error(request_id: int, code: grpc.StatusCode, message: str,
-          trailing: Sequence[tuple[str, str]] = ()) -> link_pb2.ForwardResponse:  # fmt: skip
+def error(
+    request_id: int, code: grpc.StatusCode, message: str, trailing: Sequence[tuple[str, str]] = ()
+) -> link_pb2.ForwardResponse:
     metadata = [link_pb2.MetadataEntry(key=k, value=v) for k, v in trailing]
-    return link_pb2.ForwardResponse(id=request_id, error=link_pb2.ForwardError(
-        code=code.value[0], message=message, trailing_metadata=metadata))  # fmt: skip
+    return link_pb2.ForwardResponse(
+        id=request_id,
+        error=link_pb2.ForwardError(
+            code=code.value[0], message=message, trailing_metadata=metadata
+        ),
+    )
 
 
 class ShardLinkServicer(link_pb2_grpc.ShardLinkServicer):
@@ -73,14 +79,22 @@ class ShardLinkServicer(link_pb2_grpc.ShardLinkServicer):
     async def Forward(  # noqa: N802 - the proto's method name
         self, requests: AsyncIterator[link_pb2.ForwardRequest], context: grpc.aio.ServicerContext
     ) -> None:
-        await serve_stream(requests, context, self.answer, closing=self.stopping,
-                           cancelled=lambda r: r.WhichOneof("call") == "cancel")  # fmt: skip
+        await serve_stream(
+            requests,
+            context,
+            self.answer,
+            closing=self.stopping,
+            cancelled=lambda r: r.WhichOneof("call") == "cancel",
+        )
 
     async def answer(self, request: link_pb2.ForwardRequest) -> link_pb2.ForwardResponse:
         kind = request.WhichOneof("call")
         if kind not in METHODS:
-            return error(request.id, grpc.StatusCode.INVALID_ARGUMENT,
-                         "call: one of lookup, store or complete is required")  # fmt: skip
+            return error(
+                request.id,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "call: one of lookup, store or complete is required",
+            )
         admission = self.admission
         if admission is not None and (reason := admission.refusal()) is not None:
             return error(request.id, grpc.StatusCode.RESOURCE_EXHAUSTED, reason)

@@ -65,6 +65,8 @@ class OwnershipWatcher:
         ring = HashRing(sorted(members), self.vnodes)
         released = self.shard.release(lambda key: ring.owner(key) == self.shard_id)
         if released:
-            log.info("released namespaces owned by other shards",
-                     extra={"namespaces": released, "shards": len(members)})  # fmt: skip
+            log.info(
+                "released namespaces owned by other shards",
+                extra={"namespaces": released, "shards": len(members)},
+            )
         return released

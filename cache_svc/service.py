@@ -110,9 +110,13 @@ async def running_shard(
                 # Registered only once serving, and deregistered before the server stops,
                 # so routers neither dial it early nor keep sending calls while it drains.
                 await stack.enter_async_context(
-                    Heartbeat(config.registry, config.shard_id,
-                              config.advertise or server.address, config.registry_ttl_seconds)
-                )  # fmt: skip
+                    Heartbeat(
+                        config.registry,
+                        config.shard_id,
+                        config.advertise or server.address,
+                        config.registry_ttl_seconds,
+                    )
+                )
                 await stack.enter_async_context(
                     OwnershipWatcher(config.registry, config.shard_id, shard, config.ring_vnodes)
                 )

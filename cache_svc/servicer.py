@@ -19,26 +19,37 @@ from semcache.v1 import cache_pb2, cache_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-_STATUS = {"hit": cache_pb2.CACHE_STATUS_HIT, "miss": cache_pb2.CACHE_STATUS_MISS,
-           "bypass": cache_pb2.CACHE_STATUS_BYPASS}  # fmt: skip
-_KIND = {"exact": cache_pb2.MATCH_KIND_EXACT, "semantic": cache_pb2.MATCH_KIND_SEMANTIC,
-         "": cache_pb2.MATCH_KIND_UNSPECIFIED}  # fmt: skip
+_STATUS = {
+    "hit": cache_pb2.CACHE_STATUS_HIT,
+    "miss": cache_pb2.CACHE_STATUS_MISS,
+    "bypass": cache_pb2.CACHE_STATUS_BYPASS,
+}
+_KIND = {
+    "exact": cache_pb2.MATCH_KIND_EXACT,
+    "semantic": cache_pb2.MATCH_KIND_SEMANTIC,
+    "": cache_pb2.MATCH_KIND_UNSPECIFIED,
+}
 
 
 def upstream_status(status: int) -> grpc.StatusCode:
     """The gRPC status for an upstream HTTP status (0: no answer at all)."""
     return {
-        400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
-        403: grpc.StatusCode.PERMISSION_DENIED, 404: grpc.StatusCode.NOT_FOUND,
-        408: grpc.StatusCode.DEADLINE_EXCEEDED, 409: grpc.StatusCode.ABORTED,
-        422: grpc.StatusCode.INVALID_ARGUMENT, 429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    }.get(status, grpc.StatusCode.UNAVAILABLE)  # fmt: skip
+        400: grpc.StatusCode.INVALID_ARGUMENT,
+        401: grpc.StatusCode.UNAUTHENTICATED,
+        403: grpc.StatusCode.PERMISSION_DENIED,
+        404: grpc.StatusCode.NOT_FOUND,
+        408: grpc.StatusCode.DEADLINE_EXCEEDED,
+        409: grpc.StatusCode.ABORTED,
+        422: grpc.StatusCode.INVALID_ARGUMENT,
+        429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }.get(status, grpc.StatusCode.UNAVAILABLE)
 
 
 def llm_request(request: cache_pb2.CompleteRequest | cache_pb2.LookupRequest) -> LLMRequest:
     scope, params = request.scope, request.scope.params
-    options: dict[str, object] = {n: getattr(params, n) for n in keys.OPTIONAL_PARAMS
-                                  if params.HasField(n)}  # fmt: skip
+    options: dict[str, object] = {
+        n: getattr(params, n) for n in keys.OPTIONAL_PARAMS if params.HasField(n)
+    }
     if params.stop:
         options["stop"] = list(params.stop)
     for name, value in params.extra.items():
@@ -47,10 +58,13 @@ def llm_request(request: cache_pb2.CompleteRequest | cache_pb2.LookupRequest) ->
         except (ValueError, RecursionError):
             options[name] = value  # not JSON: forwarded as the string it is
     return LLMRequest(
-        model=scope.model, prompt=request.prompt, system_prompt=scope.system_prompt,
-        history=tuple(Turn(t.role, t.content) for t in scope.history), params=options,
+        model=scope.model,
+        prompt=request.prompt,
+        system_prompt=scope.system_prompt,
+        history=tuple(Turn(t.role, t.content) for t in scope.history),
+        params=options,
         raw_request_json=getattr(request, "upstream_request_json", ""),
-    )  # fmt: skip
+    )
 
 
 def deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -59,8 +73,9 @@ def deadline(context: grpc.aio.ServicerContext) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
-def to_query(request: cache_pb2.LookupRequest | cache_pb2.CompleteRequest,
-             context: grpc.aio.ServicerContext) -> Query:  # fmt: skip
+def to_query(
+    request: cache_pb2.LookupRequest | cache_pb2.CompleteRequest, context: grpc.aio.ServicerContext
+) -> Query:
     control = request.cache_control
     return Query(
         namespace=keys.namespace_key(request.scope),
@@ -79,26 +94,33 @@ def to_query(request: cache_pb2.LookupRequest | cache_pb2.CompleteRequest,
 
 def answer_to_proto(answer: Answer) -> cache_pb2.Answer:
     return cache_pb2.Answer(
-        text=answer.text, chunks=list(answer.chunks), finish_reason=answer.finish_reason,
-        usage=usage_to_proto(answer.usage), metadata=answer.metadata,
-    )  # fmt: skip
+        text=answer.text,
+        chunks=list(answer.chunks),
+        finish_reason=answer.finish_reason,
+        usage=usage_to_proto(answer.usage),
+        metadata=answer.metadata,
+    )
 
 
 def usage_to_proto(usage: Usage) -> cache_pb2.Usage:
-    return cache_pb2.Usage(prompt_tokens=usage.prompt_tokens,
-                           completion_tokens=usage.completion_tokens,
-                           total_tokens=usage.total_tokens)  # fmt: skip
+    return cache_pb2.Usage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )
 
 
 def answer_from_proto(answer: cache_pb2.Answer) -> Answer:
     chunks = tuple(answer.chunks)
     return Answer(
-        text=answer.text or "".join(chunks), chunks=chunks,
+        text=answer.text or "".join(chunks),
+        chunks=chunks,
         finish_reason=answer.finish_reason or "stop",
-        usage=Usage(answer.usage.prompt_tokens, answer.usage.completion_tokens,
-                    answer.usage.total_tokens),
+        usage=Usage(
+            answer.usage.prompt_tokens, answer.usage.completion_tokens, answer.usage.total_tokens
+        ),
         metadata=dict(answer.metadata),
-    )  # fmt: skip
+    )
 
 
 class CacheServicer(cache_pb2_grpc.SemanticCacheServicer):
@@ -112,20 +134,27 @@ class CacheServicer(cache_pb2_grpc.SemanticCacheServicer):
         age = time.time() - entry.created if entry is not None and not outcome.stored else 0.0
         decision = outcome.decision
         return cache_pb2.CacheInfo(
-            status=_STATUS[outcome.status], kind=_KIND[outcome.kind],
-            similarity=outcome.similarity, threshold=outcome.threshold,
-            entry_id=entry.id if entry else "", matched_prompt=outcome.closest_prompt,
-            shard=self.shard.shard_id, namespace=namespace, category=outcome.category,
-            coalesced=outcome.coalesced, stored=outcome.stored,
+            status=_STATUS[outcome.status],
+            kind=_KIND[outcome.kind],
+            similarity=outcome.similarity,
+            threshold=outcome.threshold,
+            entry_id=entry.id if entry else "",
+            matched_prompt=outcome.closest_prompt,
+            shard=self.shard.shard_id,
+            namespace=namespace,
+            category=outcome.category,
+            coalesced=outcome.coalesced,
+            stored=outcome.stored,
             age_seconds=max(0.0, age),
-            degraded=outcome.degraded, guard=decision.guard if decision else "",
+            degraded=outcome.degraded,
+            guard=decision.guard if decision else "",
             timings=cache_pb2.Timings(**{f"{k}_ms": 1000 * v for k, v in t.items()}),
             # proto3 optionals: None leaves them absent.
             runner_up_similarity=outcome.runner_up,
             fired_guards=decision.fired if decision else (),
             hit_probability=decision.probability if decision else None,
             hit_cut=decision.cut if decision else None,
-        )  # fmt: skip
+        )
 
     async def _abort(self, context: grpc.aio.ServicerContext, error: Exception) -> None:
         match error:
@@ -141,8 +170,9 @@ class CacheServicer(cache_pb2_grpc.SemanticCacheServicer):
                 await context.abort(upstream_status(error.status), str(error))
         raise error
 
-    async def Lookup(self, request: cache_pb2.LookupRequest,
-                     context: grpc.aio.ServicerContext) -> cache_pb2.LookupResponse:  # fmt: skip
+    async def Lookup(
+        self, request: cache_pb2.LookupRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.LookupResponse:
         try:
             validation.check_lookup(request, self.limits)
             query = to_query(request, context)
@@ -154,8 +184,9 @@ class CacheServicer(cache_pb2_grpc.SemanticCacheServicer):
             response.answer.CopyFrom(answer_to_proto(outcome.answer))
         return response
 
-    async def Store(self, request: cache_pb2.StoreRequest,
-                    context: grpc.aio.ServicerContext) -> cache_pb2.StoreResponse:  # fmt: skip
+    async def Store(
+        self, request: cache_pb2.StoreRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.StoreResponse:
         try:
             validation.check_store(request, self.limits)
         except validation.InvalidRequestError as e:
@@ -172,9 +203,12 @@ class CacheServicer(cache_pb2_grpc.SemanticCacheServicer):
         )
         entry, replaced = await self.shard.store_answer(query, answer_from_proto(request.answer))
         return cache_pb2.StoreResponse(
-            entry_id=entry.id, shard=self.shard.shard_id, namespace=namespace, replaced=replaced,
+            entry_id=entry.id,
+            shard=self.shard.shard_id,
+            namespace=namespace,
+            replaced=replaced,
             timings=cache_pb2.Timings(total_ms=1000 * (time.perf_counter() - started)),
-        )  # fmt: skip
+        )
 
     async def Complete(
         self, request: cache_pb2.CompleteRequest, context: grpc.aio.ServicerContext
@@ -186,12 +220,13 @@ class CacheServicer(cache_pb2_grpc.SemanticCacheServicer):
         except (validation.InvalidRequestError, UpstreamError) as e:
             await self._abort(context, e)
         assert outcome.answer is not None
-        return cache_pb2.CompleteResponse(cache=self.cache_info(outcome, query.namespace),
-                                          answer=answer_to_proto(outcome.answer))  # fmt: skip
+        return cache_pb2.CompleteResponse(
+            cache=self.cache_info(outcome, query.namespace), answer=answer_to_proto(outcome.answer)
+        )
 
-    async def StreamComplete(self, request: cache_pb2.CompleteRequest,
-                             context: grpc.aio.ServicerContext
-                             ) -> AsyncIterator[cache_pb2.CompleteChunk]:  # fmt: skip
+    async def StreamComplete(
+        self, request: cache_pb2.CompleteRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[cache_pb2.CompleteChunk]:
         try:
             validation.check_lookup(request, self.limits)
             query = to_query(request, context)
@@ -207,9 +242,13 @@ class CacheServicer(cache_pb2_grpc.SemanticCacheServicer):
                     yield cache_pb2.CompleteChunk(start=self.cache_info(event, query.namespace))
                 else:
                     assert done is not None
-                    yield cache_pb2.CompleteChunk(end=cache_pb2.StreamEnd(
-                        finish_reason=done.finish_reason, usage=usage_to_proto(done.usage),
-                        cache=self.cache_info(event, query.namespace)))  # fmt: skip
+                    yield cache_pb2.CompleteChunk(
+                        end=cache_pb2.StreamEnd(
+                            finish_reason=done.finish_reason,
+                            usage=usage_to_proto(done.usage),
+                            cache=self.cache_info(event, query.namespace),
+                        )
+                    )
         except (validation.InvalidRequestError, UpstreamError) as e:
             await self._abort(context, e)
 
@@ -262,16 +301,18 @@ class AdminServicer(cache_pb2_grpc.AdminServicer):
         self.shard = shard
         self.address = address
 
-    async def Stats(self, request: cache_pb2.StatsRequest,
-                    context: grpc.aio.ServicerContext) -> cache_pb2.StatsResponse:  # fmt: skip
+    async def Stats(
+        self, request: cache_pb2.StatsRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.StatsResponse:
         stats = self.shard.stats()
         shard = cache_pb2.ShardStats(
             shard=self.shard.shard_id, address=self.address, reachable=True, **stats
         )  # type: ignore[arg-type]
         return cache_pb2.StatsResponse(shards=[shard], total=shard)
 
-    async def Ring(self, request: cache_pb2.RingRequest,
-                   context: grpc.aio.ServicerContext) -> cache_pb2.RingResponse:  # fmt: skip
+    async def Ring(
+        self, request: cache_pb2.RingRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.RingResponse:
         await context.abort(
             grpc.StatusCode.UNIMPLEMENTED,
             "a shard has no ring: ask the router (semcache.v1.Admin/Ring)",

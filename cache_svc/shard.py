@@ -104,9 +104,16 @@ class ShardSettings:
 
 
 class Shard:
-    def __init__(self, settings: ShardSettings, *, embedder: EmbedderClient,
-                 store: WriteThroughStore, llm: LLMBackend, policies: PolicySet,
-                 eviction: Eviction) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: ShardSettings,
+        *,
+        embedder: EmbedderClient,
+        store: WriteThroughStore,
+        llm: LLMBackend,
+        policies: PolicySet,
+        eviction: Eviction,
+    ) -> None:
         self.settings = settings
         self.embedder = embedder
         self.store = store
@@ -118,9 +125,21 @@ class Shard:
         self._hydrations: SingleFlight[str, Namespace] = SingleFlight()
         self._flights: SingleFlight[tuple[str, str], Answer] = SingleFlight()
         self._background: set[asyncio.Task[object]] = set()
-        self.counters = {name: 0 for name in (
-            "lookups", "hits", "exact_hits", "semantic_hits", "misses", "coalesced",
-            "evictions", "wrong_hits", "reembedded", "redis_written_back")}  # fmt: skip
+        self.counters = {
+            name: 0
+            for name in (
+                "lookups",
+                "hits",
+                "exact_hits",
+                "semantic_hits",
+                "misses",
+                "coalesced",
+                "evictions",
+                "wrong_hits",
+                "reembedded",
+                "redis_written_back",
+            )
+        }
         self._reembedder = Periodic(self._reembed_step, REEMBED_TICK, "reembed")
         self._redis_watch = Periodic(self._check_redis, REDIS_CHECK_SECONDS, "redis watch")
         self._sweeper = Periodic(self.sweep_expired, settings.sweep_interval, "ttl sweep")
@@ -219,8 +238,10 @@ class Shard:
         if ns.index.building:
             self._spawn(asyncio.to_thread(ns.index.build))
         if moved_from:  # a new namespace taking its first model is not news
-            log.info("namespace index moved to a new model",
-                     extra={"namespace": ns.key, "model": model, "from": moved_from})  # fmt: skip
+            log.info(
+                "namespace index moved to a new model",
+                extra={"namespace": ns.key, "model": model, "from": moved_from},
+            )
 
     async def reembed(self, budget: int) -> int:
         """Re-embeds up to `budget` stored prompts whose vectors are not of the embedders'
@@ -314,9 +335,14 @@ class Shard:
         outcome.closest_prompt = best.entry.prompt
         outcome.runner_up = candidates[1].similarity if len(candidates) > 1 else None
         decision = outcome.decision = self.policies.for_model(vector.model).decide(
-            query.prompt, best.entry.prompt, best.similarity, second=outcome.runner_up,
-            category=outcome.category, tenant=query.tenant, min_similarity=query.min_similarity,
-        )  # fmt: skip
+            query.prompt,
+            best.entry.prompt,
+            best.similarity,
+            second=outcome.runner_up,
+            category=outcome.category,
+            tenant=query.tenant,
+            min_similarity=query.min_similarity,
+        )
         outcome.threshold = decision.threshold
         if decision.hit and self._fresh(best.entry, query, now):
             self._hit(outcome, best.entry, "semantic", best.similarity)
@@ -325,8 +351,9 @@ class Shard:
     def _fresh(entry: Entry, query: Query, now: float) -> bool:
         return query.max_age is None or now - entry.created <= query.max_age
 
-    def _hit(self, outcome: Outcome, entry: Entry, kind: Literal["exact", "semantic"],
-             similarity: float) -> None:  # fmt: skip
+    def _hit(
+        self, outcome: Outcome, entry: Entry, kind: Literal["exact", "semantic"], similarity: float
+    ) -> None:
         outcome.status, outcome.kind = "hit", kind
         outcome.similarity, outcome.entry, outcome.answer = similarity, entry, entry.answer
         outcome.closest_prompt = entry.prompt
@@ -343,9 +370,13 @@ class Shard:
             self.counters["misses"] += 1
         metrics.LOOKUPS.labels(outcome.status, outcome.kind or "none").inc()
 
-    async def store_answer(self, query: Query, answer: Answer,
-                           vector: Vector | None = None,
-                           degraded: list[str] | None = None) -> tuple[Entry, bool]:  # fmt: skip
+    async def store_answer(
+        self,
+        query: Query,
+        answer: Answer,
+        vector: Vector | None = None,
+        degraded: list[str] | None = None,
+    ) -> tuple[Entry, bool]:
         """Stores `answer` for the query's prompt; returns (entry, replaced an older one).
 
         Without a vector it embeds the prompt, unless `degraded` already says the embedder
@@ -362,12 +393,18 @@ class Shard:
             self._adopt(ns, vector)
         now = time.time()
         entry = Entry(
-            id=keys.new_entry_id(query.namespace), namespace=query.namespace,
-            tenant=query.tenant, prompt=query.prompt, prompt_key=query.prompt_key,
-            answer=answer, category=query.category or detect_category(query.prompt),
-            created=now, expires=now + (query.ttl or self.settings.default_ttl),
-            vector=vector.values if vector else None, model=vector.model if vector else "",
-        )  # fmt: skip
+            id=keys.new_entry_id(query.namespace),
+            namespace=query.namespace,
+            tenant=query.tenant,
+            prompt=query.prompt,
+            prompt_key=query.prompt_key,
+            answer=answer,
+            category=query.category or detect_category(query.prompt),
+            created=now,
+            expires=now + (query.ttl or self.settings.default_ttl),
+            vector=vector.values if vector else None,
+            model=vector.model if vector else "",
+        )
         replaced = ns.add(entry)
         self.eviction.added(entry.id, entry.size_bytes)
         if replaced is not None:
@@ -393,8 +430,7 @@ class Shard:
             outcome.timed("llm", t)
             if not query.no_store:
                 t = time.perf_counter()
-                entry, _ = await self.store_answer(query, answer, outcome.vector,
-                                                   outcome.degraded)  # fmt: skip
+                entry, _ = await self.store_answer(query, answer, outcome.vector, outcome.degraded)
                 outcome.entry, outcome.stored = entry, True
                 outcome.timed("store", t)
             return answer
@@ -448,8 +484,9 @@ class Shard:
                         chunks.append(event.text)
                         yield event
                     else:
-                        outcome.answer = Answer("".join(chunks), tuple(chunks),
-                                                event.finish_reason, event.usage)  # fmt: skip
+                        outcome.answer = Answer(
+                            "".join(chunks), tuple(chunks), event.finish_reason, event.usage
+                        )
                 outcome.timed("llm", t)
                 metrics.LLM_CALLS.labels("ok").inc()
                 if outcome.answer is None:
@@ -551,8 +588,9 @@ class Shard:
         not hold are dropped from Redis without loading them (the router sends a tenant
         invalidation to every shard, so each counts what it held).
         """
-        held = sorted(key for key, ns in self._namespaces.items()
-                      if any(e.tenant == tenant for e in ns))  # fmt: skip
+        held = sorted(
+            key for key, ns in self._namespaces.items() if any(e.tenant == tenant for e in ns)
+        )
         removed = 0
         for key in held:
             removed += await self.invalidate_namespace(key)
@@ -596,8 +634,10 @@ class Shard:
         back empty); returns how many. Entries no shard holds are lost with Redis."""
         now = time.time()
         entries = [e for ns in list(self._namespaces.values()) for e in ns if not e.expired(now)]
-        log.warning("redis lost its data; writing back what this shard holds",
-                    extra={"entries": len(entries)})  # fmt: skip
+        log.warning(
+            "redis lost its data; writing back what this shard holds",
+            extra={"entries": len(entries)},
+        )
         await self.store.put_many(entries)
         self.counters["redis_written_back"] += len(entries)
         metrics.REDIS_WRITTEN_BACK.inc(len(entries))

@@ -46,8 +46,9 @@ SETTLE_SECONDS = 1.0
 class StallWatch:
     """`serving(False)` while stale copies may be held after a stall, `serving(True)` after."""
 
-    def __init__(self, shard: Shard, threshold: float,
-                 serving: Callable[[bool], Awaitable[None]]) -> None:  # fmt: skip
+    def __init__(
+        self, shard: Shard, threshold: float, serving: Callable[[bool], Awaitable[None]]
+    ) -> None:
         self.shard = shard
         self.threshold = threshold
         self.serving = serving
@@ -73,8 +74,10 @@ class StallWatch:
         if late > self.threshold:
             self.stalls += 1
             metrics.STALLS.inc()
-            log.warning("the shard stood still; dropping its namespaces from memory",
-                        extra={"seconds": round(late, 3)})  # fmt: skip
+            log.warning(
+                "the shard stood still; dropping its namespaces from memory",
+                extra={"seconds": round(late, 3)},
+            )
             await self.serving(False)
             # What the stall itself loaded (a big hydration holding the loop) is fresh.
             self._drop(previous, now)
@@ -82,8 +85,9 @@ class StallWatch:
         if self._pending:
             self._pending = self.shard.drop_copies(self._pending)
             if self._pending and now >= self._retry_until:
-                log.warning("namespaces kept after a stall",
-                            extra={"namespaces": len(self._pending)})  # fmt: skip
+                log.warning(
+                    "namespaces kept after a stall", extra={"namespaces": len(self._pending)}
+                )
                 self._pending = set()
         if self._next is None or self._pending or now < self._next[1]:
             return

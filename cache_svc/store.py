@@ -102,8 +102,14 @@ _Op = _Put | _Revector | _Delete | _Hit | _DropNamespace
 
 
 class WriteThroughStore:
-    def __init__(self, url: str | None, *, max_backlog: int = 100_000,
-                 write_timeout: float = 1.0, retry_interval: float = 0.5) -> None:  # fmt: skip
+    def __init__(
+        self,
+        url: str | None,
+        *,
+        max_backlog: int = 100_000,
+        write_timeout: float = 1.0,
+        retry_interval: float = 0.5,
+    ) -> None:
         self.url = url
         self.max_backlog = max_backlog
         self.write_timeout = write_timeout
@@ -131,8 +137,12 @@ class WriteThroughStore:
         # the write timeout) instead of failing at once and passing for a Redis outage.
         timeout = self.write_timeout
         pool = redis.BlockingConnectionPool.from_url(
-            self.url, max_connections=MAX_CONNECTIONS, timeout=timeout,
-            socket_timeout=timeout, socket_connect_timeout=timeout)  # fmt: skip
+            self.url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
         self._client = redis.Redis.from_pool(pool)
         try:
             await self._client.ping()
@@ -156,8 +166,11 @@ class WriteThroughStore:
 
     def _set_state(self, state: State, error: BaseException | None = None) -> None:
         if state != self.state:
-            log.warning("redis %s", state, extra={"error": repr(error) if error else None,
-                                                  "backlog": self.backlog})  # fmt: skip
+            log.warning(
+                "redis %s",
+                state,
+                extra={"error": repr(error) if error else None, "backlog": self.backlog},
+            )
         self.state = state
         metrics.REDIS_UP.set(1 if state == "up" else 0)
         if state == "down":
@@ -236,8 +249,9 @@ class WriteThroughStore:
 
     def _take_hits(self) -> list[_Op]:
         hits, self._hits = self._hits, {}
-        return [_Hit(ns, entry_id, expires, count)
-                for (ns, entry_id), (count, expires) in hits.items()]  # fmt: skip
+        return [
+            _Hit(ns, entry_id, expires, count) for (ns, entry_id), (count, expires) in hits.items()
+        ]
 
     async def write_hits(self) -> None:
         """Writes the counted hits, if Redis is up. While it is away they keep adding up

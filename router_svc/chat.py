@@ -22,9 +22,21 @@ from semcache.validation import RequestLimits
 
 #: Request fields that never change the answer, or have a field of their own (the
 #: GenerationParams fields; max_completion_tokens is max_tokens), so they stay out of `extra`.
-_NOT_ANSWER = {"model", "messages", "stream", "stream_options", "user", "metadata", "store",
-               "max_completion_tokens", "stop", "service_tier", "prompt_cache_key",
-               "safety_identifier", *keys.OPTIONAL_PARAMS}  # fmt: skip
+_NOT_ANSWER = {
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "user",
+    "metadata",
+    "store",
+    "max_completion_tokens",
+    "stop",
+    "service_tier",
+    "prompt_cache_key",
+    "safety_identifier",
+    *keys.OPTIONAL_PARAMS,
+}
 #: The cache keeps one text answer per prompt: requests whose answer is something else
 #: (tool calls, several choices, log probabilities, audio) are refused, not half-served.
 _LIMITS = RequestLimits()
@@ -105,13 +117,14 @@ def _unsupported(body: dict[str, Any]) -> None:
         raise ChatRequestError("n > 1 is not supported by the semcache front", "n")
     tools = body.get("tools") or body.get("functions")
     if tools and body.get("tool_choice", "auto") != "none":
-        raise ChatRequestError("tool calls are not supported by the semcache front: "
-                               "call the upstream directly", "tools")  # fmt: skip
+        raise ChatRequestError(
+            "tool calls are not supported by the semcache front: call the upstream directly",
+            "tools",
+        )
     if body.get("logprobs"):
         raise ChatRequestError("logprobs are not supported by the semcache front", "logprobs")
     if "audio" in (body.get("modalities") or []) or body.get("audio"):
-        raise ChatRequestError("audio output is not supported by the semcache front",
-                               "modalities")  # fmt: skip
+        raise ChatRequestError("audio output is not supported by the semcache front", "modalities")
 
 
 def _over_limits(scope: cache_pb2.Scope, prompt: str) -> bool:
@@ -157,9 +170,12 @@ def parse(body: Any, tenant: str, *, no_cache: bool = False, no_store: bool = Fa
         *earlier, (_, prompt, _) = turns
     # Each earlier turn keyed by the whole message (name, tool calls, tool_call_id, ...):
     # two conversations share an answer only if every turn is the same.
-    history = [cache_pb2.Turn(role=role, content=text if set(m) <= {"role", "content"}
-                              else keys.canonical_json(m))
-               for role, text, m in earlier]  # fmt: skip
+    history = [
+        cache_pb2.Turn(
+            role=role, content=text if set(m) <= {"role", "content"} else keys.canonical_json(m)
+        )
+        for role, text, m in earlier
+    ]
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ChatRequestError("stream must be a boolean", "stream")
@@ -169,8 +185,13 @@ def parse(body: Any, tenant: str, *, no_cache: bool = False, no_store: bool = Fa
     params = _params(body)
     if extra := {k: v for k, v in last.items() if k not in ("role", "content")}:
         params.extra["last_message"] = keys.canonical_json(extra)  # e.g. the user's name
-    scope = cache_pb2.Scope(tenant=tenant, model=model, system_prompt="\n\n".join(system),
-                            params=params, history=history)  # fmt: skip
+    scope = cache_pb2.Scope(
+        tenant=tenant,
+        model=model,
+        system_prompt="\n\n".join(system),
+        params=params,
+        history=history,
+    )
     if not prompt.strip():
         bypass = True  # nothing to key on
     if bypass or _over_limits(scope, prompt):
@@ -180,8 +201,9 @@ def parse(body: Any, tenant: str, *, no_cache: bool = False, no_store: bool = Fa
         scope = cache_pb2.Scope(tenant=tenant, model=model[: _LIMITS.max_name_bytes])
         prompt = prompt[:1024] if prompt.strip() else "(no text)"
     control = cache_pb2.CacheControl(no_cache=no_cache or bypass, no_store=no_store or bypass)
-    request = cache_pb2.CompleteRequest(scope=scope, prompt=prompt, cache_control=control,
-                                        upstream_request_json=json.dumps(body))  # fmt: skip
+    request = cache_pb2.CompleteRequest(
+        scope=scope, prompt=prompt, cache_control=control, upstream_request_json=json.dumps(body)
+    )
     return ChatCall(request, model, stream, bool(options.get("include_usage")), bypass)
 
 
@@ -215,18 +237,25 @@ def completion(call: ChatCall, response: cache_pb2.CompleteResponse) -> dict[str
         "object": "chat.completion",
         "created": int(time.time()),
         "model": call.model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": response.answer.text, "refusal": None},
-            "finish_reason": response.answer.finish_reason or "stop",
-            "logprobs": None,
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": response.answer.text, "refusal": None},
+                "finish_reason": response.answer.finish_reason or "stop",
+                "logprobs": None,
+            }
+        ],
         "usage": usage(response.answer.usage, hit),
-    }  # fmt: skip
+    }
 
 
-def chunk(call: ChatCall, chunk_id: str, created: int, delta: dict[str, Any],
-          finish_reason: str | None = None) -> dict[str, Any]:  # fmt: skip
+def chunk(
+    call: ChatCall,
+    chunk_id: str,
+    created: int,
+    delta: dict[str, Any],
+    finish_reason: str | None = None,
+) -> dict[str, Any]:
     return {
         "id": chunk_id,
         "object": "chat.completion.chunk",
@@ -236,7 +265,8 @@ def chunk(call: ChatCall, chunk_id: str, created: int, delta: dict[str, Any],
     }
 
 
-def error(message: str, kind: str, code: str | None = None,
-          param: str | None = None) -> dict[str, Any]:  # fmt: skip
+def error(
+    message: str, kind: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
     """An error body in OpenAI's format."""
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}

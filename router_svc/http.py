@@ -48,8 +48,9 @@ _HTTP = {
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
-def _error_response(status: int, message: str, kind: str, param: str | None = None,
-                    code: str | None = None) -> web.Response:  # fmt: skip
+def _error_response(
+    status: int, message: str, kind: str, param: str | None = None, code: str | None = None
+) -> web.Response:
     return web.json_response(chat.error(message, kind, code, param), status=status)
 
 
@@ -72,19 +73,27 @@ def _grpc_error(e: grpc.aio.AioRpcError) -> tuple[int, dict[str, Any]]:
 class ChatFront:
     """The aiohttp application over a channel to the router."""
 
-    def __init__(self, channel: grpc.aio.Channel, *, auth: bool, models: Sequence[str] = (),
-                 timeout: float = 120.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        auth: bool,
+        models: Sequence[str] = (),
+        timeout: float = 120.0,
+    ) -> None:
         self.stub = cache_pb2_grpc.SemanticCacheStub(channel)
         self.health = health_pb2_grpc.HealthStub(channel)
         self.auth = auth
         self.models = list(models)
         self.timeout = timeout
         self.app = web.Application(client_max_size=MAX_BODY_BYTES)
-        self.app.add_routes([
-            web.post("/v1/chat/completions", self.chat_completions),
-            web.get("/v1/models", self.list_models),
-            web.get("/healthz", self.healthz),
-        ])  # fmt: skip
+        self.app.add_routes(
+            [
+                web.post("/v1/chat/completions", self.chat_completions),
+                web.get("/v1/models", self.list_models),
+                web.get("/healthz", self.healthz),
+            ]
+        )
 
     def _metadata(self, request: web.Request) -> tuple[tuple[str, str], ...]:
         authorization = request.headers.get("Authorization")
@@ -93,18 +102,19 @@ class ChatFront:
     def _call(self, request: web.Request, body: Any) -> chat.ChatCall:
         tenant = "" if self.auth else request.headers.get("X-Tenant-ID", "default")
         control = {d.strip().lower() for d in request.headers.get("Cache-Control", "").split(",")}
-        return chat.parse(body, tenant, no_cache="no-cache" in control,
-                          no_store="no-store" in control)  # fmt: skip
+        return chat.parse(
+            body, tenant, no_cache="no-cache" in control, no_store="no-store" in control
+        )
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
             body = json.loads(await request.read(), parse_constant=_no_constants)
         except web.HTTPRequestEntityTooLarge:
-            return _error_response(413, f"the body is over {MAX_BODY_BYTES} bytes",
-                                   "invalid_request_error")  # fmt: skip
+            return _error_response(
+                413, f"the body is over {MAX_BODY_BYTES} bytes", "invalid_request_error"
+            )
         except (ValueError, UnicodeDecodeError, RecursionError) as e:
-            return _error_response(400, f"the body is not valid JSON: {e}",
-                                   "invalid_request_error")  # fmt: skip
+            return _error_response(400, f"the body is not valid JSON: {e}", "invalid_request_error")
         try:
             call = self._call(request, body)
         except chat.ChatRequestError as e:
@@ -112,17 +122,20 @@ class ChatFront:
         if call.stream:
             return await self._stream(request, call)
         try:
-            response = await self.stub.Complete(call.request, metadata=self._metadata(request),
-                                                timeout=self.timeout)  # fmt: skip
+            response = await self.stub.Complete(
+                call.request, metadata=self._metadata(request), timeout=self.timeout
+            )
         except grpc.aio.AioRpcError as e:
             status, error = _grpc_error(e)
             return web.json_response(error, status=status)
-        return web.json_response(chat.completion(call, response),
-                                 headers=_cache_headers(call, response.cache))  # fmt: skip
+        return web.json_response(
+            chat.completion(call, response), headers=_cache_headers(call, response.cache)
+        )
 
     async def _stream(self, request: web.Request, call: chat.ChatCall) -> web.StreamResponse:
-        events = self.stub.StreamComplete(call.request, metadata=self._metadata(request),
-                                          timeout=self.timeout)  # fmt: skip
+        events = self.stub.StreamComplete(
+            call.request, metadata=self._metadata(request), timeout=self.timeout
+        )
         messages = aiter(events)
         try:
             first = await anext(messages, None)
@@ -137,9 +150,13 @@ class ChatFront:
         except grpc.aio.AioRpcError as e:
             status, error = _grpc_error(e)
             return web.json_response(error, status=status)
-        response = web.StreamResponse(headers={
-            "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-            **_cache_headers(call, info)})  # fmt: skip
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                **_cache_headers(call, info),
+            }
+        )
         await response.prepare(request)
         chunk_id, created = chat.completion_id(), int(time.time())
 
@@ -153,12 +170,14 @@ class ChatFront:
             async for message in _chain(early, messages):
                 if message.HasField("end"):
                     end, ended = message.end, True
-                    await send(chat.chunk(call, chunk_id, created, {},
-                                          end.finish_reason or "stop"))  # fmt: skip
+                    await send(chat.chunk(call, chunk_id, created, {}, end.finish_reason or "stop"))
                     if call.include_usage:
                         hit = info.status == cache_pb2.CACHE_STATUS_HIT
-                        usage = {**chat.chunk(call, chunk_id, created, {}), "choices": [],
-                                 "usage": chat.usage(end.usage, hit)}  # fmt: skip
+                        usage = {
+                            **chat.chunk(call, chunk_id, created, {}),
+                            "choices": [],
+                            "usage": chat.usage(end.usage, hit),
+                        }
                         await send(usage)
                 elif message.HasField("delta"):
                     await send(chat.chunk(call, chunk_id, created, {"content": message.delta}))
@@ -176,9 +195,15 @@ class ChatFront:
         return response
 
     async def list_models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [
-            {"id": m, "object": "model", "created": 0, "owned_by": "semcache"}
-            for m in self.models]})  # fmt: skip
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {"id": m, "object": "model", "created": 0, "owned_by": "semcache"}
+                    for m in self.models
+                ],
+            }
+        )
 
     async def healthz(self, request: web.Request) -> web.Response:
         """200 while the router answers SERVING, else 503."""
@@ -187,8 +212,9 @@ class ChatFront:
             serving = reply.status == health_pb2.HealthCheckResponse.SERVING
         except grpc.aio.AioRpcError:
             serving = False
-        return web.json_response({"status": "ok" if serving else "unavailable"},
-                                 status=200 if serving else 503)  # fmt: skip
+        return web.json_response(
+            {"status": "ok" if serving else "unavailable"}, status=200 if serving else 503
+        )
 
 
 async def _chain(first: list[Any], rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
@@ -220,11 +246,16 @@ def https_context(cert: Path, key: Path, ca: Path | None, client_auth: bool) -> 
 
 
 @contextlib.asynccontextmanager
-async def running_http_front(router: str, *, host: str = "127.0.0.1", port: int = 0,
-                             auth: bool = False, models: Sequence[str] = (),
-                             tls: TlsFiles | None = None,
-                             https: ssl.SSLContext | None = None,
-                             ) -> AsyncIterator[int]:  # fmt: skip
+async def running_http_front(
+    router: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    auth: bool = False,
+    models: Sequence[str] = (),
+    tls: TlsFiles | None = None,
+    https: ssl.SSLContext | None = None,
+) -> AsyncIterator[int]:
     """Serves the front on host:port (HTTPS with `https`) for the router at `router`, dialed
     with `tls`; yields the bound port."""
     channel = open_channel(router, tls, CHANNEL_OPTIONS)

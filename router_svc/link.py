@@ -21,8 +21,9 @@ from semcache.v1 import link_pb2, link_pb2_grpc
 ANSWER_GRACE_SECONDS = 0.5
 
 
-def rpc_error(code: grpc.StatusCode, details: str,
-              trailing: tuple[tuple[str, str], ...] = ()) -> grpc.aio.AioRpcError:  # fmt: skip
+def rpc_error(
+    code: grpc.StatusCode, details: str, trailing: tuple[tuple[str, str], ...] = ()
+) -> grpc.aio.AioRpcError:
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailing), details)
 
 

@@ -14,8 +14,9 @@ from semcache.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
-REGISTRY_READABLE = Gauge("semcache_registry_readable",
-                          "1 when the last read of the membership registry succeeded.")  # fmt: skip
+REGISTRY_READABLE = Gauge(
+    "semcache_registry_readable", "1 when the last read of the membership registry succeeded."
+)
 
 
 def static_members(addresses: list[str]) -> dict[str, str]:
@@ -54,8 +55,10 @@ class RegistryWatcher:
             members = await registry.read_members(self._client)
         except (RedisError, OSError, TimeoutError) as e:
             if self.readable is not False:
-                log.warning("registry unreadable; keeping the shards known so far",
-                            extra={"error": repr(e), "shards": len(self.pool.members)})  # fmt: skip
+                log.warning(
+                    "registry unreadable; keeping the shards known so far",
+                    extra={"error": repr(e), "shards": len(self.pool.members)},
+                )
             self.readable = False
             REGISTRY_READABLE.set(0)
             return

@@ -34,8 +34,7 @@ from semcache.v1 import cache_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-RING_CHANGES = Counter("semcache_ring_changes", "Shards leaving or joining the ring.",
-                       ["change"])  # fmt: skip
+RING_CHANGES = Counter("semcache_ring_changes", "Shards leaving or joining the ring.", ["change"])
 HEALTHY_SHARDS = Gauge("semcache_ring_healthy_shards", "Shards in the ring.")
 EJECTIONS = Counter(
     "semcache_shard_ejections",
@@ -63,9 +62,17 @@ class Member:
 
 
 class ShardPool:
-    def __init__(self, *, vnodes: int, load_factor: float, health_interval: float,
-                 health_timeout: float, unhealthy_after: int,
-                 drain_seconds: float = 30.0, tls: TlsFiles | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        vnodes: int,
+        load_factor: float,
+        health_interval: float,
+        health_timeout: float,
+        unhealthy_after: int,
+        drain_seconds: float = 30.0,
+        tls: TlsFiles | None = None,
+    ) -> None:
         self.load_factor = load_factor
         self.health_interval = health_interval
         self.health_timeout = health_timeout
@@ -103,11 +110,14 @@ class ShardPool:
     def _add(self, member_id: str, address: str) -> Member:
         channel = open_channel(address, self.tls, CHANNEL_OPTIONS)
         member = Member(
-            id=member_id, address=address, channel=channel,
-            cache=cache_pb2_grpc.SemanticCacheStub(channel), link=ShardLink(channel),
+            id=member_id,
+            address=address,
+            channel=channel,
+            cache=cache_pb2_grpc.SemanticCacheStub(channel),
+            link=ShardLink(channel),
             admin=cache_pb2_grpc.AdminStub(channel),
             health=health_pb2_grpc.HealthStub(channel),
-        )  # fmt: skip
+        )
         self.members[member_id] = member
         log.info("shard added", extra={"shard": member_id, "address": address})
         return member
@@ -165,16 +175,23 @@ class ShardPool:
             self.ring.remove(member.id)
         RING_CHANGES.labels("join" if healthy else "leave").inc()
         HEALTHY_SHARDS.set(len(self.ring))
-        log.log(logging.INFO if healthy else logging.WARNING,
-                "shard %s the ring", "joins" if healthy else "leaves",
-                extra={"shard": member.id, "error": "" if healthy else member.last_error,
-                       "ring_size": len(self.ring)})  # fmt: skip
+        log.log(
+            logging.INFO if healthy else logging.WARNING,
+            "shard %s the ring",
+            "joins" if healthy else "leaves",
+            extra={
+                "shard": member.id,
+                "error": "" if healthy else member.last_error,
+                "ring_size": len(self.ring),
+            },
+        )
 
     async def check(self, member: Member) -> None:
         silent, error = False, "NOT_SERVING"
         try:
-            reply = await member.health.Check(health_pb2.HealthCheckRequest(),
-                                              timeout=self.health_timeout)  # fmt: skip
+            reply = await member.health.Check(
+                health_pb2.HealthCheckRequest(), timeout=self.health_timeout
+            )
             serving = reply.status == health_pb2.HealthCheckResponse.SERVING
         except grpc.aio.AioRpcError as e:
             # No answer within the timeout: frozen. (A dead or stopping shard answers

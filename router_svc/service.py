@@ -25,30 +25,45 @@ def _http_front(config: RouterConfig, grpc_port: int) -> contextlib.AbstractAsyn
     https = None
     if tls is not None:
         assert config.tls_cert is not None and config.tls_key is not None
-        https = https_context(config.tls_cert, config.tls_key, config.tls_ca,
-                              config.tls_client_auth)  # fmt: skip
+        https = https_context(
+            config.tls_cert, config.tls_key, config.tls_ca, config.tls_client_auth
+        )
     models = [m.strip() for m in config.http_models.split(",") if m.strip()]
-    return running_http_front(f"{host}:{grpc_port}", host=config.host, port=config.http_port,
-                              auth=config.tokens_file is not None, models=models, tls=tls,
-                              https=https)  # fmt: skip
+    return running_http_front(
+        f"{host}:{grpc_port}",
+        host=config.host,
+        port=config.http_port,
+        auth=config.tokens_file is not None,
+        models=models,
+        tls=tls,
+        https=https,
+    )
 
 
 @contextlib.asynccontextmanager
 async def running_router(config: RouterConfig) -> AsyncIterator[tuple[GrpcServer, ShardPool]]:
     pool = ShardPool(
-        vnodes=config.vnodes, load_factor=config.load_factor,
+        vnodes=config.vnodes,
+        load_factor=config.load_factor,
         health_interval=config.health_interval_seconds,
-        health_timeout=config.health_timeout_seconds, unhealthy_after=config.unhealthy_after,
-        drain_seconds=config.default_timeout_seconds, tls=config.load_tls(),
-    )  # fmt: skip
+        health_timeout=config.health_timeout_seconds,
+        unhealthy_after=config.unhealthy_after,
+        drain_seconds=config.default_timeout_seconds,
+        tls=config.load_tls(),
+    )
     router = Router(pool, config.default_timeout_seconds, config.load_tokens())
     services = [
-        Service(cache_pb2.DESCRIPTOR.services_by_name["SemanticCache"],
-                cache_pb2_grpc.add_SemanticCacheServicer_to_server,
-                RouterCacheServicer(router, RequestLimits())),
-        Service(cache_pb2.DESCRIPTOR.services_by_name["Admin"],
-                cache_pb2_grpc.add_AdminServicer_to_server, RouterAdminServicer(router)),
-    ]  # fmt: skip
+        Service(
+            cache_pb2.DESCRIPTOR.services_by_name["SemanticCache"],
+            cache_pb2_grpc.add_SemanticCacheServicer_to_server,
+            RouterCacheServicer(router, RequestLimits()),
+        ),
+        Service(
+            cache_pb2.DESCRIPTOR.services_by_name["Admin"],
+            cache_pb2_grpc.add_AdminServicer_to_server,
+            RouterAdminServicer(router),
+        ),
+    ]
     try:
         async with contextlib.AsyncExitStack() as stack:
             if config.registry is not None:

@@ -46,8 +46,9 @@ async def _pass_on(error: grpc.aio.AioRpcError, context: grpc.aio.ServicerContex
 class Router:
     """Auth, forwarding and failover; shared by both servicers."""
 
-    def __init__(self, pool: ShardPool, default_timeout: float,
-                 tokens: auth.TokenMap | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, pool: ShardPool, default_timeout: float, tokens: auth.TokenMap | None = None
+    ) -> None:
         self.pool = pool
         self.default_timeout = default_timeout
         self.tokens = tokens
@@ -75,8 +76,12 @@ class Router:
         remaining = context.time_remaining()
         return self.default_timeout if remaining is None else max(remaining, 0.001)
 
-    async def unary(self, key: str, call: Callable[[Member, float], Awaitable[T]],
-                    context: grpc.aio.ServicerContext) -> T:  # fmt: skip
+    async def unary(
+        self,
+        key: str,
+        call: Callable[[Member, float], Awaitable[T]],
+        context: grpc.aio.ServicerContext,
+    ) -> T:
         last = "no healthy shard"
         for member in self.pool.order(key):
             member.in_flight += 1
@@ -102,8 +107,10 @@ async def _unless_ejected(member: Member, call: Awaitable[T]) -> T:
         await asyncio.wait((answer, ejected), return_when=asyncio.FIRST_COMPLETED)
         if answer.done():
             return answer.result()
-        raise rpc_error(grpc.StatusCode.UNAVAILABLE,
-                        f"{member.id} left the ring: {member.last_error or 'failing'}")  # fmt: skip
+        raise rpc_error(
+            grpc.StatusCode.UNAVAILABLE,
+            f"{member.id} left the ring: {member.last_error or 'failing'}",
+        )
     finally:
         for task in (answer, ejected):
             task.cancel()
@@ -145,12 +152,14 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
         _add_route_time(response.cache, started)
         return response
 
-    async def Lookup(self, request: cache_pb2.LookupRequest,
-                     context: grpc.aio.ServicerContext) -> cache_pb2.LookupResponse:  # fmt: skip
+    async def Lookup(
+        self, request: cache_pb2.LookupRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.LookupResponse:
         return await self._read("lookup", request, context)
 
-    async def Store(self, request: cache_pb2.StoreRequest,
-                    context: grpc.aio.ServicerContext) -> cache_pb2.StoreResponse:  # fmt: skip
+    async def Store(
+        self, request: cache_pb2.StoreRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.StoreResponse:
         started = time.perf_counter()
         await self.router.authorize(request.scope, context)
         try:
@@ -162,8 +171,9 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
             lambda m, t: m.link.call("store", request, t),
             context,
         )
-        response.timings.route_ms = max(0.0, 1000 * (time.perf_counter() - started)
-                                        - response.timings.total_ms)  # fmt: skip
+        response.timings.route_ms = max(
+            0.0, 1000 * (time.perf_counter() - started) - response.timings.total_ms
+        )
         return response
 
     async def Complete(
@@ -171,9 +181,9 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
     ) -> cache_pb2.CompleteResponse:
         return await self._read("complete", request, context)
 
-    async def StreamComplete(self, request: cache_pb2.CompleteRequest,
-                             context: grpc.aio.ServicerContext
-                             ) -> AsyncIterator[cache_pb2.CompleteChunk]:  # fmt: skip
+    async def StreamComplete(
+        self, request: cache_pb2.CompleteRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[cache_pb2.CompleteChunk]:
         await self.router.authorize(request.scope, context)
         try:
             validation.check_lookup(request, self.limits)
@@ -227,17 +237,18 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
                 )
         except validation.InvalidRequestError as e:
             await self._invalid(context, e)
-        return await self.router.unary(key, lambda m, t: m.cache.Invalidate(request, timeout=t),
-                                       context)  # fmt: skip
+        return await self.router.unary(
+            key, lambda m, t: m.cache.Invalidate(request, timeout=t), context
+        )
 
-    async def _invalidate_everywhere(self, request: cache_pb2.InvalidateRequest,
-                                     context: grpc.aio.ServicerContext
-                                     ) -> cache_pb2.InvalidateResponse:  # fmt: skip
+    async def _invalidate_everywhere(
+        self, request: cache_pb2.InvalidateRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.InvalidateResponse:
         members = [m for m in self.router.pool.members.values() if m.healthy]
         timeout = self.router._timeout(context)
         replies = await asyncio.gather(
-            *(m.cache.Invalidate(request, timeout=timeout) for m in members),
-            return_exceptions=True)  # fmt: skip
+            *(m.cache.Invalidate(request, timeout=timeout) for m in members), return_exceptions=True
+        )
         errors = [r for r in replies if isinstance(r, BaseException)]
         if errors:
             first = errors[0]
@@ -257,21 +268,37 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
             key = validation.check_entry_id(request.entry_id)
         except validation.InvalidRequestError as e:
             await self._invalid(context, e)
-        return await self.router.unary(key, lambda m, t: m.cache.Feedback(request, timeout=t),
-                                       context)  # fmt: skip
+        return await self.router.unary(
+            key, lambda m, t: m.cache.Feedback(request, timeout=t), context
+        )
 
 
-_COUNTERS = ("entries", "namespaces", "bytes", "lookups", "hits", "exact_hits", "semantic_hits",
-             "misses", "coalesced", "evictions", "wrong_hits", "redis_backlog",
-             "reembed_pending", "reembedded", "redis_written_back")  # fmt: skip
+_COUNTERS = (
+    "entries",
+    "namespaces",
+    "bytes",
+    "lookups",
+    "hits",
+    "exact_hits",
+    "semantic_hits",
+    "misses",
+    "coalesced",
+    "evictions",
+    "wrong_hits",
+    "redis_backlog",
+    "reembed_pending",
+    "reembedded",
+    "redis_written_back",
+)
 
 
 class RouterAdminServicer(cache_pb2_grpc.AdminServicer):
     def __init__(self, router: Router) -> None:
         self.router = router
 
-    async def Stats(self, request: cache_pb2.StatsRequest,
-                    context: grpc.aio.ServicerContext) -> cache_pb2.StatsResponse:  # fmt: skip
+    async def Stats(
+        self, request: cache_pb2.StatsRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.StatsResponse:
         await self.router.authorize_operator(context)
         members = list(self.router.pool.members.values())
         timeout = min(self.router._timeout(context), 2.0)
@@ -291,16 +318,21 @@ class RouterAdminServicer(cache_pb2_grpc.AdminServicer):
         response.total.reachable = all(s.reachable for s in response.shards)
         return response
 
-    async def Ring(self, request: cache_pb2.RingRequest,
-                   context: grpc.aio.ServicerContext) -> cache_pb2.RingResponse:  # fmt: skip
+    async def Ring(
+        self, request: cache_pb2.RingRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.RingResponse:
         await self.router.authorize_operator(context)
         pool = self.router.pool
         shares = pool.ring.shares()
         response = cache_pb2.RingResponse(vnodes=pool.ring.vnodes, load_factor=pool.load_factor)
         for member in pool.members.values():
-            response.members.add(id=member.id, address=member.address,
-                                 share=shares.get(member.id, 0.0), healthy=member.healthy,
-                                 in_flight=member.in_flight)  # fmt: skip
+            response.members.add(
+                id=member.id,
+                address=member.address,
+                share=shares.get(member.id, 0.0),
+                healthy=member.healthy,
+                in_flight=member.in_flight,
+            )
         if request.HasField("scope"):
             response.namespace = keys.namespace_key(request.scope)
             response.owners.extend(m.id for m in pool.order(response.namespace))

@@ -14,8 +14,9 @@ from typing import Any
 import grpc
 from prometheus_client import Counter
 
-REFUSED = Counter("semcache_overload_refused", "Calls refused with RESOURCE_EXHAUSTED: at the "
-                  "in-flight limit.")  # fmt: skip
+REFUSED = Counter(
+    "semcache_overload_refused", "Calls refused with RESOURCE_EXHAUSTED: at the in-flight limit."
+)
 EXEMPT = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 

@@ -75,8 +75,11 @@ def up(args: argparse.Namespace) -> None:
             redis += f"   data in {args.data_dir}"
         pids = {c.name: c.process.pid for c in mesh.children if c.process}
         shards = ", ".join(f"{a} (pid {pids[f'shard-{i}']})" for i, a in enumerate(mesh.shards))
-        http = (f"  openai    http://127.0.0.1:{ports.http}/v1   (base_url for OpenAI SDKs)\n"
-                if ports.http >= 0 else "")  # fmt: skip
+        http = (
+            f"  openai    http://127.0.0.1:{ports.http}/v1   (base_url for OpenAI SDKs)\n"
+            if ports.http >= 0
+            else ""
+        )
         print(
             "\nsemcache is up\n"
             f"  router    {mesh.router}   (this is where clients connect)\n"
@@ -125,8 +128,9 @@ def _client(args: argparse.Namespace) -> Client:
         except ValueError as e:
             sys.exit(f"semcache: {e}")
         credentials = tls.channel_credentials()
-    return Client(args.address, token=args.token, tenant=tenant, timeout=args.timeout,
-                  credentials=credentials)  # fmt: skip
+    return Client(
+        args.address, token=args.token, tenant=tenant, timeout=args.timeout, credentials=credentials
+    )
 
 
 def _scope(args: argparse.Namespace) -> dict[str, Any]:
@@ -348,11 +352,13 @@ def _vectors(args: argparse.Namespace, texts: list[str]) -> Any:
     from semcache.quality import embeddings
 
     if args.embedder is None:
-        print("semcache: starting a private embedder (--embedder HOST:PORT uses a running one)",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            "semcache: starting a private embedder (--embedder HOST:PORT uses a running one)",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
-        return embeddings.embed_texts_sync(texts, args.embedder,
-                                           progress=embeddings.ProgressLine())  # fmt: skip
+        return embeddings.embed_texts_sync(texts, args.embedder, progress=embeddings.ProgressLine())
     except embeddings.EmbeddingError as e:
         sys.exit(f"semcache: {e}")
 
@@ -466,12 +472,18 @@ def _parser() -> argparse.ArgumentParser:
         help="API token (default: $SEMCACHE_TOKEN)",
     )
     connection.add_argument("--timeout", type=float, default=10.0, help="seconds")
-    for name, what in (("ca", "CA bundle that verifies the router (TLS on)"),
-                       ("cert", "client certificate, for mutual TLS"),
-                       ("key", "the client certificate's key")):  # fmt: skip
+    for name, what in (
+        ("ca", "CA bundle that verifies the router (TLS on)"),
+        ("cert", "client certificate, for mutual TLS"),
+        ("key", "the client certificate's key"),
+    ):
         env = f"SEMCACHE_TLS_{name.upper()}"
-        connection.add_argument(f"--tls-{name}", type=Path, default=os.environ.get(env),
-                                help=f"{what} (PEM; default ${env})")  # fmt: skip
+        connection.add_argument(
+            f"--tls-{name}",
+            type=Path,
+            default=os.environ.get(env),
+            help=f"{what} (PEM; default ${env})",
+        )
     connection.add_argument("--json", action="store_true", help="print JSON for scripts")
     scope = argparse.ArgumentParser(add_help=False)
     scope.add_argument(
@@ -529,8 +541,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", type=int, default=2, help="number of cache shards")
     p.add_argument("--router-port", type=int, default=50051)
     p.add_argument("--router-metrics-port", type=int, default=9101)
-    p.add_argument("--http-port", type=int, default=8080,
-                   help="the OpenAI-compatible HTTP front (POST /v1/chat/completions)")  # fmt: skip
+    p.add_argument(
+        "--http-port",
+        type=int,
+        default=8080,
+        help="the OpenAI-compatible HTTP front (POST /v1/chat/completions)",
+    )
     p.add_argument("--embedder-port", type=int, default=50053)
     p.add_argument("--embedder-metrics-port", type=int, default=9102)
     p.add_argument(

@@ -66,12 +66,19 @@ class ServerConfig:
     def load_tls(self) -> TlsFiles | None:
         """The TLS files, or None for plaintext."""
         if self.tls_cert is None and self.tls_key is None:
-            _check(self.tls_ca is None and not self.tls_client_auth, "tls_cert",
-                   "tls_ca and tls_client_auth need tls_cert and tls_key as well")  # fmt: skip
+            _check(
+                self.tls_ca is None and not self.tls_client_auth,
+                "tls_cert",
+                "tls_ca and tls_client_auth need tls_cert and tls_key as well",
+            )
             return None
         try:
-            return TlsFiles.read(cert=self.tls_cert, key=self.tls_key, ca=self.tls_ca,
-                                 client_auth=self.tls_client_auth)  # fmt: skip
+            return TlsFiles.read(
+                cert=self.tls_cert,
+                key=self.tls_key,
+                ca=self.tls_ca,
+                client_auth=self.tls_client_auth,
+            )
         except ValueError as e:
             raise ConfigError(str(e)) from e
 
@@ -88,10 +95,16 @@ class ServerConfig:
             f"must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}",
         )
         _check(self.grace_seconds >= 0, "grace_seconds", "must be >= 0")
-        _check(-1 <= self.health_port <= 65535, "health_port",
-               f"must be in [-1, 65535], got {self.health_port}")  # fmt: skip
-        _check(self.max_connection_age_seconds >= 0, "max_connection_age_seconds",
-               "must be >= 0 (0: never)")  # fmt: skip
+        _check(
+            -1 <= self.health_port <= 65535,
+            "health_port",
+            f"must be in [-1, 65535], got {self.health_port}",
+        )
+        _check(
+            self.max_connection_age_seconds >= 0,
+            "max_connection_age_seconds",
+            "must be >= 0 (0: never)",
+        )
         _check(self.max_in_flight >= 0, "max_in_flight", "must be >= 0 (0: no limit)")
         self.load_tls()
 
@@ -126,8 +139,11 @@ class ServerConfig:
             raise ConfigError(f"{file} [{cls.SECTION}]: unknown setting(s) {', '.join(unknown)}")
         # A misspelt variable would otherwise be ignored, e.g. TLS client auth left off.
         prefix = _env_name(cls, "")
-        misspelt = sorted(k for k in environ if k.startswith(prefix)
-                          and k.removeprefix(prefix).lower() not in names)  # fmt: skip
+        misspelt = sorted(
+            k
+            for k in environ
+            if k.startswith(prefix) and k.removeprefix(prefix).lower() not in names
+        )
         if misspelt:
             raise ConfigError(f"unknown setting(s) in the environment: {', '.join(misspelt)}")
         for name in names:
@@ -269,34 +285,64 @@ class ShardConfig(ServerConfig):
         if self.threshold is None:
             return policies
         threshold = self.threshold
-        return policies.map(lambda p: dataclasses.replace(
-            p, thresholds={**p.thresholds, DEFAULT_CATEGORY: threshold}))  # fmt: skip
+        return policies.map(
+            lambda p: dataclasses.replace(
+                p, thresholds={**p.thresholds, DEFAULT_CATEGORY: threshold}
+            )
+        )
 
     def validate(self) -> None:
         super().validate()
         if self.threshold is not None:
-            _check(-1 <= self.threshold <= 1, "threshold",
-                   f"must be a cosine similarity in [-1, 1], got {self.threshold} "
-                   "(a similarity, not a distance: 0.9 means close)")  # fmt: skip
+            _check(
+                -1 <= self.threshold <= 1,
+                "threshold",
+                f"must be a cosine similarity in [-1, 1], got {self.threshold} "
+                "(a similarity, not a distance: 0.9 means close)",
+            )
         self.load_policy()
-        _check(self.eviction in ("lru", "lfu"), "eviction",
-               f"must be lru or lfu, got {self.eviction!r}")  # fmt: skip
+        _check(
+            self.eviction in ("lru", "lfu"),
+            "eviction",
+            f"must be lru or lfu, got {self.eviction!r}",
+        )
         _check(self.llm in ("echo", "openai"), "llm", f"must be echo or openai, got {self.llm!r}")
         _check(self.vector_cache_entries >= 0, "vector_cache_entries", "must be >= 0 (0: off)")
         _check(self.reembed_rate >= 0, "reembed_rate", "must be >= 0 (0: never)")
-        for name in ("max_entries", "max_bytes", "redis_backlog", "hnsw_m",
-                     "hnsw_ef_construction", "hnsw_ef", "max_prompt_bytes"):  # fmt: skip
+        for name in (
+            "max_entries",
+            "max_bytes",
+            "redis_backlog",
+            "hnsw_m",
+            "hnsw_ef_construction",
+            "hnsw_ef",
+            "max_prompt_bytes",
+        ):
             _check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
-        for name in ("embedder_timeout", "redis_timeout", "default_ttl_seconds",
-                     "sweep_interval_seconds", "llm_timeout"):  # fmt: skip
+        for name in (
+            "embedder_timeout",
+            "redis_timeout",
+            "default_ttl_seconds",
+            "sweep_interval_seconds",
+            "llm_timeout",
+        ):
             _check(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
         _check(self.ring_vnodes >= 1, "ring_vnodes", f"must be >= 1, got {self.ring_vnodes}")
-        _check(self.stall_seconds >= 0, "stall_seconds", f"must be >= 0 (0: off), got "
-               f"{self.stall_seconds}")  # fmt: skip
-        _check(self.embedder_breaker_failures >= 1, "embedder_breaker_failures",
-               f"must be >= 1, got {self.embedder_breaker_failures}")  # fmt: skip
-        _check(self.embedder_breaker_seconds > 0, "embedder_breaker_seconds",
-               f"must be > 0, got {self.embedder_breaker_seconds}")  # fmt: skip
+        _check(
+            self.stall_seconds >= 0,
+            "stall_seconds",
+            f"must be >= 0 (0: off), got {self.stall_seconds}",
+        )
+        _check(
+            self.embedder_breaker_failures >= 1,
+            "embedder_breaker_failures",
+            f"must be >= 1, got {self.embedder_breaker_failures}",
+        )
+        _check(
+            self.embedder_breaker_seconds > 0,
+            "embedder_breaker_seconds",
+            f"must be > 0, got {self.embedder_breaker_seconds}",
+        )
         ttl = self.registry_ttl_seconds
         _check(ttl >= 1, "registry_ttl_seconds", f"must be >= 1 (beats every ttl / 3), got {ttl}")
         _check(self.echo_delay_ms >= 0, "echo_delay_ms", "must be >= 0")
@@ -304,9 +350,12 @@ class ShardConfig(ServerConfig):
         _check_redis_url("redis", self.redis)
         _check_redis_url("registry", self.registry)
         if self.registry is not None and not self.advertise:
-            _check(self.host not in ("0.0.0.0", "::", "[::]", ""), "advertise",
-                   f"required with registry when host is {self.host!r} (a wildcard): "
-                   "give the address routers should dial")  # fmt: skip
+            _check(
+                self.host not in ("0.0.0.0", "::", "[::]", ""),
+                "advertise",
+                f"required with registry when host is {self.host!r} (a wildcard): "
+                "give the address routers should dial",
+            )
         if self.advertise:
             _check_address("advertise", self.advertise)
 
@@ -358,20 +407,33 @@ class RouterConfig(ServerConfig):
 
     def validate(self) -> None:
         super().validate()
-        _check(bool(self.shard_addresses) != (self.registry is not None), "shards",
-               "give either shards (static host:port list) or registry (redis:// URL)")  # fmt: skip
+        _check(
+            bool(self.shard_addresses) != (self.registry is not None),
+            "shards",
+            "give either shards (static host:port list) or registry (redis:// URL)",
+        )
         for address in self.shard_addresses:
             _check_address("shards", address)
         _check_redis_url("registry", self.registry)
         self.load_tokens()
-        _check(-1 <= self.http_port <= 65535, "http_port",
-               f"must be in [-1, 65535], got {self.http_port}")  # fmt: skip
+        _check(
+            -1 <= self.http_port <= 65535,
+            "http_port",
+            f"must be in [-1, 65535], got {self.http_port}",
+        )
         _check(self.vnodes >= 1, "vnodes", f"must be >= 1, got {self.vnodes}")
-        _check(self.load_factor == 0 or self.load_factor >= 1, "load_factor",
-               f"must be 0 (off) or >= 1, got {self.load_factor}")  # fmt: skip
+        _check(
+            self.load_factor == 0 or self.load_factor >= 1,
+            "load_factor",
+            f"must be 0 (off) or >= 1, got {self.load_factor}",
+        )
         _check(self.unhealthy_after >= 1, "unhealthy_after", "must be >= 1")
-        for name in ("health_interval_seconds", "health_timeout_seconds",
-                     "default_timeout_seconds", "registry_interval_seconds"):  # fmt: skip
+        for name in (
+            "health_interval_seconds",
+            "health_timeout_seconds",
+            "default_timeout_seconds",
+            "registry_interval_seconds",
+        ):
             _check(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
 
 
@@ -382,14 +444,20 @@ def _check(ok: bool, name: str, message: str) -> None:
 
 def _check_address(name: str, address: str) -> None:
     host, _, port = address.rpartition(":")
-    _check(bool(host) and port.isdigit() and 0 < int(port) < 65536, name,
-           f"{address!r} is not host:port")  # fmt: skip
+    _check(
+        bool(host) and port.isdigit() and 0 < int(port) < 65536,
+        name,
+        f"{address!r} is not host:port",
+    )
 
 
 def _check_redis_url(name: str, url: str | None) -> None:
     if url is not None:
-        _check(url.startswith(("redis://", "rediss://", "unix://")), name,
-               f"must be a redis:// URL, got {url!r}")  # fmt: skip
+        _check(
+            url.startswith(("redis://", "rediss://", "unix://")),
+            name,
+            f"must be a redis:// URL, got {url!r}",
+        )
 
 
 def _env_name(cls: type[ServerConfig], name: str) -> str:

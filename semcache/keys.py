@@ -98,6 +98,7 @@ def namespace_of(entry_id: str) -> str:
     """The namespace key inside an entry id; ValueError when the id is malformed."""
     match = _ENTRY_ID.match(entry_id)
     if match is None:
-        raise ValueError(f"entry_id: {entry_id[:80]!r} is not an entry id "
-                         "(<32 hex namespace>.<16 hex>)")  # fmt: skip
+        raise ValueError(
+            f"entry_id: {entry_id[:80]!r} is not an entry id (<32 hex namespace>.<16 hex>)"
+        )
     return match.group(1)

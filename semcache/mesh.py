@@ -95,8 +95,12 @@ class ModelBuild:
     @staticmethod
     def status() -> dict[str, Any]:
         """Which models are built (`python -m embed_svc.build --status`)."""
-        out = subprocess.run([sys.executable, "-m", "embed_svc.build", "--status"],
-                             capture_output=True, text=True, check=True)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-m", "embed_svc.build", "--status"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         status: dict[str, Any] = json.loads(out.stdout)
         return status
 
@@ -244,12 +248,16 @@ class LocalMesh:
         while True:
             if self.model_build is not None and (code := self.model_build.finished()) is not None:
                 if code == 0:
-                    report("semcache: the tuned model is built; the embedder switches to it "
-                           "within seconds and shards re-embed what they store in the "
-                           "background (`semcache stats` shows the progress)")  # fmt: skip
+                    report(
+                        "semcache: the tuned model is built; the embedder switches to it "
+                        "within seconds and shards re-embed what they store in the "
+                        "background (`semcache stats` shows the progress)"
+                    )
                 else:
-                    report(f"semcache: the tuned model's build failed (exit {code}; see "
-                           f"{self.model_build.log}); still serving the stock model")  # fmt: skip
+                    report(
+                        f"semcache: the tuned model's build failed (exit {code}; see "
+                        f"{self.model_build.log}); still serving the stock model"
+                    )
             for child in self.children:
                 assert child.process is not None
                 if child.process.poll() is None:

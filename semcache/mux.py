@@ -163,8 +163,11 @@ STREAM_MAX_AGE_SECONDS = 5.0
 class RenewingStream:
     """The current `MuxStream` of `open_call()`, renewed when it ends or ages past `max_age`."""
 
-    def __init__(self, open_call: Callable[[], grpc.aio.StreamStreamCall],
-                 max_age: float = STREAM_MAX_AGE_SECONDS) -> None:  # fmt: skip
+    def __init__(
+        self,
+        open_call: Callable[[], grpc.aio.StreamStreamCall],
+        max_age: float = STREAM_MAX_AGE_SECONDS,
+    ) -> None:
         self._open_call = open_call
         self.max_age = max_age
         self._stream: MuxStream | None = None

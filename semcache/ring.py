@@ -93,8 +93,9 @@ class HashRing:
         owners = self.owners(key, 1)
         return owners[0] if owners else None
 
-    def choose(self, key: str, load: Mapping[str, int],
-               factor: float = DEFAULT_LOAD_FACTOR) -> str | None:  # fmt: skip
+    def choose(
+        self, key: str, load: Mapping[str, int], factor: float = DEFAULT_LOAD_FACTOR
+    ) -> str | None:
         """The first member in `key`'s order whose load stays within `factor` x the mean.
 
         `load` is the in-flight count per member; the request being placed counts too.

@@ -184,9 +184,14 @@ def _listen(server: grpc.aio.Server, host: str, port: int, tls: TlsFiles | None 
 C = TypeVar("C", bound=ServerConfig)
 
 
-def run_main(prog: str, config_cls: type[C], serve: Callable[[C], Awaitable[None]],
-             description: str | None, argv: list[str] | None = None,
-             fatal: tuple[type[Exception], ...] = ()) -> None:  # fmt: skip
+def run_main(
+    prog: str,
+    config_cls: type[C],
+    serve: Callable[[C], Awaitable[None]],
+    description: str | None,
+    argv: list[str] | None = None,
+    fatal: tuple[type[Exception], ...] = (),
+) -> None:
     """A service's `__main__`: flags/env/file into a config (exit 2 with the reason when it
     is bad), JSON logging, then `serve` until SIGINT/SIGTERM. `fatal` errors exit with
     their message instead of a traceback."""

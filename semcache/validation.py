@@ -76,18 +76,23 @@ def check_scope(scope: cache_pb2.Scope, limits: RequestLimits) -> None:
 
 def _check_scope_sizes(scope: cache_pb2.Scope, limits: RequestLimits) -> None:
     if _size(scope.model) > limits.max_name_bytes:
-        raise InvalidRequestError(f"scope.model: {_size(scope.model)} bytes, "
-                             f"limit {limits.max_name_bytes}")  # fmt: skip
+        raise InvalidRequestError(
+            f"scope.model: {_size(scope.model)} bytes, limit {limits.max_name_bytes}"
+        )
     if _size(scope.system_prompt) > limits.max_system_prompt_bytes:
-        raise InvalidRequestError(f"scope.system_prompt: {_size(scope.system_prompt)} bytes, "
-                             f"limit {limits.max_system_prompt_bytes}")  # fmt: skip
+        raise InvalidRequestError(
+            f"scope.system_prompt: {_size(scope.system_prompt)} bytes, "
+            f"limit {limits.max_system_prompt_bytes}"
+        )
     if len(scope.history) > limits.max_history_turns:
-        raise InvalidRequestError(f"scope.history: {len(scope.history)} turns, "
-                             f"limit {limits.max_history_turns}")  # fmt: skip
+        raise InvalidRequestError(
+            f"scope.history: {len(scope.history)} turns, limit {limits.max_history_turns}"
+        )
     history_bytes = sum(_size(t.content) + _size(t.role) for t in scope.history)
     if history_bytes > limits.max_history_bytes:
-        raise InvalidRequestError(f"scope.history: {history_bytes} bytes, "
-                             f"limit {limits.max_history_bytes}")  # fmt: skip
+        raise InvalidRequestError(
+            f"scope.history: {history_bytes} bytes, limit {limits.max_history_bytes}"
+        )
     params = scope.params
     params_bytes = sum(_size(s) for s in params.stop) + sum(
         _size(k) + _size(v) for k, v in params.extra.items()
@@ -145,8 +150,9 @@ def check_entry_id(entry_id: str) -> str:
         raise InvalidRequestError(str(e)) from None
 
 
-def check_lookup(request: cache_pb2.LookupRequest | cache_pb2.CompleteRequest,
-                 limits: RequestLimits) -> None:  # fmt: skip
+def check_lookup(
+    request: cache_pb2.LookupRequest | cache_pb2.CompleteRequest, limits: RequestLimits
+) -> None:
     """Everything a Lookup or Complete request must satisfy."""
     check_scope(request.scope, limits)
     check_prompt(request.prompt, limits)

@@ -37,8 +37,13 @@ def kubectl() -> str:
 
 def render(overlay: Path) -> list[Object]:
     """The overlay's objects, as `kubectl apply -k` would send them."""
-    done = subprocess.run([kubectl(), "kustomize", str(overlay)], capture_output=True,
-                          text=True, check=False, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [kubectl(), "kustomize", str(overlay)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     if done.returncode != 0:
         raise ValueError(f"kubectl kustomize {overlay} failed: {done.stderr.strip()}")
     return [o for o in yaml.safe_load_all(done.stdout) if o]
@@ -54,8 +59,10 @@ def schema_errors(objects: Iterable[Object], version: str = KUBERNETES_VERSION) 
         try:
             kubernetes_validate.validate(o, version, strict=True)
         except kubernetes_validate.SchemaNotFoundError:
-            errors.append(f"{_id(o)}: no schema for {o.get('apiVersion')} {o.get('kind')} "
-                          f"in Kubernetes {version}")  # fmt: skip
+            errors.append(
+                f"{_id(o)}: no schema for {o.get('apiVersion')} {o.get('kind')} "
+                f"in Kubernetes {version}"
+            )
         except kubernetes_validate.ValidationError as e:
             path = ".".join(str(p) for p in e.path)
             errors.append(f"{_id(o)}: schema: {path}: {e.message}")
@@ -112,8 +119,10 @@ def _probe_ports(container: Object) -> Iterator[tuple[str, int | str]]:
 def _references(pod_spec: Object) -> Iterator[tuple[str, str, str | None, bool]]:
     """(kind, name, key or None, optional) of every ConfigMap and Secret the pod uses."""
     for volume in pod_spec.get("volumes", []):
-        for kind, field, name_field in (("ConfigMap", "configMap", "name"),
-                                        ("Secret", "secret", "secretName")):  # fmt: skip
+        for kind, field, name_field in (
+            ("ConfigMap", "configMap", "name"),
+            ("Secret", "secret", "secretName"),
+        ):
             if field in volume:
                 source = volume[field]
                 optional = bool(source.get("optional"))
@@ -177,8 +186,9 @@ def consistency_errors(objects: list[Object], external: External | None = None) 
             }
             for mount in c.get("volumeMounts", []):
                 if mount["name"] not in volumes:
-                    errors.append(f"{where}: mounts volume {mount['name']!r}, which the pod "
-                                  "does not have")  # fmt: skip
+                    errors.append(
+                        f"{where}: mounts volume {mount['name']!r}, which the pod does not have"
+                    )
             for env in c.get("env", []):
                 value = env.get("value", "")
                 if value.startswith("/") and not is_mounted(value, c):
@@ -198,8 +208,9 @@ def consistency_errors(objects: list[Object], external: External | None = None) 
                 if not optional:
                     errors.append(f"{_id(o)}: uses {kind} {name!r}, which does not exist")
             elif key is not None and key not in keys and not optional:
-                errors.append(f"{_id(o)}: uses key {key!r} of {kind} {name!r}, which has "
-                              f"only {sorted(keys)}")  # fmt: skip
+                errors.append(
+                    f"{_id(o)}: uses key {key!r} of {kind} {name!r}, which has only {sorted(keys)}"
+                )
         if o["kind"] == "StatefulSet":
             service = by_kind_name.get(("Service", o["spec"].get("serviceName")))
             if service is None or service["spec"].get("clusterIP") != "None":
@@ -223,8 +234,10 @@ def consistency_errors(objects: list[Object], external: External | None = None) 
                 target = port.get("targetPort", port["port"])
                 for w in targets:
                     if not _has_port(pods[_id(w)]["spec"]["containers"], target):
-                        errors.append(f"{_id(o)}: targetPort {target!r} is not a port of "
-                                      f"{_id(w)}'s containers")  # fmt: skip
+                        errors.append(
+                            f"{_id(o)}: targetPort {target!r} is not a port of "
+                            f"{_id(w)}'s containers"
+                        )
         elif kind == "PodDisruptionBudget":
             if not selected(spec.get("selector", {}).get("matchLabels", {})):
                 errors.append(f"{_id(o)}: selector matches no pods")
@@ -240,15 +253,18 @@ def consistency_errors(objects: list[Object], external: External | None = None) 
                 for peer in rule.get("from", []):
                     own_pods = "podSelector" in peer and "namespaceSelector" not in peer
                     if own_pods and not selected_by_policy(peer["podSelector"]):
-                        errors.append(f"{_id(o)}: from podSelector {peer['podSelector']} "
-                                      "matches no pods")  # fmt: skip
+                        errors.append(
+                            f"{_id(o)}: from podSelector {peer['podSelector']} matches no pods"
+                        )
                 for port in rule.get("ports", []):
                     for w in targets:
                         if "port" in port and not _has_port(
                             pods[_id(w)]["spec"]["containers"], port["port"]
                         ):
-                            errors.append(f"{_id(o)}: port {port['port']!r} is not a port of "
-                                          f"{_id(w)}'s containers")  # fmt: skip
+                            errors.append(
+                                f"{_id(o)}: port {port['port']!r} is not a port of "
+                                f"{_id(w)}'s containers"
+                            )
     return errors
 
 

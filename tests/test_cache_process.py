@@ -20,10 +20,23 @@ async def test_memory_only_shard_serves_grpcurl_and_says_so(embedder_address) ->
 def _memory_only_shard(embedder_address: str) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "cache_svc", "--port", str(port), "--metrics-port", "-1",
-         "--embedder", embedder_address, "--shard-id", "shard-x"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "cache_svc",
+            "--port",
+            str(port),
+            "--metrics-port",
+            "-1",
+            "--embedder",
+            embedder_address,
+            "--shard-id",
+            "shard-x",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         address = f"127.0.0.1:{port}"
         wait_until_serving(address, process=process)

@@ -136,10 +136,26 @@ async def test_calibrating_on_the_groups_fits_on_train_and_cuts_on_dev(
     from semcache.quality.policy import model_name
 
     out, report = tmp_path / "policy.json", tmp_path / "report.json"
-    argv = [sys.executable, "-m", "semcache.cli", "calibrate", "--pairs", str(recipe.GROUPS_DIR),
-            "--floor", "0.7", "--target-precision", "0.85",
-            "--features", "similarity,margin,guard_number,guard_negation",
-            "--out", str(out), "--json", str(report), "--embedder", embedder_address]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "semcache.cli",
+        "calibrate",
+        "--pairs",
+        str(recipe.GROUPS_DIR),
+        "--floor",
+        "0.7",
+        "--target-precision",
+        "0.85",
+        "--features",
+        "similarity,margin,guard_number,guard_negation",
+        "--out",
+        str(out),
+        "--json",
+        str(report),
+        "--embedder",
+        embedder_address,
+    ]
     done = await asyncio.to_thread(
         subprocess.run, argv, capture_output=True, text=True, timeout=300
     )
@@ -157,7 +173,10 @@ async def test_calibrating_on_the_groups_fits_on_train_and_cuts_on_dev(
     assert held_out["queries"] == len(evaluate.select(groups, "test"))
 
     bad = await asyncio.to_thread(
-        subprocess.run, [*argv[:-2], "--features", "similarity,shoe_size"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        subprocess.run,
+        [*argv[:-2], "--features", "similarity,shoe_size"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 1 and "shoe_size" in bad.stderr

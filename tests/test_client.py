@@ -248,8 +248,12 @@ class FakeCache(cache_pb2_grpc.SemanticCacheServicer):
     """Fails in chosen ways and counts calls: for the retry rules the real mesh cannot
     produce on demand."""
 
-    def __init__(self, upstream: bool = False, after_start: bool = False,
-                 code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE) -> None:  # fmt: skip
+    def __init__(
+        self,
+        upstream: bool = False,
+        after_start: bool = False,
+        code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
+    ) -> None:
         self.upstream = upstream
         self.after_start = after_start
         self.code = code
@@ -328,8 +332,10 @@ async def test_a_call_the_server_cancelled_is_retried(code, attempts) -> None:
     """A router stopping under a call ends it CANCELLED (the SDK's own cancellations raise
     asyncio.CancelledError instead): tried again like UNAVAILABLE; other failures are not."""
     servicer = FakeCache(code=code)
-    async with fake_server(servicer) as address, AsyncClient(address, retries=2,
-                                                             backoff=0.01) as cache:  # fmt: skip
+    async with (
+        fake_server(servicer) as address,
+        AsyncClient(address, retries=2, backoff=0.01) as cache,
+    ):
         with pytest.raises(SemcacheError) as error:
             await cache.complete("hi")
     assert error.value.code == code and error.value.attempts == attempts
@@ -387,9 +393,15 @@ async def test_blocking_client(mesh: Mesh, tenant: str) -> None:
 
 
 def test_cache_info_reads_absent_scores_as_none() -> None:
-    scored = CacheInfo.from_proto(cache_pb2.CacheInfo(
-        similarity=0.93, runner_up_similarity=0.0, fired_guards=["swap"], hit_probability=0.97,
-        hit_cut=0.81))  # fmt: skip
+    scored = CacheInfo.from_proto(
+        cache_pb2.CacheInfo(
+            similarity=0.93,
+            runner_up_similarity=0.0,
+            fired_guards=["swap"],
+            hit_probability=0.97,
+            hit_cut=0.81,
+        )
+    )
     assert scored.runner_up_similarity == 0.0 and scored.fired_guards == ("swap",)
     assert (scored.hit_probability, scored.hit_cut) == (0.97, 0.81)
     bare = CacheInfo.from_proto(cache_pb2.CacheInfo(similarity=0.5))

@@ -39,18 +39,27 @@ def test_splits_are_by_base_prompt_and_fixed(groups) -> None:
 
 def test_a_text_in_two_groups_is_refused(tmp_path) -> None:
     record = {
-        "domain": "d", "prompt": "How tall is Mount Everest?",
+        "domain": "d",
+        "prompt": "How tall is Mount Everest?",
         "close": ["What is the height of Mount Everest?", "How high is Mount Everest?"],
         "loose": ["Everest's elevation above sea level?", "how far up does Everest go"],
-        "typo": ["how tall is mount everst"], "filler": ["hi! how tall is Mount Everest? thx"],
-        "terse": ["everest height"], "negation": None, "antonym": "How short is Mount Everest?",
-        "number": None, "unit": "How tall is Mount Everest in feet?",
-        "entity": "How tall is K2?", "direction": None,
+        "typo": ["how tall is mount everst"],
+        "filler": ["hi! how tall is Mount Everest? thx"],
+        "terse": ["everest height"],
+        "negation": None,
+        "antonym": "How short is Mount Everest?",
+        "number": None,
+        "unit": "How tall is Mount Everest in feet?",
+        "entity": "How tall is K2?",
+        "direction": None,
         "scope": "How long does it take to climb Mount Everest?",
         "unrelated": "What is the longest river in Asia?",
-    }  # fmt: skip
-    other = record | {"prompt": "How tall is K2?", "entity": "How tall is Mount Everest?",
-                      "close": ["What is the height of K2?", "How high is K2?"]}  # fmt: skip
+    }
+    other = record | {
+        "prompt": "How tall is K2?",
+        "entity": "How tall is Mount Everest?",
+        "close": ["What is the height of K2?", "How high is K2?"],
+    }
     path = tmp_path / "g.jsonl"
     path.write_text(json.dumps(record) + "\n" + json.dumps(other) + "\n")
     with pytest.raises(dataset.DatasetError, match=r"g\.jsonl:2: .* also appears in .*g\.jsonl:1"):
@@ -73,17 +82,23 @@ def test_augmentation_is_seeded_and_per_group(groups) -> None:
 @pytest.mark.parametrize(
     ("text", "edit", "expected"),
     [
-        ("flights from New York to Paris in June", "direction",
-         "flights from Paris to New York in June"),
-        ("cheapest way from the airport to the city center?", "direction",
-         "cheapest way from the city center to the airport?"),
+        (
+            "flights from New York to Paris in June",
+            "direction",
+            "flights from Paris to New York in June",
+        ),
+        (
+            "cheapest way from the airport to the city center?",
+            "direction",
+            "cheapest way from the city center to the airport?",
+        ),
         ("Can I enable Face ID on my iPad?", "antonym", "Can I disable Face ID on my iPad?"),
         ("Convert 5 km to miles", "unit", None),  # would ask for miles to miles
         ("Is 30 °C hot for a run?", "unit", "Is 30 fahrenheit hot for a run?"),
         ("Is 9 hours of sleep too much?", "unit", "Is 9 minutes of sleep too much?"),
         ("Is 1 day of rest enough?", "unit", "Is 1 week of rest enough?"),
     ],
-)  # fmt: skip
+)
 def test_trap_edits(text: str, edit: str, expected: str | None) -> None:
     rng = random.Random(0)
     made = {

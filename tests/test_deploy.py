@@ -37,36 +37,67 @@ def test_overlay_renders_validates_and_fits_together(overlay: str) -> None:
 BREAKAGES = {
     # file, text, replacement, what the error says
     "service targets a port no container has": (
-        "base/router.yaml", "targetPort: grpc", "targetPort: grcp", "targetPort 'grcp'"),
+        "base/router.yaml",
+        "targetPort: grpc",
+        "targetPort: grcp",
+        "targetPort 'grcp'",
+    ),
     "selector does not match the pod labels": (
-        "base/shard.yaml", "  selector:\n    matchLabels:\n      app.kubernetes.io/name: semcache",
+        "base/shard.yaml",
+        "  selector:\n    matchLabels:\n      app.kubernetes.io/name: semcache",
         "  selector:\n    matchLabels:\n      app.kubernetes.io/name: semcash",
-        "does not match its pod labels"),
+        "does not match its pod labels",
+    ),
     "unknown field (strict schema)": (
-        "base/embedder.yaml", "  replicas: 2\n", "  replicas: 2\n  replica: 2\n",
-        "'replica' was unexpected"),
+        "base/embedder.yaml",
+        "  replicas: 2\n",
+        "  replicas: 2\n  replica: 2\n",
+        "'replica' was unexpected",
+    ),
     "container without limits": (
-        "base/router.yaml", 'limits:\n              cpu: "1"\n              memory: 512Mi\n',
-        "limits: {}\n", "no limits for cpu, memory"),
-    "missing Secret key": (
-        "base/router.yaml", "key: redis-url", "key: redis-uri", "'redis-uri'"),
+        "base/router.yaml",
+        'limits:\n              cpu: "1"\n              memory: 512Mi\n',
+        "limits: {}\n",
+        "no limits for cpu, memory",
+    ),
+    "missing Secret key": ("base/router.yaml", "key: redis-url", "key: redis-uri", "'redis-uri'"),
     "missing ConfigMap": (
-        "base/shard.yaml", "name: semcache-config", "name: semcache-confg", "'semcache-confg'"),
+        "base/shard.yaml",
+        "name: semcache-config",
+        "name: semcache-confg",
+        "'semcache-confg'",
+    ),
     "probe on a port the container does not open": (
-        "base/embedder.yaml", "port: 50060\n            periodSeconds: 5",
-        "port: 50061\n            periodSeconds: 5", "50061"),
+        "base/embedder.yaml",
+        "port: 50060\n            periodSeconds: 5",
+        "port: 50061\n            periodSeconds: 5",
+        "50061",
+    ),
     "API version that no longer exists": (
-        "overlays/prod/autoscaling.yaml", "autoscaling/v2", "autoscaling/v2beta1", "no schema"),
+        "overlays/prod/autoscaling.yaml",
+        "autoscaling/v2",
+        "autoscaling/v2beta1",
+        "no schema",
+    ),
     "config mounted elsewhere than the env says": (
-        "base/router.yaml", "mountPath: /etc/semcache/config", "mountPath: /etc/semcache/conf",
-        "is under no volume mount"),
+        "base/router.yaml",
+        "mountPath: /etc/semcache/config",
+        "mountPath: /etc/semcache/conf",
+        "is under no volume mount",
+    ),
     "network policy admitting pods that do not exist": (
-        "base/network-policy.yaml", "app.kubernetes.io/component: shard\n      ports:",
-        "app.kubernetes.io/component: shards\n      ports:", "from podSelector"),
+        "base/network-policy.yaml",
+        "app.kubernetes.io/component: shard\n      ports:",
+        "app.kubernetes.io/component: shards\n      ports:",
+        "from podSelector",
+    ),
     "writable root filesystem": (
-        "base/shard.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false",
-        "readOnlyRootFilesystem must be true"),
-}  # fmt: skip
+        "base/shard.yaml",
+        "readOnlyRootFilesystem: true",
+        "readOnlyRootFilesystem: false",
+        "readOnlyRootFilesystem must be true",
+    ),
+}
 
 
 @pytest.mark.parametrize("breakage", list(BREAKAGES))

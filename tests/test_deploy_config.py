@@ -69,8 +69,12 @@ def write_mounts(objects: dict, root: Path) -> None:
 @contextlib.contextmanager
 def service(module: str, env: dict[str, str], health: int, log: Path) -> Iterator[None]:
     with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", module], env={**os.environ, **env},
-                                   stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, "-m", module],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         try:
             wait_until_serving(f"127.0.0.1:{health}", timeout=60, process=process)
@@ -96,8 +100,12 @@ def test_the_dev_overlay_config_starts_a_working_mesh(redis_server, tmp_path) ->
 
     def environment(kind: str, name: str, section: str, pod: str) -> dict[str, str]:
         env = pod_environment(_container(objects, kind, name), objects, pod, tmp_path)
-        local = {"HOST": "127.0.0.1", "PORT": str(ports[section]),
-                 "HEALTH_PORT": str(health[section]), "METRICS_PORT": "-1"}  # fmt: skip
+        local = {
+            "HOST": "127.0.0.1",
+            "PORT": str(ports[section]),
+            "HEALTH_PORT": str(health[section]),
+            "METRICS_PORT": "-1",
+        }
         return env | {f"SEMCACHE_{section.upper()}_{k}": v for k, v in local.items()}
 
     embedder = environment("Deployment", "semcache-embedder", "embedder", "semcache-embedder-x")
@@ -130,9 +138,12 @@ def test_the_dev_overlay_config_starts_a_working_mesh(redis_server, tmp_path) ->
             ring = operator.ring()
         # The OpenAI-compatible front the manifests turn on, with the dev token as API key.
         question = {"role": "user", "content": "How do I renew my passport?"}
-        chat = httpx.post(f"http://127.0.0.1:{http_port}/v1/chat/completions", timeout=30,
-                          headers={"Authorization": "Bearer dev-token"},
-                          json={"model": "m", "messages": [question]})  # fmt: skip
+        chat = httpx.post(
+            f"http://127.0.0.1:{http_port}/v1/chat/completions",
+            timeout=30,
+            headers={"Authorization": "Bearer dev-token"},
+            json={"model": "m", "messages": [question]},
+        )
     assert chat.status_code == 200 and chat.headers["x-semcache"] == "miss"  # another model
     assert first.cache.status == "miss" and hit.cache.status == "hit"
     assert first.text == hit.text  # the echo backend of the dev overlay

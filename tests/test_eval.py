@@ -117,8 +117,10 @@ def test_split_is_deterministic_grouped_by_a_and_about_a_fifth() -> None:
 def test_pair_metrics_counts() -> None:
     hit = np.array([1, 1, 1, 0, 0, 0, 1], dtype=bool)
     label = np.array([1, 1, 0, 1, 0, 0, 0], dtype=bool)
-    kinds = np.array(["paraphrase", "paraphrase", "negation", "paraphrase", "number",
-                      "unrelated", "unrelated"], dtype=object)  # fmt: skip
+    kinds = np.array(
+        ["paraphrase", "paraphrase", "negation", "paraphrase", "number", "unrelated", "unrelated"],
+        dtype=object,
+    )
     m = evaluate.pair_metrics(hit, label, kinds)
     assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (2, 2, 1, 2)
     assert m["precision"] == 0.5
@@ -208,9 +210,17 @@ class RecordingPolicy:
 
     calls: list[tuple[str, str, float, float | None, str]]
 
-    def decide(self, query: str, cached: str, similarity: float, *, second: float | None = None,
-               category: str = "", tenant: str = "",
-               min_similarity: float | None = None) -> Decision:  # fmt: skip
+    def decide(
+        self,
+        query: str,
+        cached: str,
+        similarity: float,
+        *,
+        second: float | None = None,
+        category: str = "",
+        tenant: str = "",
+        min_similarity: float | None = None,
+    ) -> Decision:
         self.calls.append((query, cached, similarity, second, category))
         guard = "" if similarity >= 0.5 else "low"
         return Decision(similarity >= 0.5, 0.5, category or "default", guard)
@@ -265,8 +275,12 @@ def test_report_table_and_plot(tmp_path: Path) -> None:
     table = evaluate.format_table(result)
     assert "policy static 0.8" in table and "static *" in table
     assert result["policy"]["by_kind"]["negation"] == {
-        "queries": 1, "positives": 0, "hits": 0, "hits_positive": 0, "hits_negative": 0,
-    }  # fmt: skip
+        "queries": 1,
+        "positives": 0,
+        "hits": 0,
+        "hits_positive": 0,
+        "hits_negative": 0,
+    }
     json.dumps(result, allow_nan=False)  # strict JSON: no NaN anywhere
     plot_report(result, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
@@ -274,8 +288,9 @@ def test_report_table_and_plot(tmp_path: Path) -> None:
 
 def test_plot_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     vectors = text_vectors({"a": unit(1, 0), "b": at_angle(0.93)})
-    result = evaluate.report(pairs=[Pair("a", "b", 1)], vectors=vectors,
-                             policy=HitPolicy.static(0.9), protocol="pairs")  # fmt: skip
+    result = evaluate.report(
+        pairs=[Pair("a", "b", 1)], vectors=vectors, policy=HitPolicy.static(0.9), protocol="pairs"
+    )
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(PlotError, match=r"pip install 'semcache\[eval\]'"):
         plot_report(result, tmp_path / "p.png")
@@ -358,9 +373,26 @@ async def test_protocols_end_to_end(embedder_address: str, cache_dir: Path, prot
 
 async def test_cli(embedder_address: str, tmp_path: Path) -> None:
     out, png = tmp_path / "out.json", tmp_path / "out.png"
-    argv = [sys.executable, "-m", "semcache.cli", "eval", "--pairs", str(PAIRS), "--embedder",
-            embedder_address, "--protocol", "stream", "--static", "0.85", "--json", str(out),
-            "--plot", str(png), "--examples", "3"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "semcache.cli",
+        "eval",
+        "--pairs",
+        str(PAIRS),
+        "--embedder",
+        embedder_address,
+        "--protocol",
+        "stream",
+        "--static",
+        "0.85",
+        "--json",
+        str(out),
+        "--plot",
+        str(png),
+        "--examples",
+        "3",
+    ]
     env = os.environ | {"SEMCACHE_CACHE_DIR": str(tmp_path / "cache")}
     done = await asyncio.to_thread(
         subprocess.run, argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=120

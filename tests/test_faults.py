@@ -29,15 +29,26 @@ from tests import test_shard_service as single
 from tests.conftest import eventually
 from tests.test_router import complete, mesh
 
-TOPICS = ["shipping to Iceland", "renewing a passport", "the boiling point of water",
-          "resetting a router", "Finnish greetings", "vegan lasagna", "HTTP status 418",
-          "the speed of light", "tax deadlines", "cat nutrition"]  # fmt: skip
+TOPICS = [
+    "shipping to Iceland",
+    "renewing a passport",
+    "the boiling point of water",
+    "resetting a router",
+    "Finnish greetings",
+    "vegan lasagna",
+    "HTTP status 418",
+    "the speed of light",
+    "tax deadlines",
+    "cat nutrition",
+]
 
 
 def prompts(tenant: str) -> itertools.count:
     """Distinct questions (so each is a miss that stores an entry)."""
-    return (f"{tenant} question {i}: what should I know about {TOPICS[i % len(TOPICS)]}?"
-            for i in itertools.count())  # type: ignore[return-value]  # fmt: skip
+    return (
+        f"{tenant} question {i}: what should I know about {TOPICS[i % len(TOPICS)]}?"
+        for i in itertools.count()
+    )  # type: ignore[return-value]
 
 
 class Load:
@@ -57,8 +68,9 @@ class Load:
     async def _caller(self) -> None:
         while not self._stop.is_set():
             try:
-                reply = await self.cache.Complete(complete(self.tenant, next(self._prompts)),
-                                                  timeout=10)  # fmt: skip
+                reply = await self.cache.Complete(
+                    complete(self.tenant, next(self._prompts)), timeout=10
+                )
                 self.responses.append(reply)
             except grpc.aio.AioRpcError as e:
                 self.failures.append(f"{e.code().name}: {e.details()}")
@@ -113,9 +125,11 @@ async def test_redis_stopped_under_load_fails_no_call_and_loses_no_write(
                 pipe.exists(entry_key(c.namespace, c.entry_id))
             present = await pipe.execute()
         assert sum(present) == len(stored), f"{len(stored) - sum(present)} writes lost"
-        print(f"\nredis outage: {load.calls} calls ({during} while Redis was down, "
-              f"{len(degraded)} answered degraded), {len(load.failures)} failed, "
-              f"{len(stored)} entries stored, {len(stored) - sum(present)} lost")  # fmt: skip
+        print(
+            f"\nredis outage: {load.calls} calls ({during} while Redis was down, "
+            f"{len(degraded)} answered degraded), {len(load.failures)} failed, "
+            f"{len(stored)} entries stored, {len(stored) - sum(present)} lost"
+        )
     finally:
         redis.stop()
 
@@ -125,8 +139,9 @@ def embedder_process(port: int, log: Path) -> subprocess.Popen:
     with log.open("a") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "embed_svc", "--port", str(port), "--metrics-port", "-1"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_until_serving(f"127.0.0.1:{port}", timeout=60, process=process)
         yield process
@@ -156,8 +171,10 @@ async def test_embedder_killed_complete_still_answers_and_recovers(
         fresh = await cache.Complete(complete(tenant, "What is the capital of Peru?"))
         assert fresh.cache.status == cache_pb2.CACHE_STATUS_MISS and fresh.answer.text
         paraphrase = await cache.Lookup(
-            cache_pb2.LookupRequest(scope=complete(tenant, "").scope,
-                                    prompt="How can I renew my passport?"))  # fmt: skip
+            cache_pb2.LookupRequest(
+                scope=complete(tenant, "").scope, prompt="How can I renew my passport?"
+            )
+        )
         assert paraphrase.cache.status == cache_pb2.CACHE_STATUS_MISS
         assert "embedder_unavailable" in paraphrase.cache.degraded
         # Back on the same address: semantic hits return without restarting anything.
@@ -165,8 +182,10 @@ async def test_embedder_killed_complete_still_answers_and_recovers(
             async with asyncio.timeout(30):
                 while True:
                     again = await cache.Lookup(
-                        cache_pb2.LookupRequest(scope=complete(tenant, "").scope,
-                                                prompt="How can I renew my passport?"))  # fmt: skip
+                        cache_pb2.LookupRequest(
+                            scope=complete(tenant, "").scope, prompt="How can I renew my passport?"
+                        )
+                    )
                     if again.cache.status == cache_pb2.CACHE_STATUS_HIT:
                         break
                     await asyncio.sleep(0.2)
@@ -203,7 +222,8 @@ async def test_a_redis_restarted_empty_gets_back_what_the_shard_holds(
             for i, reply in enumerate(stored):
                 scope = complete(f"{tenant}-{i % 3}", "").scope
                 again = await fresh.stub.Lookup(
-                    cache_pb2.LookupRequest(scope=scope, prompt=f"Question {i}?"))  # fmt: skip
+                    cache_pb2.LookupRequest(scope=scope, prompt=f"Question {i}?")
+                )
                 assert again.cache.status == cache_pb2.CACHE_STATUS_HIT
                 assert again.cache.entry_id == reply.cache.entry_id
     finally:
@@ -231,9 +251,13 @@ async def test_a_frozen_embedder_opens_the_circuit_and_lookups_stop_waiting(
     port = free_port()
     timeout = 1.0
     with embedder_process(port, tmp_path / "embedder.log") as process:
-        async with single.serving(f"127.0.0.1:{port}", redis_server.url,
-                                  embedder_timeout=timeout, embedder_breaker_failures=2,
-                                  embedder_breaker_seconds=0.5) as shard:  # fmt: skip
+        async with single.serving(
+            f"127.0.0.1:{port}",
+            redis_server.url,
+            embedder_timeout=timeout,
+            embedder_breaker_failures=2,
+            embedder_breaker_seconds=0.5,
+        ) as shard:
             stub = shard.stub
             await stub.Complete(complete(tenant, "How do I renew my passport?"))
             with frozen(process):
@@ -280,27 +304,36 @@ async def test_a_frozen_embedder_costs_a_caller_half_its_deadline_at_most(
     caller's deadline: the lookup answers degraded instead of running out of time."""
     port = free_port()
     with embedder_process(port, tmp_path / "embedder.log") as process:
-        async with single.serving(f"127.0.0.1:{port}", redis_server.url, embedder_timeout=5.0,
-                                  embedder_breaker_failures=100) as shard:  # fmt: skip
+        async with single.serving(
+            f"127.0.0.1:{port}",
+            redis_server.url,
+            embedder_timeout=5.0,
+            embedder_breaker_failures=100,
+        ) as shard:
             await shard.stub.Complete(complete(tenant, "How do I renew my passport?"))
             with frozen(process):
                 reply = await shard.stub.Lookup(lookup(tenant, "Where is Lima?"), timeout=1.0)
                 assert "embedder_unavailable" in reply.cache.degraded
                 assert reply.cache.timings.embed_ms <= 600
                 # Through a router too: its forwarded message carries its own deadline.
-                config = RouterConfig(port=0, metrics_port=-1, grace_seconds=0,
-                                      shards=shard.address)  # fmt: skip
-                async with running_router(config) as (router, _pool), \
-                        grpc.aio.insecure_channel(router.address) as channel:  # fmt: skip
+                config = RouterConfig(
+                    port=0, metrics_port=-1, grace_seconds=0, shards=shard.address
+                )
+                async with (
+                    running_router(config) as (router, _pool),
+                    grpc.aio.insecure_channel(router.address) as channel,
+                ):
                     routed = await SemanticCacheStub(channel).Lookup(
-                        lookup(tenant, "Where is Quito?"), timeout=1.0)  # fmt: skip
+                        lookup(tenant, "Where is Quito?"), timeout=1.0
+                    )
                     assert "embedder_unavailable" in routed.cache.degraded
 
 
 @contextlib.asynccontextmanager
 async def router_on(port: int, shards: str) -> AsyncIterator[None]:
-    config = RouterConfig(port=port, metrics_port=-1, grace_seconds=0, shards=shards,
-                          health_interval_seconds=0.1)  # fmt: skip
+    config = RouterConfig(
+        port=port, metrics_port=-1, grace_seconds=0, shards=shards, health_interval_seconds=0.1
+    )
     async with running_router(config):
         yield
 
@@ -311,8 +344,14 @@ async def test_the_sdk_carries_callers_over_a_router_restart(
     async with mesh(embedder_address, redis_server.url, shards=1) as m:
         shards = ",".join(s.address for s in m["shards"])
         port = free_port()
-        async with AsyncClient(f"127.0.0.1:{port}", tenant=tenant, timeout=15, retries=12,
-                               backoff=0.05, max_backoff=0.5) as client:  # fmt: skip
+        async with AsyncClient(
+            f"127.0.0.1:{port}",
+            tenant=tenant,
+            timeout=15,
+            retries=12,
+            backoff=0.05,
+            max_backoff=0.5,
+        ) as client:
             done: list[str] = []
 
             async def caller(i: int) -> None:

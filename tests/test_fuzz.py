@@ -61,11 +61,14 @@ def scopes(draw: st.DrawFn) -> cache_pb2.Scope:
         params.max_tokens = draw(st.integers(0, 2**32 - 1))
         params.extra.update(draw(st.dictionaries(texts, texts, max_size=3)))
     short = st.text(max_size=20)
-    history = [cache_pb2.Turn(role=draw(short), content=draw(short))
-               for _ in range(draw(st.sampled_from([0, 1, 3, 300])))]  # fmt: skip
+    history = [
+        cache_pb2.Turn(role=draw(short), content=draw(short))
+        for _ in range(draw(st.sampled_from([0, 1, 3, 300])))
+    ]
     tenant = draw(st.one_of(st.just(""), st.just("alpha"), texts))
-    return cache_pb2.Scope(tenant=tenant, model=draw(texts),
-                           system_prompt=draw(texts), params=params, history=history)  # fmt: skip
+    return cache_pb2.Scope(
+        tenant=tenant, model=draw(texts), system_prompt=draw(texts), params=params, history=history
+    )
 
 
 @st.composite
@@ -79,31 +82,36 @@ def controls(draw: st.DrawFn) -> cache_pb2.CacheControl:
 
 @st.composite
 def calls(draw: st.DrawFn) -> tuple[str, object]:
-    method = draw(st.sampled_from(
-        ["Lookup", "Store", "Complete", "StreamComplete", "Invalidate", "Feedback"]))  # fmt: skip
+    method = draw(
+        st.sampled_from(["Lookup", "Store", "Complete", "StreamComplete", "Invalidate", "Feedback"])
+    )
     scope = draw(st.one_of(st.none(), scopes()))
     if method in ("Lookup", "Complete", "StreamComplete"):
         cls = cache_pb2.LookupRequest if method == "Lookup" else cache_pb2.CompleteRequest
-        request = cls(scope=scope, prompt=draw(texts), category=draw(texts),
-                      cache_control=draw(controls()))  # fmt: skip
+        request = cls(
+            scope=scope, prompt=draw(texts), category=draw(texts), cache_control=draw(controls())
+        )
         if draw(st.booleans()):
             request.min_similarity = draw(numbers)
         if method != "Lookup":
             request.upstream_request_json = draw(st.sampled_from(["", "{", "[]", '{"a": 1}']))
     elif method == "Store":
-        answer = cache_pb2.Answer(text=draw(texts), chunks=draw(st.lists(texts, max_size=4)),
-                                  finish_reason=draw(texts))  # fmt: skip
-        request = cache_pb2.StoreRequest(scope=scope, prompt=draw(texts), answer=answer,
-                                         category=draw(texts))  # fmt: skip
+        answer = cache_pb2.Answer(
+            text=draw(texts), chunks=draw(st.lists(texts, max_size=4)), finish_reason=draw(texts)
+        )
+        request = cache_pb2.StoreRequest(
+            scope=scope, prompt=draw(texts), answer=answer, category=draw(texts)
+        )
         if draw(st.booleans()):
             request.ttl_seconds = draw(ints64)
     elif method == "Invalidate":
         request = cache_pb2.InvalidateRequest(
-            scope=scope, entry_id=draw(texts), target=draw(st.integers(-5, 10)))  # fmt: skip
+            scope=scope, entry_id=draw(texts), target=draw(st.integers(-5, 10))
+        )
     else:
-        request = cache_pb2.FeedbackRequest(scope=scope, entry_id=draw(texts),
-                                            verdict=draw(st.integers(-5, 10)),
-                                            prompt=draw(texts))  # fmt: skip
+        request = cache_pb2.FeedbackRequest(
+            scope=scope, entry_id=draw(texts), verdict=draw(st.integers(-5, 10)), prompt=draw(texts)
+        )
     # Mostly real tokens, so most calls get past auth to validation and the shards.
     printable = st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=20)
     token = draw(st.one_of(printable, *[st.just(t) for t in TOKENS for _ in range(3)]))
@@ -122,8 +130,7 @@ def tokens_file(directory: Path) -> Path:
 async def test_the_router_answers_any_request_with_a_status_a_caller_can_act_on(
     embedder_address, redis_server, tmp_path
 ) -> None:
-    async with mesh(embedder_address, redis_server.url,
-                    tokens_file=tokens_file(tmp_path)) as m:  # fmt: skip
+    async with mesh(embedder_address, redis_server.url, tokens_file=tokens_file(tmp_path)) as m:
         address = m["address"]
         seen: set[str] = set()
 
@@ -164,13 +171,18 @@ async def test_the_router_answers_any_request_with_a_status_a_caller_can_act_on(
         assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
-QUESTIONS = ["How do I reset my password?", "What is the capital of France?",
-             "How can I renew my passport?"]  # fmt: skip
-scope_parts = st.fixed_dictionaries({
-    "tenant": st.sampled_from(["t1", "t2", "t3"]),
-    "model": st.sampled_from(["", "m1", "m2"]),
-    "system_prompt": st.sampled_from(["", "You are terse.", "You are a pirate."]),
-})  # fmt: skip
+QUESTIONS = [
+    "How do I reset my password?",
+    "What is the capital of France?",
+    "How can I renew my passport?",
+]
+scope_parts = st.fixed_dictionaries(
+    {
+        "tenant": st.sampled_from(["t1", "t2", "t3"]),
+        "model": st.sampled_from(["", "m1", "m2"]),
+        "system_prompt": st.sampled_from(["", "You are terse.", "You are a pirate."]),
+    }
+)
 
 
 async def test_no_answer_crosses_scopes(embedder_address, redis_server, tenant) -> None:
@@ -183,14 +195,22 @@ async def test_no_answer_crosses_scopes(embedder_address, redis_server, tenant) 
                 stub = cache_pb2_grpc.SemanticCacheStub(channel)
 
                 @settings(max_examples=60, deadline=None, derandomize=True)
-                @given(writer=scope_parts, reader=scope_parts,
-                       question=st.sampled_from(QUESTIONS), paraphrase=st.booleans())  # fmt: skip
+                @given(
+                    writer=scope_parts,
+                    reader=scope_parts,
+                    question=st.sampled_from(QUESTIONS),
+                    paraphrase=st.booleans(),
+                )
                 def one(writer: dict, reader: dict, question: str, paraphrase: bool) -> None:
                     w = cache_pb2.Scope(**{**writer, "tenant": tenant + writer["tenant"]})
                     r = cache_pb2.Scope(**{**reader, "tenant": tenant + reader["tenant"]})
-                    stub.Store(cache_pb2.StoreRequest(
-                        scope=w, prompt=question,
-                        answer=cache_pb2.Answer(text=f"{sorted(writer.items())}")))  # fmt: skip
+                    stub.Store(
+                        cache_pb2.StoreRequest(
+                            scope=w,
+                            prompt=question,
+                            answer=cache_pb2.Answer(text=f"{sorted(writer.items())}"),
+                        )
+                    )
                     stored.setdefault(tuple(sorted(writer.items())), set()).add(question)
                     asked = question.replace("How do I", "How can I") if paraphrase else question
                     reply = stub.Lookup(cache_pb2.LookupRequest(scope=r, prompt=asked))
@@ -209,28 +229,40 @@ async def test_no_answer_crosses_scopes(embedder_address, redis_server, tenant) 
 async def test_a_token_cannot_touch_another_tenants_entries(
     embedder_address, redis_server, tmp_path
 ) -> None:
-    async with mesh(embedder_address, redis_server.url,
-                    tokens_file=tokens_file(tmp_path)) as m:  # fmt: skip
+    async with mesh(embedder_address, redis_server.url, tokens_file=tokens_file(tmp_path)) as m:
         cache = m["cache"]
         alpha = (("authorization", "Bearer tok-alpha"),)
         beta = (("authorization", "Bearer tok-beta"),)
         prompt = "What is the boiling point of water at sea level?"
-        stored = await cache.Store(cache_pb2.StoreRequest(
-            scope=cache_pb2.Scope(), prompt=prompt, answer=cache_pb2.Answer(text="100 C")),
-            metadata=alpha)  # fmt: skip
+        stored = await cache.Store(
+            cache_pb2.StoreRequest(
+                scope=cache_pb2.Scope(), prompt=prompt, answer=cache_pb2.Answer(text="100 C")
+            ),
+            metadata=alpha,
+        )
         # beta asks the same question, in its own scope and naming alpha's
         own = await cache.Lookup(cache_pb2.LookupRequest(prompt=prompt), metadata=beta)
         assert own.cache.status == cache_pb2.CACHE_STATUS_MISS
         for request, call in (
-            (cache_pb2.LookupRequest(scope=cache_pb2.Scope(tenant="alpha"), prompt=prompt),
-             cache.Lookup),
-            (cache_pb2.InvalidateRequest(scope=cache_pb2.Scope(tenant="alpha"),
-                                         entry_id=stored.entry_id), cache.Invalidate),
-            (cache_pb2.FeedbackRequest(scope=cache_pb2.Scope(tenant="alpha"),
-                                       entry_id=stored.entry_id,
-                                       verdict=cache_pb2.FeedbackRequest.VERDICT_WRONG_HIT),
-             cache.Feedback),
-        ):  # fmt: skip
+            (
+                cache_pb2.LookupRequest(scope=cache_pb2.Scope(tenant="alpha"), prompt=prompt),
+                cache.Lookup,
+            ),
+            (
+                cache_pb2.InvalidateRequest(
+                    scope=cache_pb2.Scope(tenant="alpha"), entry_id=stored.entry_id
+                ),
+                cache.Invalidate,
+            ),
+            (
+                cache_pb2.FeedbackRequest(
+                    scope=cache_pb2.Scope(tenant="alpha"),
+                    entry_id=stored.entry_id,
+                    verdict=cache_pb2.FeedbackRequest.VERDICT_WRONG_HIT,
+                ),
+                cache.Feedback,
+            ),
+        ):
             try:
                 await call(request, metadata=beta)
                 raise AssertionError(f"{type(request).__name__} naming alpha was served to beta")
@@ -239,10 +271,13 @@ async def test_a_token_cannot_touch_another_tenants_entries(
         # beta's own scope does not reach alpha's entry by id either
         for request, call in (
             (cache_pb2.InvalidateRequest(entry_id=stored.entry_id), cache.Invalidate),
-            (cache_pb2.FeedbackRequest(entry_id=stored.entry_id,
-                                       verdict=cache_pb2.FeedbackRequest.VERDICT_WRONG_HIT),
-             cache.Feedback),
-        ):  # fmt: skip
+            (
+                cache_pb2.FeedbackRequest(
+                    entry_id=stored.entry_id, verdict=cache_pb2.FeedbackRequest.VERDICT_WRONG_HIT
+                ),
+                cache.Feedback,
+            ),
+        ):
             try:
                 reply = await call(request, metadata=beta)
                 assert not getattr(reply, "removed", 0)

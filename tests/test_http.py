@@ -29,8 +29,9 @@ PARAPHRASE = "How can I renew my passport?"
 
 
 @contextlib.asynccontextmanager
-async def front(embedder_address: str, redis_url: str, upstream: FakeOpenAI,
-                tokens_file: Path | None = None) -> AsyncIterator[str]:  # fmt: skip
+async def front(
+    embedder_address: str, redis_url: str, upstream: FakeOpenAI, tokens_file: Path | None = None
+) -> AsyncIterator[str]:
     """Shard (openai backend -> the fake upstream), router, HTTP front; yields its base URL."""
     async with router_and_front(embedder_address, redis_url, upstream, tokens_file) as (_, url):
         yield url
@@ -42,14 +43,27 @@ async def router_and_front(
 ) -> AsyncIterator[tuple[str, str]]:
     """As `front`; yields the router's address too."""
     async with contextlib.AsyncExitStack() as stack:
-        shard, _ = await stack.enter_async_context(running_shard(
-            shard_config(embedder=embedder_address, redis=redis_url, llm="openai"),
-            llm=OpenAIBackend(upstream.base_url)))  # fmt: skip
-        router, _ = await stack.enter_async_context(running_router(RouterConfig(
-            port=0, metrics_port=-1, grace_seconds=0, shards=shard.address,
-            health_interval_seconds=0.1, tokens_file=tokens_file)))  # fmt: skip
-        port = await stack.enter_async_context(running_http_front(
-            router.address, auth=tokens_file is not None, models=["gpt-test"]))  # fmt: skip
+        shard, _ = await stack.enter_async_context(
+            running_shard(
+                shard_config(embedder=embedder_address, redis=redis_url, llm="openai"),
+                llm=OpenAIBackend(upstream.base_url),
+            )
+        )
+        router, _ = await stack.enter_async_context(
+            running_router(
+                RouterConfig(
+                    port=0,
+                    metrics_port=-1,
+                    grace_seconds=0,
+                    shards=shard.address,
+                    health_interval_seconds=0.1,
+                    tokens_file=tokens_file,
+                )
+            )
+        )
+        port = await stack.enter_async_context(
+            running_http_front(router.address, auth=tokens_file is not None, models=["gpt-test"])
+        )
         yield router.address, f"http://127.0.0.1:{port}/v1"
 
 
@@ -62,8 +76,9 @@ def upstream() -> FakeOpenAI:
 def sdk(base_url: str, tenant: str) -> openai.AsyncOpenAI:
     """The official client, as a user would point it at semcache (auth off: the tenant by
     header)."""
-    return openai.AsyncOpenAI(base_url=base_url, api_key="unused",
-                              default_headers={"X-Tenant-ID": tenant})  # fmt: skip
+    return openai.AsyncOpenAI(
+        base_url=base_url, api_key="unused", default_headers={"X-Tenant-ID": tenant}
+    )
 
 
 def messages(question: str, system: str = "You are helpful.") -> list[dict]:
@@ -100,8 +115,11 @@ async def test_the_openai_sdk_gets_a_miss_then_a_paraphrase_hit(
         assert hit.usage.prompt_tokens_details.cached_tokens == 7
 
         # Another system prompt, model or temperature is another scope: a miss.
-        for changed in ({"messages": messages(PARAPHRASE, "Be terse.")},
-                        {"temperature": 0.7}, {"model": "gpt-other"}):  # fmt: skip
+        for changed in (
+            {"messages": messages(PARAPHRASE, "Be terse.")},
+            {"temperature": 0.7},
+            {"model": "gpt-other"},
+        ):
             args = {"model": "gpt-test", "messages": messages(PARAPHRASE), "temperature": 0}
             other = await client.chat.completions.with_raw_response.create(**(args | changed))
             assert other.headers["x-semcache"] == "miss", changed
@@ -117,8 +135,11 @@ async def test_streams_miss_then_replay_the_stored_chunks(
         seen = []
         for question in (QUESTION, PARAPHRASE):
             raw = await client.chat.completions.with_raw_response.create(
-                model="gpt-test", messages=messages(question), stream=True,
-                stream_options={"include_usage": True})  # fmt: skip
+                model="gpt-test",
+                messages=messages(question),
+                stream=True,
+                stream_options={"include_usage": True},
+            )
             chunks = [c async for c in raw.parse()]
             seen.append((raw.headers["x-semcache"], chunks))
         assert [status for status, _ in seen] == ["miss", "hit"]
@@ -165,16 +186,24 @@ async def test_errors_come_in_openai_format_with_the_right_status(
             bad = await http.post("/chat/completions", content=raw)
             assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]["message"]
             assert bad.json()["error"]["type"] == "invalid_request_error"
-        for body, param in (({"messages": messages(QUESTION)}, "model"),
-                            ({"model": "m", "messages": []}, "messages"),
-                            ({"model": "m", "messages": messages(QUESTION), "temperature": "hot"},
-                             "temperature"),
-                            ({"model": "m", "messages": messages(QUESTION), "n": 2}, "n"),
-                            ({"model": "m", "messages": messages(QUESTION),
-                              "tools": [{"type": "function", "function": {"name": "f"}}]},
-                             "tools"),
-                            ({"model": "m", "messages": messages(QUESTION),
-                              "stream_options": "yes"}, "stream_options")):  # fmt: skip
+        for body, param in (
+            ({"messages": messages(QUESTION)}, "model"),
+            ({"model": "m", "messages": []}, "messages"),
+            ({"model": "m", "messages": messages(QUESTION), "temperature": "hot"}, "temperature"),
+            ({"model": "m", "messages": messages(QUESTION), "n": 2}, "n"),
+            (
+                {
+                    "model": "m",
+                    "messages": messages(QUESTION),
+                    "tools": [{"type": "function", "function": {"name": "f"}}],
+                },
+                "tools",
+            ),
+            (
+                {"model": "m", "messages": messages(QUESTION), "stream_options": "yes"},
+                "stream_options",
+            ),
+        ):
             reply = await http.post("/chat/completions", json=body)
             assert reply.status_code == 400 and reply.json()["error"]["param"] == param, body
 
@@ -205,8 +234,10 @@ async def test_parts_cache_controls_and_non_text_bypass(
             {"type": "text", "text": "my passport?"},
         ]
         as_parts = {"model": "gpt-test", "messages": [{"role": "user", "content": parts}]}
-        statuses = [(await http.post("/chat/completions", json=as_parts)).headers["x-semcache"]
-                    for _ in range(2)]  # fmt: skip
+        statuses = [
+            (await http.post("/chat/completions", json=as_parts)).headers["x-semcache"]
+            for _ in range(2)
+        ]
         assert statuses == ["miss", "hit"]
 
         picture = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
@@ -218,13 +249,15 @@ async def test_parts_cache_controls_and_non_text_bypass(
         assert upstream.requests[-1]["messages"][0]["content"][1]["type"] == "image_url"
 
         fresh = {"model": "gpt-test", "messages": messages("Which planet is the largest?")}
-        stored_not = await http.post("/chat/completions", json=fresh,
-                                     headers={"Cache-Control": "no-store"})  # fmt: skip
+        stored_not = await http.post(
+            "/chat/completions", json=fresh, headers={"Cache-Control": "no-store"}
+        )
         assert stored_not.headers["x-semcache"] == "miss"
         again = await http.post("/chat/completions", json=fresh)
         assert again.headers["x-semcache"] == "miss"  # the no-store answer was not kept
-        skipped = await http.post("/chat/completions", json=fresh,
-                                  headers={"Cache-Control": "no-cache"})  # fmt: skip
+        skipped = await http.post(
+            "/chat/completions", json=fresh, headers={"Cache-Control": "no-cache"}
+        )
         assert skipped.headers["x-semcache"] == "bypass"
 
 
@@ -238,26 +271,39 @@ async def test_one_request_is_one_namespace_through_the_sdk_the_front_and_raw_gr
     extra = {"reasoning_effort": "high", "response_format": {"type": "json_object"}}
     async with router_and_front(embedder_address, redis_server.url, upstream) as (router, url):
         async with AsyncClient(router, tenant=tenant) as cache:
-            stored = await cache.complete(QUESTION, model="gpt-test", system=system,
-                                          history=history,
-                                          params={"temperature": 0.2, "extra": extra})  # fmt: skip
+            stored = await cache.complete(
+                QUESTION,
+                model="gpt-test",
+                system=system,
+                history=history,
+                params={"temperature": 0.2, "extra": extra},
+            )
         assert not stored.hit
-        body = {"model": "gpt-test", "temperature": 0.2, **extra, "messages": [
-            {"role": "system", "content": system},
-            *({"role": role, "content": text} for role, text in history),
-            {"role": "user", "content": QUESTION}]}  # fmt: skip
+        body = {
+            "model": "gpt-test",
+            "temperature": 0.2,
+            **extra,
+            "messages": [
+                {"role": "system", "content": system},
+                *({"role": role, "content": text} for role, text in history),
+                {"role": "user", "content": QUESTION},
+            ],
+        }
         async with httpx.AsyncClient(timeout=30) as http:
-            reply = await http.post(f"{url}/chat/completions", json=body,
-                                    headers={"X-Tenant-ID": tenant})  # fmt: skip
+            reply = await http.post(
+                f"{url}/chat/completions", json=body, headers={"X-Tenant-ID": tenant}
+            )
         assert reply.status_code == 200, reply.text
         assert reply.headers["x-semcache"] == "hit"
         assert reply.headers["x-semcache-entry"] == stored.cache.entry_id
         params = cache_pb2.GenerationParams(
-            temperature=0.2, extra={"reasoning_effort": '"high"',
-                                    "response_format": '{"type":"json_object"}'})  # fmt: skip
+            temperature=0.2,
+            extra={"reasoning_effort": '"high"', "response_format": '{"type":"json_object"}'},
+        )
         turns = [cache_pb2.Turn(role=role, content=text) for role, text in history]
-        scope = cache_pb2.Scope(tenant=tenant, model="gpt-test", system_prompt=system,
-                                params=params, history=turns)  # fmt: skip
+        scope = cache_pb2.Scope(
+            tenant=tenant, model="gpt-test", system_prompt=system, params=params, history=turns
+        )
         async with grpc.aio.insecure_channel(router) as channel:
             raw = await cache_pb2_grpc.SemanticCacheStub(channel).Lookup(
                 cache_pb2.LookupRequest(scope=scope, prompt=QUESTION)
@@ -272,7 +318,9 @@ def test_a_request_beyond_the_cache_limits_goes_upstream_as_sent() -> None:
     small = {"model": "gpt-test", "messages": messages(QUESTION)}
     assert not chat.parse(small, "t").bypass
     limits = RequestLimits()
-    for big in (messages(QUESTION, system="x" * (limits.max_system_prompt_bytes + 1)),
-                messages("y" * (limits.max_prompt_bytes + 1))):  # fmt: skip
+    for big in (
+        messages(QUESTION, system="x" * (limits.max_system_prompt_bytes + 1)),
+        messages("y" * (limits.max_prompt_bytes + 1)),
+    ):
         call = chat.parse({"model": "gpt-test", "messages": big}, "t")
         assert call.bypass and call.request.cache_control.no_store

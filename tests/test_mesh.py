@@ -72,8 +72,9 @@ class MeshProcess:
         for name, port in self.ports.items():
             argv += [f"--{name}-port", str(port)]
         self.lines = []
-        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True, bufsize=1)  # fmt: skip
+        self.process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
         up = threading.Event()
         threading.Thread(target=self._read, args=(up,), daemon=True).start()
         if not up.wait(timeout):
@@ -137,8 +138,12 @@ def test_paraphrase_hits_through_the_router_within_its_scope(mesh, tenant) -> No
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "semcache.cli", *args], capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "semcache.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_cli_ask_miss_then_hit(mesh, tenant) -> None:
@@ -153,8 +158,9 @@ def test_cli_ask_miss_then_hit(mesh, tenant) -> None:
     assert as_json["cache"]["status"] == "hit" and as_json["text"] == first.stdout.strip()
     # The calibrated model's probability, where the served policy has one, is on the line.
     model = r", p [01]\.\d+ >= 0\.\d+" if as_json["cache"]["hit_probability"] else ""
-    assert re.match(rf"hit \(semantic, similarity 0\.\d+ >= 0\.\d+{model}\)  [\d.]+ ms",
-                    second.stderr)  # fmt: skip
+    assert re.match(
+        rf"hit \(semantic, similarity 0\.\d+ >= 0\.\d+{model}\)  [\d.]+ ms", second.stderr
+    )
     stats = json.loads(run_cli("stats", "--address", mesh.router, "--json").stdout)
     assert len(stats["shards"]) == 2 and stats["total"]["hits"] >= 2
 
@@ -168,8 +174,9 @@ def test_cli_says_clearly_when_nothing_listens() -> None:
 
 
 def grpcurl(*args: str) -> str:
-    result = subprocess.run([GRPCURL, "-plaintext", *args], capture_output=True, text=True,
-                            timeout=30)  # fmt: skip
+    result = subprocess.run(
+        [GRPCURL, "-plaintext", *args], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -192,8 +199,10 @@ def test_killing_a_shard_under_load_fails_no_request(mesh, tenant) -> None:
     the ring takes over, hydrating from Redis), and every entry written before is found."""
     tenants = [f"{tenant}-{i}" for i in range(12)]
     with client(mesh) as cache:
-        written = {t: cache.complete(f"What is the tallest mountain in region {t}?", tenant=t)
-                   for t in tenants}  # fmt: skip
+        written = {
+            t: cache.complete(f"What is the tallest mountain in region {t}?", tenant=t)
+            for t in tenants
+        }
         assert {w.cache.shard for w in written.values()} == {"shard-0", "shard-1"}
         victim = "shard-0"
 
@@ -279,8 +288,9 @@ async def _load_with_a_frozen_shard(mesh: MeshProcess, tenant: str) -> None:
                 if stop.is_set():
                     return
                 t = tenants[(n + 4 * i) % len(tenants)]
-                request = cache_pb2.CompleteRequest(scope=cache_pb2.Scope(tenant=t),
-                                                    prompt=f"Q {n}-{i} from {t}?")  # fmt: skip
+                request = cache_pb2.CompleteRequest(
+                    scope=cache_pb2.Scope(tenant=t), prompt=f"Q {n}-{i} from {t}?"
+                )
                 chunks: list[cache_pb2.CompleteChunk] = []
                 try:
                     if n == 0:  # one caller streams: a stream fails over before its start
@@ -318,6 +328,7 @@ async def _load_with_a_frozen_shard(mesh: MeshProcess, tenant: str) -> None:
         stored = [(request, reply) for request, reply in answered if reply.cache.stored]
         assert len(stored) >= 20
         for request, reply in stored:
-            again = await cache.Lookup(cache_pb2.LookupRequest(scope=request.scope,
-                                                               prompt=request.prompt))  # fmt: skip
+            again = await cache.Lookup(
+                cache_pb2.LookupRequest(scope=request.scope, prompt=request.prompt)
+            )
             assert again.cache.status == cache_pb2.CACHE_STATUS_HIT, (reply.cache.shard, request)

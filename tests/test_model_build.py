@@ -25,8 +25,11 @@ def test_a_tuned_model_that_fails_its_gate_is_refused_and_nothing_is_kept(tmp_pa
 
     built = subprocess.run(
         [sys.executable, "-m", "embed_svc.build", "--train-steps", "1"],
-        env=environment, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     output = built.stdout + built.stderr
     assert built.returncode != 0, output
     assert "quality gate failed" in output and "stock model" in output, output
@@ -34,6 +37,22 @@ def test_a_tuned_model_that_fails_its_gate_is_refused_and_nothing_is_kept(tmp_pa
 
     status = subprocess.run(
         [sys.executable, "-m", "embed_svc.build", "--status"],
-        env=environment, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(status.stdout)["tuned"]["built"] is False
+
+
+def test_a_recipe_file_counts_by_its_code_not_its_layout(tmp_path) -> None:
+    """Reformatting or recommenting a recipe file keeps its models; changing its code does not."""
+    original = tmp_path / "step.py"
+    original.write_text('"""Doc."""\n\ndef f(x):\n    return [x, 1]  # why\n')
+    relaid = tmp_path / "relaid.py"
+    relaid.write_text('"""Another doc."""\ndef f(x):\n    return [\n        x,\n        1,\n    ]\n')
+    changed = tmp_path / "changed.py"
+    changed.write_text('"""Doc."""\n\ndef f(x):\n    return [x, 2]  # why\n')
+    key = recipe._source_key(original)
+    assert recipe._source_key(relaid) == key
+    assert recipe._source_key(changed) != key

@@ -45,8 +45,9 @@ OTHERS = {
 class RenamedModel:
     """The real model under another id; texts in `aliases` are embedded as another text."""
 
-    def __init__(self, real: OnnxEmbedder, model_id: str, built: float,
-                 aliases: dict[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, real: OnnxEmbedder, model_id: str, built: float, aliases: dict[str, str] | None = None
+    ) -> None:
         self._real = real
         self.model_id, self.built, self.dimension = model_id, built, real.dimension
         self.aliases = aliases or {}
@@ -142,7 +143,10 @@ async def test_a_model_switch_moves_every_entry_and_never_mixes_models(
             assert await shard.reembed(budget=10) == 1
             stats = shard.stats()
             assert (stats["model"], stats["reembed_pending"], stats["reembedded"]) == (
-                c.model_id, 0, 3)  # fmt: skip
+                c.model_id,
+                0,
+                3,
+            )
             assert await stored_models(redis_server.url, tenant) == {c.model_id}
             for paraphrase in OTHERS.values():  # now within C
                 assert await kind(shard, tenant, paraphrase) == "hit semantic"
@@ -193,9 +197,19 @@ async def test_vectors_of_another_model_are_never_searched() -> None:
 
     ns = Namespace("ns", model="m1")
     vector = np.ones(384, dtype=np.float32) / np.sqrt(384)
-    entry = Entry(id="ns.1", namespace="ns", tenant="t", prompt="p", prompt_key="k",
-                  answer=Answer("x"), category="default", created=0.0, expires=1e12,
-                  vector=vector, model="m2")  # fmt: skip
+    entry = Entry(
+        id="ns.1",
+        namespace="ns",
+        tenant="t",
+        prompt="p",
+        prompt_key="k",
+        answer=Answer("x"),
+        category="default",
+        created=0.0,
+        expires=1e12,
+        vector=vector,
+        model="m2",
+    )
     ns.add(entry)
     assert ns.nearest(vector, "m2", now=1.0) == [] and ns.nearest(vector, "m1", now=1.0) == []
     ns.switch_model("m2")

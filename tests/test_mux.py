@@ -17,14 +17,21 @@ Answer = Callable[[link_pb2.ForwardRequest], Awaitable[link_pb2.ForwardResponse]
 
 @contextlib.asynccontextmanager
 async def serving(answer: Answer, **options: object) -> AsyncIterator[grpc.aio.Channel]:
-    async def forward(requests: AsyncIterator[link_pb2.ForwardRequest],
-                      context: grpc.aio.ServicerContext) -> None:  # fmt: skip
+    async def forward(
+        requests: AsyncIterator[link_pb2.ForwardRequest], context: grpc.aio.ServicerContext
+    ) -> None:
         await serve_stream(requests, context, answer, **options)  # type: ignore[arg-type]
 
-    handler = grpc.method_handlers_generic_handler("t.Mux", {
-        "Forward": grpc.stream_stream_rpc_method_handler(
-            forward, request_deserializer=link_pb2.ForwardRequest.FromString,
-            response_serializer=link_pb2.ForwardResponse.SerializeToString)})  # fmt: skip
+    handler = grpc.method_handlers_generic_handler(
+        "t.Mux",
+        {
+            "Forward": grpc.stream_stream_rpc_method_handler(
+                forward,
+                request_deserializer=link_pb2.ForwardRequest.FromString,
+                response_serializer=link_pb2.ForwardResponse.SerializeToString,
+            )
+        },
+    )
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
@@ -39,8 +46,10 @@ async def serving(answer: Answer, **options: object) -> AsyncIterator[grpc.aio.C
 
 def open_stream(channel: grpc.aio.Channel) -> MuxStream:
     call = channel.stream_stream(
-        "/t.Mux/Forward", request_serializer=link_pb2.ForwardRequest.SerializeToString,
-        response_deserializer=link_pb2.ForwardResponse.FromString)()  # fmt: skip
+        "/t.Mux/Forward",
+        request_serializer=link_pb2.ForwardRequest.SerializeToString,
+        response_deserializer=link_pb2.ForwardResponse.FromString,
+    )()
     return MuxStream(call)
 
 

@@ -28,18 +28,24 @@ async def shard_on(
 ) -> AsyncIterator[cache_pb2_grpc.SemanticCacheStub]:
     config = shard_config(embedder=embedder_address, redis=redis_url, llm="openai")
     backend = OpenAIBackend(upstream.base_url, timeout=5)
-    async with running_shard(config, llm=backend) as (server, _), \
-            grpc.aio.insecure_channel(server.address) as channel:  # fmt: skip
+    async with (
+        running_shard(config, llm=backend) as (server, _),
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
         yield cache_pb2_grpc.SemanticCacheStub(channel)
 
 
 def request(tenant: str, prompt: str, **fields) -> cache_pb2.CompleteRequest:
     scope = cache_pb2.Scope(
-        tenant=tenant, model="gpt-test", system_prompt="Be brief.",
+        tenant=tenant,
+        model="gpt-test",
+        system_prompt="Be brief.",
         params=cache_pb2.GenerationParams(temperature=0.2),
-        history=[cache_pb2.Turn(role="user", content="hi"),
-                 cache_pb2.Turn(role="assistant", content="hello")],
-    )  # fmt: skip
+        history=[
+            cache_pb2.Turn(role="user", content="hi"),
+            cache_pb2.Turn(role="assistant", content="hello"),
+        ],
+    )
     return cache_pb2.CompleteRequest(scope=scope, prompt=prompt, **fields)
 
 

@@ -27,8 +27,10 @@ def test_nan_similarity_never_hits() -> None:
 
 def test_guards_read_a_bounded_prefix() -> None:
     assert len(guards.read("word " * 5000).words) == guards.MAX_WORDS
-    assert guards.signals("Which one is better, Python or Java?",
-                          "Which is better, Python or Java?") == ()  # fmt: skip
+    assert (
+        guards.signals("Which one is better, Python or Java?", "Which is better, Python or Java?")
+        == ()
+    )
 
 
 def test_request_bound_only_tightens() -> None:
@@ -39,12 +41,13 @@ def test_request_bound_only_tightens() -> None:
 
 
 def test_category_and_tenant_thresholds() -> None:
-    policy = HitPolicy(thresholds={"default": 0.9, "code": 0.95, "creative": 0.85},
-                       tenants={"strict": {"default": 0.97}})  # fmt: skip
+    policy = HitPolicy(
+        thresholds={"default": 0.9, "code": 0.95, "creative": 0.85},
+        tenants={"strict": {"default": 0.97}},
+    )
     code = policy.decide("How do I reverse a list in Python?", "reverse python list", 0.93)
     assert (code.hit, code.category, code.threshold) == (False, "code", 0.95)
-    assert policy.decide("Write a poem about rain", "a poem on rain", 0.86,
-                         category="creative").hit  # fmt: skip
+    assert policy.decide("Write a poem about rain", "a poem on rain", 0.86, category="creative").hit
     assert policy.decide("Where is Lima?", "Where's Lima?", 0.93).hit
     strict = policy.decide("Where is Lima?", "Where's Lima?", 0.93, tenant="strict")
     assert (strict.hit, strict.threshold) == (False, 0.97)
@@ -70,8 +73,11 @@ def test_detects_code(prompt: str, category: str) -> None:
     ("a", "b", "guard"),
     [
         ("How do I enable two-factor auth?", "How do I disable two-factor auth?", "antonym"),
-        ("Which mushrooms are safe to eat raw?", "Which mushrooms are not safe to eat raw?",
-         "negation"),
+        (
+            "Which mushrooms are safe to eat raw?",
+            "Which mushrooms are not safe to eat raw?",
+            "negation",
+        ),
         ("Why does my script print?", "Why doesn't my script print?", "negation"),
         ("Suggest a 5 mile bike route", "Suggest a 50 mile bike route", "number"),
         ("How many cups are in a liter?", "How many cups are in a gallon?", "unit"),
@@ -79,7 +85,7 @@ def test_detects_code(prompt: str, category: str) -> None:
         ("What is the capital of Australia?", "What is the capital of Austria?", "entity"),
         ("Convert 100 USD to EUR.", "Convert 100 EUR to USD.", "order"),
     ],
-)  # fmt: skip
+)
 def test_each_guard_fires_on_its_trap(a: str, b: str, guard: str) -> None:
     assert guard in guards.signals(a, b)
     assert guard in guards.signals(b, a)  # symmetric
@@ -127,8 +133,9 @@ def model(cut: float = 0.5, weight: float = 40.0) -> LogisticModel:
     n = len(FEATURES)
     weights = [0.0] * n
     weights[FEATURES.index("similarity")] = weight
-    return LogisticModel(weights=tuple(weights), bias=-0.9 * weight, cut=cut,
-                         mean=(0.0,) * n, scale=(1.0,) * n)  # fmt: skip
+    return LogisticModel(
+        weights=tuple(weights), bias=-0.9 * weight, cut=cut, mean=(0.0,) * n, scale=(1.0,) * n
+    )
 
 
 def test_calibrated_model_decides_above_the_threshold() -> None:
@@ -185,24 +192,39 @@ def test_shipped_policies_are_one_per_model_and_chosen_by_model_id() -> None:
     ("query", "cached", "fired"),
     [
         # A misspelled word is not another word, nor a misspelled name another name.
-        ("how do i sort a list of dictionarys by key in pyhton",
-         "How do I sort a list of dictionaries by key in Python?", ()),
-        ("how long is the flight from londn to new york",
-         "How long is the flight from London to New York?", ()),
+        (
+            "how do i sort a list of dictionarys by key in pyhton",
+            "How do I sort a list of dictionaries by key in Python?",
+            (),
+        ),
+        (
+            "how long is the flight from londn to new york",
+            "How long is the flight from London to New York?",
+            (),
+        ),
         ("What is the capital of Iraq?", "What is the capital of Iran?", ("entity",)),
         ("side effects of aspirin for kids", "side effects of ibuprofen for kids", ("swap",)),
         # Two things trading places around a direction word, phrases included.
         ("flights from Paris to London", "flights from London to Paris", ("order",)),
         ("flights to Paris from London", "flights from London to Paris", ()),
-        ("Can I substitute baking powder for baking soda in pancakes?",
-         "Can I substitute baking soda for baking powder in pancakes?", ("order",)),
-        ("How do I merge the main branch into develop?",
-         "How do I merge the develop branch into main?", ("order",)),
+        (
+            "Can I substitute baking powder for baking soda in pancakes?",
+            "Can I substitute baking soda for baking powder in pancakes?",
+            ("order",),
+        ),
+        (
+            "How do I merge the main branch into develop?",
+            "How do I merge the develop branch into main?",
+            ("order",),
+        ),
         ("In Python, how do I reverse a list?", "How do I reverse a list in Python?", ()),
-        ("What is the difference between a thread and a process?",
-         "What is the difference between a process and a thread?", ()),
+        (
+            "What is the difference between a thread and a process?",
+            "What is the difference between a process and a thread?",
+            (),
+        ),
     ],
-)  # fmt: skip
+)
 def test_guards_tell_typos_and_reorderings_from_other_questions(
     query: str, cached: str, fired: tuple[str, ...]
 ) -> None:

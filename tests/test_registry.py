@@ -34,16 +34,28 @@ def registry_url(redis_server: LocalRedis) -> str:
 
 
 def router_config(url: str) -> RouterConfig:
-    return RouterConfig(port=0, metrics_port=-1, grace_seconds=0, registry=url,
-                        registry_interval_seconds=0.05, health_interval_seconds=0.1,
-                        unhealthy_after=2)  # fmt: skip
+    return RouterConfig(
+        port=0,
+        metrics_port=-1,
+        grace_seconds=0,
+        registry=url,
+        registry_interval_seconds=0.05,
+        health_interval_seconds=0.1,
+        unhealthy_after=2,
+    )
 
 
 @contextlib.asynccontextmanager
-async def registered_shard(embedder: str, redis_url: str, url: str, shard_id: str,
-                           ttl: float = 10.0) -> AsyncIterator[str]:  # fmt: skip
-    config = shard_config(embedder=embedder, redis=redis_url, registry=url, shard_id=shard_id,
-                          registry_ttl_seconds=ttl)  # fmt: skip
+async def registered_shard(
+    embedder: str, redis_url: str, url: str, shard_id: str, ttl: float = 10.0
+) -> AsyncIterator[str]:
+    config = shard_config(
+        embedder=embedder,
+        redis=redis_url,
+        registry=url,
+        shard_id=shard_id,
+        registry_ttl_seconds=ttl,
+    )
     async with running_shard(config, llm=EchoBackend()) as (server, _shard):
         yield server.address
 
@@ -60,8 +72,9 @@ async def test_router_follows_shards_joining_and_leaving(
         assert await registry.read_members(client) == {"shard-0": first}
         _router, pool = await stack.enter_async_context(running_router(router_config(registry_url)))
         assert pool.ring.members == ["shard-0"]
-        async with registered_shard(embedder_address, redis_server.url, registry_url,
-                                    "shard-1") as second:  # fmt: skip
+        async with registered_shard(
+            embedder_address, redis_server.url, registry_url, "shard-1"
+        ) as second:
             await eventually(lambda: pool.ring.members == ["shard-0", "shard-1"])
             assert pool.members["shard-1"].address == second
         # Leaving cleanly deregisters: the router drops it without waiting for health checks.
@@ -170,9 +183,15 @@ async def test_a_shard_lets_go_of_what_a_returning_owner_owns(
     prompt = "How do I renew my passport?"
 
     def shard(shard_id: str):  # a running_shard context
-        return running_shard(shard_config(embedder=embedder_address, redis=redis_server.url,
-                                          registry=registry_url, shard_id=shard_id),
-                             llm=EchoBackend())  # fmt: skip
+        return running_shard(
+            shard_config(
+                embedder=embedder_address,
+                redis=redis_server.url,
+                registry=registry_url,
+                shard_id=shard_id,
+            ),
+            llm=EchoBackend(),
+        )
 
     def healthy(pool: ShardPool) -> list[str]:
         return sorted(m.id for m in pool.members.values() if m.healthy)
@@ -194,8 +213,11 @@ async def test_a_shard_lets_go_of_what_a_returning_owner_owns(
         async with shard("shard-b"):
             await eventually(lambda: healthy(pool) == ["shard-a", "shard-b"])
             await eventually(lambda: shard_a.stats()["namespaces"] == 0)  # released
-            await cache.Invalidate(cache_pb2.InvalidateRequest(
-                scope=cache_pb2.Scope(tenant=tenant), entry_id=first.cache.entry_id))  # fmt: skip
+            await cache.Invalidate(
+                cache_pb2.InvalidateRequest(
+                    scope=cache_pb2.Scope(tenant=tenant), entry_id=first.cache.entry_id
+                )
+            )
         await eventually(lambda: healthy(pool) == ["shard-a"])
         again = await cache.Lookup(cache_pb2.LookupRequest(scope=scope, prompt=prompt))
         assert again.cache.shard == "shard-a"

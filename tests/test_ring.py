@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from semcache.ring import HashRing
 
 KEYS = [f"namespace-{i}" for i in range(20_000)]
-members = st.lists(st.from_regex(r"shard-[a-z0-9]{1,8}", fullmatch=True), min_size=1,
-                   max_size=8, unique=True)  # fmt: skip
+members = st.lists(
+    st.from_regex(r"shard-[a-z0-9]{1,8}", fullmatch=True), min_size=1, max_size=8, unique=True
+)
 
 
 @settings(max_examples=30, deadline=None)
@@ -29,9 +30,16 @@ def test_owners_are_the_same_in_another_process() -> None:
         "from semcache.ring import HashRing; r = HashRing(['a', 'b', 'c']); "
         "print([r.owner(f'k{i}') for i in range(50)])"
     )
-    outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              check=True, env={"PYTHONHASHSEED": seed}).stdout
-               for seed in ("1", "2")}  # fmt: skip
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    }
     here = HashRing(["a", "b", "c"])
     assert outputs == {str([here.owner(f"k{i}") for i in range(50)]) + "\n"}
 

@@ -22,20 +22,32 @@ HIT, MISS = cache_pb2.CACHE_STATUS_HIT, cache_pb2.CACHE_STATUS_MISS
 
 
 @contextlib.asynccontextmanager
-async def mesh(embedder_address: str, redis_url: str, shards: int = 2,
-               llm: Callable[[], LLMBackend] = EchoBackend,
-               **router_settings: object) -> AsyncIterator[dict]:  # fmt: skip
+async def mesh(
+    embedder_address: str,
+    redis_url: str,
+    shards: int = 2,
+    llm: Callable[[], LLMBackend] = EchoBackend,
+    **router_settings: object,
+) -> AsyncIterator[dict]:
     async with contextlib.AsyncExitStack() as stack:
         servers = []
         for i in range(shards):
-            server, _shard = await stack.enter_async_context(running_shard(
-                shard_config(embedder=embedder_address, redis=redis_url, shard_id=f"shard-{i}"),
-                llm=llm()))  # fmt: skip
+            server, _shard = await stack.enter_async_context(
+                running_shard(
+                    shard_config(embedder=embedder_address, redis=redis_url, shard_id=f"shard-{i}"),
+                    llm=llm(),
+                )
+            )
             servers.append(server)
-        config = RouterConfig(port=0, metrics_port=-1, grace_seconds=0,
-                              shards=",".join(s.address for s in servers),
-                              health_interval_seconds=0.1, unhealthy_after=2,
-                              **router_settings)  # fmt: skip
+        config = RouterConfig(
+            port=0,
+            metrics_port=-1,
+            grace_seconds=0,
+            shards=",".join(s.address for s in servers),
+            health_interval_seconds=0.1,
+            unhealthy_after=2,
+            **router_settings,
+        )
         router, pool = await stack.enter_async_context(running_router(config))
         channel = await stack.enter_async_context(grpc.aio.insecure_channel(router.address))
         yield {
@@ -68,8 +80,9 @@ async def test_same_scope_same_shard_and_paraphrase_hits(
         assert other.cache.status == MISS
         ring = await m["admin"].Ring(cache_pb2.RingRequest(scope=cache_pb2.Scope(tenant=tenant)))
         assert ring.namespace == first.cache.namespace
-        assert len(ring.owners) == 2 and sum(mem.share for mem in ring.members) == \
-            pytest.approx(1.0)  # fmt: skip
+        assert len(ring.owners) == 2 and sum(mem.share for mem in ring.members) == pytest.approx(
+            1.0
+        )
         stats = await m["admin"].Stats(cache_pb2.StatsRequest())
         assert len(stats.shards) == 2 and stats.total.hits >= 1 and stats.total.misses >= 2
 
@@ -149,8 +162,9 @@ async def test_upstream_unavailable_is_passed_on_not_failed_over(
 async def test_overload_is_refused_at_once_and_health_still_answers(
     embedder_address, redis_server, tenant
 ) -> None:
-    async with mesh(embedder_address, redis_server.url, llm=lambda: EchoBackend(delay=2.0),
-                    max_in_flight=4) as m:  # fmt: skip
+    async with mesh(
+        embedder_address, redis_server.url, llm=lambda: EchoBackend(delay=2.0), max_in_flight=4
+    ) as m:
         loop = asyncio.get_running_loop()
         started = loop.time()
 
@@ -187,14 +201,23 @@ async def test_every_entry_stored_under_concurrency_is_found_again(
 ) -> None:
     """One busy namespace, many concurrent writes: every read finds every write (calls for a
     namespace all reach its owner; see the bounded-load note in docs/router.md)."""
-    prompts = [f"Stored question number {i} about {topic}" for i in range(12)
-               for topic in ("tea", "trains", "taxes")]  # fmt: skip
+    prompts = [
+        f"Stored question number {i} about {topic}"
+        for i in range(12)
+        for topic in ("tea", "trains", "taxes")
+    ]
     async with mesh(embedder_address, redis_server.url, shards=3) as m:
         scope = cache_pb2.Scope(tenant=tenant)
-        stored = await asyncio.gather(*(
-            m["cache"].Store(cache_pb2.StoreRequest(
-                scope=scope, prompt=p, answer=cache_pb2.Answer(text=f"answer to {p}")))
-            for p in prompts))  # fmt: skip
+        stored = await asyncio.gather(
+            *(
+                m["cache"].Store(
+                    cache_pb2.StoreRequest(
+                        scope=scope, prompt=p, answer=cache_pb2.Answer(text=f"answer to {p}")
+                    )
+                )
+                for p in prompts
+            )
+        )
         lookups = [cache_pb2.LookupRequest(scope=scope, prompt=p) for p in prompts]
         found = await asyncio.gather(*(m["cache"].Lookup(r) for r in lookups))
     assert [f.cache.entry_id for f in found] == [s.entry_id for s in stored]
@@ -206,8 +229,9 @@ async def test_a_caller_who_goes_away_frees_the_shard_at_once(
 ) -> None:
     """Calls reach shards as messages on one link stream: a caller's cancel reaches the shard
     too (its slot is free long before the 30 s LLM would have answered)."""
-    async with mesh(embedder_address, redis_server.url, shards=1,
-                    llm=lambda: EchoBackend(delay=30)) as m:  # fmt: skip
+    async with mesh(
+        embedder_address, redis_server.url, shards=1, llm=lambda: EchoBackend(delay=30)
+    ) as m:
         shard = m["shards"][0]
         call = m["cache"].Complete(complete(tenant, "A question for a very slow LLM"), timeout=60)
         await eventually(lambda: shard.admission.in_flight == 1)
@@ -223,10 +247,11 @@ async def test_the_shard_link_answers_each_message_as_its_call_would(
     embedder_address, redis_server, tenant
 ) -> None:
     async with (
-        running_shard(shard_config(embedder=embedder_address, redis=redis_server.url),
-                      llm=EchoBackend()) as (server, _shard),
+        running_shard(
+            shard_config(embedder=embedder_address, redis=redis_server.url), llm=EchoBackend()
+        ) as (server, _shard),
         grpc.aio.insecure_channel(server.address) as channel,
-    ):  # fmt: skip
+    ):
         call = link_pb2_grpc.ShardLinkStub(channel).Forward()
         lookup = cache_pb2.LookupRequest(scope=cache_pb2.Scope(tenant=tenant), prompt="hi there")
         await call.write(link_pb2.ForwardRequest(id=7))
@@ -249,9 +274,11 @@ async def test_a_stopping_shard_answers_what_it_took_and_ends_its_link(
     config = shard_config(embedder=embedder_address, redis=redis_server.url, grace_seconds=60)
     async with contextlib.AsyncExitStack() as stack:
         server, _ = await stack.enter_async_context(
-            running_shard(config, llm=EchoBackend(delay=1.0)))  # fmt: skip
-        router_config = RouterConfig(port=0, metrics_port=-1, grace_seconds=0,
-                                     shards=server.address)  # fmt: skip
+            running_shard(config, llm=EchoBackend(delay=1.0))
+        )
+        router_config = RouterConfig(
+            port=0, metrics_port=-1, grace_seconds=0, shards=server.address
+        )
         router, _ = await stack.enter_async_context(running_router(router_config))
         channel = await stack.enter_async_context(grpc.aio.insecure_channel(router.address))
         cache = cache_pb2_grpc.SemanticCacheStub(channel)

@@ -22,8 +22,11 @@ from semcache.quality.policy import VETO, HitPolicy, LogisticModel
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 from tests.conftest import eventually, shard_config
 
-HIT, MISS, BYPASS = (cache_pb2.CACHE_STATUS_HIT, cache_pb2.CACHE_STATUS_MISS,
-                     cache_pb2.CACHE_STATUS_BYPASS)  # fmt: skip
+HIT, MISS, BYPASS = (
+    cache_pb2.CACHE_STATUS_HIT,
+    cache_pb2.CACHE_STATUS_MISS,
+    cache_pb2.CACHE_STATUS_BYPASS,
+)
 
 
 @dataclass
@@ -44,8 +47,10 @@ async def serving(
 ) -> AsyncIterator[ShardUnderTest]:
     echo = echo or EchoBackend()
     config = shard_config(embedder=embedder_address, redis=redis_url, **overrides)
-    async with running_shard(config, llm=echo) as (server, shard), \
-            grpc.aio.insecure_channel(server.address) as channel:  # fmt: skip
+    async with (
+        running_shard(config, llm=echo) as (server, shard),
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
         yield ShardUnderTest(
             cache_pb2_grpc.SemanticCacheStub(channel),
             cache_pb2_grpc.AdminStub(channel),
@@ -74,8 +79,12 @@ def lookup(tenant: str, prompt: str, **fields) -> cache_pb2.LookupRequest:
 async def test_paraphrase_hits_and_unrelated_misses(shard, tenant) -> None:
     first = await shard.stub.Complete(complete(tenant, "How do I reset my password?"))
     assert first.cache.status == MISS and first.cache.stored
-    assert first.answer.text == "echo[m/" + first.answer.text.split("/")[1].split("]")[0] + \
-        "]: How do I reset my password?"  # fmt: skip
+    assert (
+        first.answer.text
+        == "echo[m/"
+        + first.answer.text.split("/")[1].split("]")[0]
+        + "]: How do I reset my password?"
+    )
     hit = await shard.stub.Lookup(lookup(tenant, "How can I reset my password?"))
     assert hit.cache.status == HIT and hit.cache.kind == cache_pb2.MATCH_KIND_SEMANTIC
     floor = HitPolicy.default().thresholds["default"]
@@ -148,9 +157,14 @@ async def test_redis_outage_loses_nothing(embedder_address, redis_server, tenant
     async with serving(embedder_address, redis_server.url) as running:
         before = await running.stub.Complete(complete(tenant, "Entry written before the outage"))
         redis_server.stop()
-        during = [await running.stub.Complete(complete(tenant, prompt)) for prompt in
-                  ("Do you ship to Iceland?", "Translate 'good morning' into Finnish",
-                   "Why is the sky blue?")]  # fmt: skip
+        during = [
+            await running.stub.Complete(complete(tenant, prompt))
+            for prompt in (
+                "Do you ship to Iceland?",
+                "Translate 'good morning' into Finnish",
+                "Why is the sky blue?",
+            )
+        ]
         assert all(r.cache.status == MISS and r.cache.stored for r in during)
         assert "redis_unavailable" in during[-1].cache.degraded
         assert running.shard.store.backlog >= 3
@@ -199,8 +213,9 @@ async def test_callers_who_skip_the_cache_get_their_own_answers(
         async def stream() -> list:
             return [m async for m in running.stub.StreamComplete(request)]
 
-        replies = await asyncio.gather(*(running.stub.Complete(request) for _ in range(3)),
-                                       stream())  # fmt: skip
+        replies = await asyncio.gather(
+            *(running.stub.Complete(request) for _ in range(3)), stream()
+        )
         assert not any(r.cache.coalesced for r in replies[:3])
         assert running.echo.calls == 4
 
@@ -221,8 +236,9 @@ async def test_max_age_and_cache_controls(shard, tenant) -> None:
     await shard.stub.Complete(complete(tenant, "How tall is Mount Everest?"))
     await asyncio.sleep(0.05)
     fresh_only = cache_pb2.CacheControl(max_age_seconds=0)
-    response = await shard.stub.Lookup(lookup(tenant, "How tall is Mount Everest?",
-                                              cache_control=fresh_only))  # fmt: skip
+    response = await shard.stub.Lookup(
+        lookup(tenant, "How tall is Mount Everest?", cache_control=fresh_only)
+    )
     assert response.cache.status == MISS
     bypass = await shard.stub.Complete(
         complete(
@@ -232,9 +248,13 @@ async def test_max_age_and_cache_controls(shard, tenant) -> None:
         )
     )
     assert bypass.cache.status == BYPASS and shard.echo.calls == 2
-    no_store = await shard.stub.Complete(complete(
-        tenant, "A question never to be stored", cache_control=cache_pb2.CacheControl(
-            no_store=True)))  # fmt: skip
+    no_store = await shard.stub.Complete(
+        complete(
+            tenant,
+            "A question never to be stored",
+            cache_control=cache_pb2.CacheControl(no_store=True),
+        )
+    )
     assert no_store.cache.status == MISS and not no_store.cache.stored
     again = await shard.stub.Lookup(lookup(tenant, "A question never to be stored"))
     assert again.cache.status == MISS
@@ -253,8 +273,9 @@ async def test_eviction_at_capacity_removes_everywhere(
     embedder_address, redis_server, tenant
 ) -> None:
     async with serving(embedder_address, redis_server.url, max_entries=3) as running:
-        stored = [await running.stub.Complete(complete(tenant, prompt))
-                  for prompt in CAPACITY_PROMPTS]  # fmt: skip
+        stored = [
+            await running.stub.Complete(complete(tenant, prompt)) for prompt in CAPACITY_PROMPTS
+        ]
         stats = await running.admin.Stats(cache_pb2.StatsRequest())
         assert stats.total.entries == 3 and stats.total.evictions == 2
         namespace = stored[0].cache.namespace
@@ -270,15 +291,15 @@ async def test_eviction_at_capacity_removes_everywhere(
 async def test_invalidate_entry_namespace_and_tenant(shard, tenant) -> None:
     a = await shard.stub.Complete(complete(tenant, "First question about invoices"))
     other_scope = cache_pb2.Scope(tenant=tenant, model="other")
-    await shard.stub.Complete(complete(tenant, "Second question about invoices",
-                                       scope=other_scope))  # fmt: skip
+    await shard.stub.Complete(complete(tenant, "Second question about invoices", scope=other_scope))
     await shard.stub.Complete(complete(tenant, "Third question about receipts"))
     removed = await shard.stub.Invalidate(
         cache_pb2.InvalidateRequest(scope=cache_pb2.Scope(tenant=tenant), entry_id=a.cache.entry_id)
     )
     assert removed.removed == 1
-    assert (await shard.stub.Lookup(lookup(tenant, "First question about invoices"))
-            ).cache.status == MISS  # fmt: skip
+    assert (
+        await shard.stub.Lookup(lookup(tenant, "First question about invoices"))
+    ).cache.status == MISS
     with pytest.raises(grpc.aio.AioRpcError) as error:  # another tenant cannot name it
         await shard.stub.Invalidate(
             cache_pb2.InvalidateRequest(
@@ -374,8 +395,11 @@ BAD = [
 @pytest.mark.parametrize(("request_", "message"), BAD)
 async def test_bad_input_is_invalid_argument(shard, request_, message) -> None:
     for call in (shard.stub.Lookup, shard.stub.Complete):
-        payload = request_ if call is shard.stub.Lookup else cache_pb2.CompleteRequest(
-            **{f.name: v for f, v in request_.ListFields()})  # fmt: skip
+        payload = (
+            request_
+            if call is shard.stub.Lookup
+            else cache_pb2.CompleteRequest(**{f.name: v for f, v in request_.ListFields()})
+        )
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await call(payload)
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -519,14 +543,17 @@ async def test_responses_carry_the_scores_the_policy_used(
     n = len(FEATURES)
     weights = [0.0] * n
     weights[FEATURES.index("similarity")] = 40.0
-    model = LogisticModel(weights=tuple(weights), bias=-36.0, cut=0.5, mean=(0.0,) * n,
-                          scale=(1.0,) * n)  # fmt: skip
+    model = LogisticModel(
+        weights=tuple(weights), bias=-36.0, cut=0.5, mean=(0.0,) * n, scale=(1.0,) * n
+    )
     policy = HitPolicy(thresholds={"default": 0.5}, guards={"number": VETO}, model=model)
     path = tmp_path / "policy.json"
     path.write_text(json.dumps(policy.to_json()))
     async with serving(embedder_address, redis_server.url, policy=path) as running:
-        for prompt in ("Suggest a 5 mile bike route from Central Park.",
-                       "Where can I rent a bike near Central Park?"):  # fmt: skip
+        for prompt in (
+            "Suggest a 5 mile bike route from Central Park.",
+            "Where can I rent a bike near Central Park?",
+        ):
             await running.stub.Complete(complete(tenant, prompt))
         paraphrase = "Could you suggest a 5 mile bike route from Central Park?"
         hit = (await running.stub.Lookup(lookup(tenant, paraphrase))).cache
@@ -535,12 +562,16 @@ async def test_responses_carry_the_scores_the_policy_used(
         assert hit.hit_probability >= hit.hit_cut
         assert hit.HasField("runner_up_similarity")
         assert hit.runner_up_similarity < hit.similarity
-        trap = (await running.stub.Lookup(
-            lookup(tenant, "Suggest a 50 mile bike route from Central Park."))).cache  # fmt: skip
+        trap = (
+            await running.stub.Lookup(
+                lookup(tenant, "Suggest a 50 mile bike route from Central Park.")
+            )
+        ).cache
         assert trap.status == MISS and trap.guard == "number"
         assert "number" in trap.fired_guards and not trap.HasField("hit_probability")
-        exact = (await running.stub.Lookup(
-            lookup(tenant, "Where can I rent a bike near Central Park?"))).cache  # fmt: skip
+        exact = (
+            await running.stub.Lookup(lookup(tenant, "Where can I rent a bike near Central Park?"))
+        ).cache
         assert exact.kind == cache_pb2.MATCH_KIND_EXACT and not exact.HasField("hit_probability")
         assert not exact.HasField("runner_up_similarity")
 
@@ -561,11 +592,18 @@ async def test_a_burst_of_writes_beyond_the_redis_connections_is_no_outage(shard
     """More concurrent stores than the shard has Redis connections: they wait for one, and
     none is taken for a Redis outage (queued, answered degraded)."""
     scope = cache_pb2.Scope(tenant=tenant, model="m")
-    replies = await asyncio.gather(*(
-        shard.stub.Store(cache_pb2.StoreRequest(
-            scope=scope, prompt=f"burst question {i} about {i % 7} things",
-            answer=cache_pb2.Answer(text=f"answer {i}")))
-        for i in range(3 * MAX_CONNECTIONS)))  # fmt: skip
+    replies = await asyncio.gather(
+        *(
+            shard.stub.Store(
+                cache_pb2.StoreRequest(
+                    scope=scope,
+                    prompt=f"burst question {i} about {i % 7} things",
+                    answer=cache_pb2.Answer(text=f"answer {i}"),
+                )
+            )
+            for i in range(3 * MAX_CONNECTIONS)
+        )
+    )
     assert len({r.entry_id for r in replies}) == 3 * MAX_CONNECTIONS
     assert shard.shard.store.state == "up" and shard.shard.store.backlog == 0
     async with aioredis.from_url(shard.shard.store.url) as r:
@@ -600,8 +638,11 @@ async def test_hits_reach_redis_counted_together(embedder_address, redis_server,
         assert await hincrby_calls(r) - calls <= 4  # 8 hits: one or two writes per entry
         await running.stub.Lookup(lookup(tenant, prompts[0]))  # pending at the stop
         await running.stub.Lookup(lookup(tenant, prompts[1]))  # pending, then invalidated
-        await running.stub.Invalidate(cache_pb2.InvalidateRequest(
-            scope=cache_pb2.Scope(tenant=tenant), entry_id=dropped.cache.entry_id))  # fmt: skip
+        await running.stub.Invalidate(
+            cache_pb2.InvalidateRequest(
+                scope=cache_pb2.Scope(tenant=tenant), entry_id=dropped.cache.entry_id
+            )
+        )
     async with aioredis.from_url(redis_server.url) as r:
         assert int(await r.hget(kept_key, "hits")) == 5
         assert not await r.exists(entry_key(dropped.cache.namespace, dropped.cache.entry_id))

@@ -42,8 +42,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def tls_settings(pki: dict[str, Path], client_auth: bool = True) -> dict[str, object]:
-    return {"tls_cert": pki["cert"], "tls_key": pki["key"], "tls_ca": pki["ca"],
-            "tls_client_auth": client_auth}  # fmt: skip
+    return {
+        "tls_cert": pki["cert"],
+        "tls_key": pki["key"],
+        "tls_ca": pki["ca"],
+        "tls_client_auth": client_auth,
+    }
 
 
 @contextlib.asynccontextmanager
@@ -57,9 +61,19 @@ async def tls_mesh(model, pki: dict[str, Path]) -> AsyncIterator[dict]:
         shard, _ = await stack.enter_async_context(
             running_shard(shard_config(embedder=embedder.address, **tls))
         )
-        router, _pool = await stack.enter_async_context(running_router(RouterConfig(
-            port=0, metrics_port=-1, grace_seconds=0, health_port=0, shards=shard.address,
-            health_interval_seconds=0.1, **tls)))  # fmt: skip
+        router, _pool = await stack.enter_async_context(
+            running_router(
+                RouterConfig(
+                    port=0,
+                    metrics_port=-1,
+                    grace_seconds=0,
+                    health_port=0,
+                    shards=shard.address,
+                    health_interval_seconds=0.1,
+                    **tls,
+                )
+            )
+        )
         yield {"router": router, "shard": shard, "embedder": embedder}
 
 
@@ -122,8 +136,13 @@ async def test_plaintext_health_port_answers_probes_beside_tls(model, pki) -> No
 )
 def test_bad_tls_settings_stop_the_start(pki, tmp_path, settings, message) -> None:
     (tmp_path / "not_pem").write_text("hello")
-    files = {"cert": pki["cert"], "key": pki["key"], "ca": pki["ca"],
-             "missing": tmp_path / "missing", "not_pem": tmp_path / "not_pem"}  # fmt: skip
+    files = {
+        "cert": pki["cert"],
+        "key": pki["key"],
+        "ca": pki["ca"],
+        "missing": tmp_path / "missing",
+        "not_pem": tmp_path / "not_pem",
+    }
     resolved = {k: files[v] if isinstance(v, str) else v for k, v in settings.items()}
     with pytest.raises(ConfigError, match=message):
         embedder_config(**resolved).validate()

@@ -68,6 +68,10 @@ async def collect(stream: AsyncIterator[Delta | Done]) -> Answer:
         if isinstance(event, Delta):
             chunks.append(event.text)
         else:
-            return Answer(text="".join(chunks), chunks=tuple(chunks),
-                          finish_reason=event.finish_reason, usage=event.usage)  # fmt: skip
+            return Answer(
+                text="".join(chunks),
+                chunks=tuple(chunks),
+                finish_reason=event.finish_reason,
+                usage=event.usage,
+            )
     raise UpstreamError(0, "the stream ended without finishing")

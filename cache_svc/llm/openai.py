@@ -22,13 +22,17 @@ class OpenAIBackend:
 
     name = "openai"
 
-    def __init__(self, base_url: str, *, api_key_env: str = "OPENAI_API_KEY",
-                 timeout: float = 60.0) -> None:  # fmt: skip
+    def __init__(
+        self, base_url: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0
+    ) -> None:
         headers = {"content-type": "application/json"}
         if key := os.environ.get(api_key_env):
             headers["authorization"] = f"Bearer {key}"
-        self._client = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers,
-                                         timeout=httpx.Timeout(timeout, connect=5.0))  # fmt: skip
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=5.0),
+        )
 
     def body(self, request: LLMRequest) -> dict[str, Any]:
         if request.raw_request_json:
@@ -48,8 +52,9 @@ class OpenAIBackend:
     async def stream(self, request: LLMRequest) -> AsyncIterator[Delta | Done]:
         finish_reason, usage = "", Usage()
         try:
-            async with self._client.stream("POST", "/chat/completions",
-                                           json=self.body(request)) as response:  # fmt: skip
+            async with self._client.stream(
+                "POST", "/chat/completions", json=self.body(request)
+            ) as response:
                 if response.status_code >= 400:
                     raise UpstreamError(response.status_code, await _error_message(response))
                 async for line in response.aiter_lines():

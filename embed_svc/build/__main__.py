@@ -142,20 +142,46 @@ def build_tuned(python: Path, progress: Progress, *, train_steps: int | None = N
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".building-") as tmp:
         work = Path(tmp)
         counts = prepare_data(work)
-        progress.step("train", f"fine-tuning on {counts['examples']:,} examples "
-                      f"({counts['train_groups']} train groups)")  # fmt: skip
+        progress.step(
+            "train",
+            f"fine-tuning on {counts['examples']:,} examples "
+            f"({counts['train_groups']} train groups)",
+        )
         steps = [] if train_steps is None else ["--max-steps", str(train_steps)]
-        _run([str(python), _script("train.py"), "--examples", str(work / "examples.jsonl"),
-              "--weights", str(package_weights(python)), "--out", str(work / "weights"),
-              "--seed", str(SEED), *steps])  # fmt: skip
+        _run(
+            [
+                str(python),
+                _script("train.py"),
+                "--examples",
+                str(work / "examples.jsonl"),
+                "--weights",
+                str(package_weights(python)),
+                "--out",
+                str(work / "weights"),
+                "--seed",
+                str(SEED),
+                *steps,
+            ]
+        )
         progress.step("export", "exporting the tuned model to int8 ONNX")
         out = work / "model"
         _export(python, rec, out, "--weights", str(work / "weights"))
         progress.step("gate", f"quality gate on the dev split ({counts['dev_groups']} groups)")
         quality = work / "gate.json"
-        _run([str(python), _script("gate.py"), "--model", str(out),
-              "--baseline", str(recipe.STOCK.model_dir()), "--pairs", str(work / "dev.jsonl"),
-              "--out", str(quality)])  # fmt: skip
+        _run(
+            [
+                str(python),
+                _script("gate.py"),
+                "--model",
+                str(out),
+                "--baseline",
+                str(recipe.STOCK.model_dir()),
+                "--pairs",
+                str(work / "dev.jsonl"),
+                "--out",
+                str(quality),
+            ]
+        )
         manifest = json.loads((out / recipe.MANIFEST_FILE).read_text())
         manifest |= json.loads(quality.read_text()) | {"training": counts}
         (out / recipe.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")

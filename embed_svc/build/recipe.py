@@ -10,12 +10,14 @@ Two recipes, each an int8 ONNX MiniLM in its own cache directory:
 
 An artifact is keyed by a hash of everything that produces it (the recipe's files, its
 data and the pinned weights package), so a changed recipe builds a new model and an
-unchanged one is taken from the cache. Standard library only: the runtime imports this to
+unchanged one is taken from the cache. Python files count by their syntax tree without
+docstrings: reformatting or recommenting them rebuilds nothing. Standard library only: the runtime imports this to
 find the models.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 from dataclasses import dataclass
@@ -60,6 +62,25 @@ def _digest(parts: list[bytes]) -> str:
     return h.hexdigest()[:16]
 
 
+def _source_key(path: Path) -> bytes:
+    """What of a file shapes a model: a Python file's syntax tree without its docstrings
+    (layout and comments do not), any other file's bytes."""
+    if path.suffix != ".py":
+        return path.read_bytes()
+    tree = ast.parse(path.read_bytes())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            body[0] = ast.Pass()
+    return ast.dump(tree).encode()
+
+
 @dataclass(frozen=True)
 class Recipe:
     #: The model's name: its model id is `<name>-int8-<hash>`.
@@ -79,7 +100,7 @@ class Recipe:
         """A short hash of the recipe: changes whenever anything that shapes the model does."""
         parts = [WEIGHTS_PACKAGE.encode(), self.name.encode()]
         for path in self.inputs():
-            parts += [str(path.relative_to(REPO_DIR)).encode(), path.read_bytes()]
+            parts += [str(path.relative_to(REPO_DIR)).encode(), _source_key(path)]
         return _digest(parts)
 
     def model_id(self) -> str:
@@ -93,9 +114,10 @@ class Recipe:
 _BUILD = "embed_svc/build"
 STOCK = Recipe(
     "all-MiniLM-L6-v2",
-    files=tuple(f"{_BUILD}/{n}" for n in ("requirements.txt", "export.py", "recipe.py",
-                                          "sentences.txt")),
-)  # fmt: skip
+    files=tuple(
+        f"{_BUILD}/{n}" for n in ("requirements.txt", "export.py", "recipe.py", "sentences.txt")
+    ),
+)
 TUNED = Recipe(
     "all-MiniLM-L6-v2-semcache",
     files=(

@@ -24,42 +24,124 @@ from semcache.quality import guards
 from semcache.quality.dataset import Group
 
 _FILLER_BEFORE = (
-    "hi,", "hey,", "hello!", "quick question:", "hi there, quick one:", "ok so", "hey there -",
-    "I was wondering,", "can you help?", "sorry if this is basic, but", "good morning!",
-)  # fmt: skip
+    "hi,",
+    "hey,",
+    "hello!",
+    "quick question:",
+    "hi there, quick one:",
+    "ok so",
+    "hey there -",
+    "I was wondering,",
+    "can you help?",
+    "sorry if this is basic, but",
+    "good morning!",
+)
 _FILLER_AFTER = (
-    "thanks!", "thank you", "thanks in advance", "cheers", "any help appreciated",
-    "please", "ty", "much appreciated!",
-)  # fmt: skip
+    "thanks!",
+    "thank you",
+    "thanks in advance",
+    "cheers",
+    "any help appreciated",
+    "please",
+    "ty",
+    "much appreciated!",
+)
 
 #: Units and currencies by kind, each with its spellings (first: the one edits write).
 _UNITS = (
-    ("km", "kilometers", "kilometres"), ("miles", "mile"), ("meters", "metres", "meter"),
-    ("feet", "ft", "foot"), ("cm", "centimeters", "centimetres"), ("inches", "inch"),
-    ("kg", "kilograms", "kilos"), ("pounds", "lbs", "lb"), ("grams", "gram"), ("ounces", "oz"),
-    ("celsius", "°C"), ("fahrenheit", "°F"), ("liters", "litres", "liter"), ("gallons", "gallon"),
-    ("ml", "milliliters", "millilitres"), ("cups", "cup"), ("tablespoons", "tbsp"),
-    ("teaspoons", "tsp"), ("GB", "gigabytes"), ("MB", "megabytes"), ("TB", "terabytes"),
-    ("hours", "hour"), ("minutes", "minute", "mins"), ("days", "day"), ("weeks", "week"),
-    ("months", "month"), ("years", "year"), ("per month", "monthly"), ("per year", "yearly"),
-    ("USD", "dollars"), ("EUR", "euros"), ("GBP", "pounds sterling"), ("mph",), ("km/h", "kph"),
-)  # fmt: skip
+    ("km", "kilometers", "kilometres"),
+    ("miles", "mile"),
+    ("meters", "metres", "meter"),
+    ("feet", "ft", "foot"),
+    ("cm", "centimeters", "centimetres"),
+    ("inches", "inch"),
+    ("kg", "kilograms", "kilos"),
+    ("pounds", "lbs", "lb"),
+    ("grams", "gram"),
+    ("ounces", "oz"),
+    ("celsius", "°C"),
+    ("fahrenheit", "°F"),
+    ("liters", "litres", "liter"),
+    ("gallons", "gallon"),
+    ("ml", "milliliters", "millilitres"),
+    ("cups", "cup"),
+    ("tablespoons", "tbsp"),
+    ("teaspoons", "tsp"),
+    ("GB", "gigabytes"),
+    ("MB", "megabytes"),
+    ("TB", "terabytes"),
+    ("hours", "hour"),
+    ("minutes", "minute", "mins"),
+    ("days", "day"),
+    ("weeks", "week"),
+    ("months", "month"),
+    ("years", "year"),
+    ("per month", "monthly"),
+    ("per year", "yearly"),
+    ("USD", "dollars"),
+    ("EUR", "euros"),
+    ("GBP", "pounds sterling"),
+    ("mph",),
+    ("km/h", "kph"),
+)
 _FAMILY = {family[0]: family for family in _UNITS}
 #: Swaps that change what is asked: a unit for another of its kind.
 _UNIT_SWAPS = (
-    ("km", "miles"), ("meters", "feet"), ("cm", "inches"), ("kg", "pounds"), ("grams", "ounces"),
-    ("celsius", "fahrenheit"), ("liters", "gallons"), ("ml", "cups"), ("cups", "grams"),
-    ("tablespoons", "teaspoons"), ("GB", "MB"), ("TB", "GB"), ("hours", "minutes"),
-    ("days", "weeks"), ("weeks", "months"), ("months", "years"), ("per month", "per year"),
-    ("USD", "EUR"), ("GBP", "USD"), ("mph", "km/h"),
-)  # fmt: skip
+    ("km", "miles"),
+    ("meters", "feet"),
+    ("cm", "inches"),
+    ("kg", "pounds"),
+    ("grams", "ounces"),
+    ("celsius", "fahrenheit"),
+    ("liters", "gallons"),
+    ("ml", "cups"),
+    ("cups", "grams"),
+    ("tablespoons", "teaspoons"),
+    ("GB", "MB"),
+    ("TB", "GB"),
+    ("hours", "minutes"),
+    ("days", "weeks"),
+    ("weeks", "months"),
+    ("months", "years"),
+    ("per month", "per year"),
+    ("USD", "EUR"),
+    ("GBP", "USD"),
+    ("mph", "km/h"),
+)
 _NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w.]*\d)")
 #: Words that end a place or thing after "from" / "to" ("from Paris to Rome in June").
-_STOP = frozenset((
-    "a", "an", "the", "in", "on", "at", "for", "by", "with", "during", "next", "this", "last",
-    "and", "or", "but", "if", "when", "before", "after", "is", "are", "was", "be", "via",
-    "without", "to", "from",
-))  # fmt: skip
+_STOP = frozenset(
+    (
+        "a",
+        "an",
+        "the",
+        "in",
+        "on",
+        "at",
+        "for",
+        "by",
+        "with",
+        "during",
+        "next",
+        "this",
+        "last",
+        "and",
+        "or",
+        "but",
+        "if",
+        "when",
+        "before",
+        "after",
+        "is",
+        "are",
+        "was",
+        "be",
+        "via",
+        "without",
+        "to",
+        "from",
+    )
+)
 _ARTICLES = frozenset(("the", "a", "an", "my", "your"))
 
 
@@ -150,8 +232,9 @@ def unit_edit(text: str, rng: random.Random) -> str | None:
             if any(_has(text, spelling) for spelling in new):
                 continue  # "5 km to miles" must not become "5 miles to miles"
             for spelling in old:
-                for m in re.finditer(rf"(?<![\w°]){re.escape(spelling)}(?!\w)", text,
-                                     re.IGNORECASE):  # fmt: skip
+                for m in re.finditer(
+                    rf"(?<![\w°]){re.escape(spelling)}(?!\w)", text, re.IGNORECASE
+                ):
                     options.append((m.start(), m.end(), _same_number(new, spelling)))
     if not options:
         return None

@@ -193,8 +193,9 @@ def calibrate(
         removed = e["wrong_removed"] + e["right_lost"]
         if removed and e["right_lost"] / removed < first.model.cut:
             vetoes.add(name)
-    policy, seen = _fit(candidates, base, vetoes, target_precision, by_category, l2,
-                        cut_candidates, use)  # fmt: skip
+    policy, seen = _fit(
+        candidates, base, vetoes, target_precision, by_category, l2, cut_candidates, use
+    )
     seen |= {
         "pairs": len(fit_pairs),
         "candidates": len(candidates),

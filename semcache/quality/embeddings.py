@@ -111,8 +111,9 @@ class VectorCache:
         for keys_file in sorted(self.directory.glob("*.keys.npy")):
             try:
                 keys = np.load(keys_file)
-                shard = np.load(keys_file.with_name(keys_file.name.replace(".keys", "")),
-                                mmap_mode="r")  # fmt: skip
+                shard = np.load(
+                    keys_file.with_name(keys_file.name.replace(".keys", "")), mmap_mode="r"
+                )
             except (OSError, ValueError):
                 continue  # unreadable: ignored, the texts are embedded again
             if keys.ndim != 2 or shard.ndim != 2 or len(keys) != len(shard):
@@ -159,8 +160,17 @@ def private_embedder(timeout: float = START_TIMEOUT) -> Iterator[str]:
     """Runs `python -m embed_svc` on a free loopback port; yields its address. Blocking."""
     port = free_port()
     address = f"127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "embed_svc", "--port", str(port), "--metrics-port", "-1",
-            "--log-level", "WARNING"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "embed_svc",
+        "--port",
+        str(port),
+        "--metrics-port",
+        "-1",
+        "--log-level",
+        "WARNING",
+    ]
     process = subprocess.Popen(argv)
     try:
         try:

@@ -261,19 +261,27 @@ def stream_metrics(
     return row
 
 
-def _by_kind(protocol: str, hit: np.ndarray, right: np.ndarray, label: np.ndarray,
-             kinds: np.ndarray) -> dict[str, dict[str, int]]:  # fmt: skip
+def _by_kind(
+    protocol: str, hit: np.ndarray, right: np.ndarray, label: np.ndarray, kinds: np.ndarray
+) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for kind in sorted(set(kinds.tolist())):
         m = kinds == kind
-        row = {"queries": int(m.sum()), "positives": int((m & label).sum()),
-               "hits": int((m & hit).sum())}  # fmt: skip
+        row = {
+            "queries": int(m.sum()),
+            "positives": int((m & label).sum()),
+            "hits": int((m & hit).sum()),
+        }
         if protocol == "pairs":
-            row |= {"hits_positive": int((m & hit & label).sum()),
-                    "hits_negative": int((m & hit & ~label).sum())}  # fmt: skip
+            row |= {
+                "hits_positive": int((m & hit & label).sum()),
+                "hits_negative": int((m & hit & ~label).sum()),
+            }
         else:
-            row |= {"correct_hits": int((m & hit & right).sum()),
-                    "wrong_hits": int((m & hit & ~right).sum())}  # fmt: skip
+            row |= {
+                "correct_hits": int((m & hit & right).sum()),
+                "wrong_hits": int((m & hit & ~right).sum()),
+            }
         out[kind] = row
     return out
 
@@ -299,8 +307,11 @@ def compare(policy: dict[str, Any], sweep: Sequence[dict[str, Any]], protocol: s
     if "traps_blocked" in policy:
         shown += ("traps_blocked",)
     target = policy["recall"]
-    reaching = [r for r in sweep if r["recall"] is not None and target is not None
-                and r["recall"] >= target - 1e-12]  # fmt: skip
+    reaching = [
+        r
+        for r in sweep
+        if r["recall"] is not None and target is not None and r["recall"] >= target - 1e-12
+    ]
     static = max(reaching, key=lambda r: r["threshold"]) if reaching else sweep[0]
     mine, theirs = policy[metric], static[metric]
     return {
@@ -484,8 +495,10 @@ def report(
     started = time.perf_counter()
     run = evaluate_stream if protocol == "stream" else evaluate_pairs
     result = run(pairs, vectors, policy)
-    seconds = {"embed": round(embed_seconds, 3),
-               "evaluate": round(time.perf_counter() - started, 3)}  # fmt: skip
+    seconds = {
+        "embed": round(embed_seconds, 3),
+        "evaluate": round(time.perf_counter() - started, 3),
+    }
     out: dict[str, Any] = {
         "schema": SCHEMA,
         "data": data,
@@ -521,43 +534,66 @@ def format_table(result: dict[str, Any]) -> str:
     matched on recall, marked *), then the comparison in one sentence."""
     stream = result["protocol"] == "stream"
     columns = (
-        [("hit rate", "hit_rate"), ("recall", "recall"), ("precision", "precision"),
-         ("wrong-hit rate", "wrong_hit_rate"), ("wrong hits", "wrong_hits")]
-        if stream else
-        [("hits", "hits"), ("precision", "precision"), ("recall", "recall"), ("F1", "f1"),
-         ("accuracy", "accuracy"), ("FP", "fp"), ("FP rate", "false_positive_rate")]
-    )  # fmt: skip
+        [
+            ("hit rate", "hit_rate"),
+            ("recall", "recall"),
+            ("precision", "precision"),
+            ("wrong-hit rate", "wrong_hit_rate"),
+            ("wrong hits", "wrong_hits"),
+        ]
+        if stream
+        else [
+            ("hits", "hits"),
+            ("precision", "precision"),
+            ("recall", "recall"),
+            ("F1", "f1"),
+            ("accuracy", "accuracy"),
+            ("FP", "fp"),
+            ("FP rate", "false_positive_rate"),
+        ]
+    )
     if "traps_blocked" in result["policy"]:
         columns.append(("traps blocked", "traps_blocked"))
     comparison = result["comparison"]
     policy = result["policy"]
     rows = [("", "threshold", *(name for name, _ in columns))]
     rows.append(
-        (f"policy {policy['name']}".strip(), _number(policy["threshold"], 2),
-         *(_number(policy[key]) for _, key in columns))
-    )  # fmt: skip
+        (
+            f"policy {policy['name']}".strip(),
+            _number(policy["threshold"], 2),
+            *(_number(policy[key]) for _, key in columns),
+        )
+    )
     for r in result["sweep"]:
         matched = r["threshold"] == comparison["static_threshold"]
         if matched or round(r["threshold"] * 100) % 2 == 0:
             rows.append(
-                ("static *" if matched else "static", f"{r['threshold']:.2f}",
-                 *(_number(r[key]) for _, key in columns))
-            )  # fmt: skip
+                (
+                    "static *" if matched else "static",
+                    f"{r['threshold']:.2f}",
+                    *(_number(r[key]) for _, key in columns),
+                )
+            )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         f"{Path(result['data']).name or 'pairs'}: {result['protocol']} protocol, "
         f"split {result['split']}, {result['pairs']:,} pairs"
-        + (f", {result['queries']:,} queries against {result['entries']:,} cached entries"
-           if stream else ""),
+        + (
+            f", {result['queries']:,} queries against {result['entries']:,} cached entries"
+            if stream
+            else ""
+        ),
         f"model {result['model']}; embedding {result['seconds']['embed']:.1f} s, "
         f"evaluation {result['seconds']['evaluate']:.1f} s",
         "",
-    ]  # fmt: skip
+    ]
     lines += [
-        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths,
-                  strict=True))).rstrip()
+        "  ".join(
+            c.rjust(w) if i else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
         for row in rows
-    ]  # fmt: skip
+    ]
     metric = comparison["metric"].replace("_", " ")
     mine, theirs = comparison["policy"], comparison["static"]
     ratio = comparison["ratio"]

@@ -18,16 +18,28 @@ def _curve(ax: Any, sweep: list[dict], x: str, y: str) -> None:
     points = [(r[x], r[y], r["threshold"]) for r in sweep if r[x] is not None and r[y] is not None]
     if not points:
         return
-    ax.plot([p[0] for p in points], [p[1] for p in points], "-", color="tab:blue",
-            label="static threshold 0.50-0.99", zorder=1)  # fmt: skip
+    ax.plot(
+        [p[0] for p in points],
+        [p[1] for p in points],
+        "-",
+        color="tab:blue",
+        label="static threshold 0.50-0.99",
+        zorder=1,
+    )
     last: tuple[float, float] | None = None
     for px, py, t in points:
         # Label 0.5, 0.6, ... on the curve, unless on top of the previous label.
         crowded = last is not None and abs(px - last[0]) < 0.04 and abs(py - last[1]) < 0.04
         if round(t * 100) % 10 == 0 and not crowded:
             last = (px, py)
-            ax.annotate(f"{t:.1f}", (px, py), textcoords="offset points", xytext=(4, 4),
-                        fontsize=8, color="tab:blue")  # fmt: skip
+            ax.annotate(
+                f"{t:.1f}",
+                (px, py),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=8,
+                color="tab:blue",
+            )
             ax.plot([px], [py], ".", color="tab:blue")
 
 
@@ -65,8 +77,9 @@ def plot_report(report: dict[str, Any], out: Path) -> None:
         _point(ax, policy, x, y, policy_label, "*", "tab:red")
         ax.set_xlabel(x.replace("_", " "))
         ax.set_ylabel(y.replace("_", " "))
-        ax.set_title(f"{name} ({report['protocol']}, split {report['split']}): {title}",
-                     fontsize=10)  # fmt: skip
+        ax.set_title(
+            f"{name} ({report['protocol']}, split {report['split']}): {title}", fontsize=10
+        )
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     try:

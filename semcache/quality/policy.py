@@ -284,8 +284,15 @@ class HitPolicy:
         x = features(a, b, similarity, second, fired)
         p, cut = self.model.probability(x), self.model.cut_for(category)
         needed = min(1.0, max(threshold, self.model.similarity_needed(x, category)))
-        return Decision(p >= cut, needed, category, guard="" if p >= cut else "model",
-                        fired=fired, probability=p, cut=cut)  # fmt: skip
+        return Decision(
+            p >= cut,
+            needed,
+            category,
+            guard="" if p >= cut else "model",
+            fired=fired,
+            probability=p,
+            cut=cut,
+        )
 
 
 def model_name(model_id: str) -> str:
@@ -330,6 +337,7 @@ class PolicySet:
     def shipped(cls) -> PolicySet:
         """The project's policies (`policies/*.json`), the tuned embedder's first."""
         paths = sorted(POLICIES_DIR.glob("*.json"))
-        policies = sorted((HitPolicy.load(p) for p in paths),
-                          key=lambda p: p.embedder != TUNED_EMBEDDER)  # fmt: skip
+        policies = sorted(
+            (HitPolicy.load(p) for p in paths), key=lambda p: p.embedder != TUNED_EMBEDDER
+        )
         return cls(tuple(policies))
