@@ -28,7 +28,7 @@ model: $(INSTALLED)
 	$(BIN)/python -m embed_svc.build
 
 protos: $(INSTALLED)
-	$(BIN)/python -m semcache.protos
+	$(BIN)/python -m semcache.dev.protos
 
 run: setup
 	$(BIN)/python -m semcache.cli up
@@ -39,6 +39,7 @@ test: setup model
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(INSTALLED)
 	$(BIN)/ruff check --fix .

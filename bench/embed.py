@@ -34,7 +34,7 @@ from cache_svc.embedder import EmbedderClient
 from embed_svc.batcher import run_in_groups
 from embed_svc.build import recipe
 from embed_svc.model import OnnxEmbedder, Tokens
-from semcache.probe import free_port, wait_until_serving
+from semcache.dev.probe import free_port, wait_until_serving
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent

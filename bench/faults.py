@@ -33,7 +33,7 @@ import grpc
 
 from bench.embed import machine
 from bench.mesh import RESULTS, _free_ports
-from semcache.mesh import LocalMesh
+from semcache.dev.mesh import LocalMesh
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 
 SECONDS = float(os.environ.get("SEMCACHE_BENCH_SECONDS", "5"))

@@ -27,8 +27,8 @@ from cache_svc.llm import EchoBackend
 from cache_svc.shard import Shard, ShardSettings
 from cache_svc.store import WriteThroughStore
 from semcache import keys
-from semcache.localredis import LocalRedis
-from semcache.probe import free_port
+from semcache.dev.localredis import LocalRedis
+from semcache.dev.probe import free_port
 from semcache.quality.policy import HitPolicy, PolicySet
 from semcache.v1 import cache_pb2
 

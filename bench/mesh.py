@@ -47,8 +47,8 @@ import grpc
 
 from bench.embed import machine, peak_rss_mib
 from embed_svc.build import recipe
-from semcache.mesh import LocalMesh, MeshPorts
-from semcache.probe import free_port, free_port_run
+from semcache.dev.mesh import LocalMesh, MeshPorts
+from semcache.dev.probe import free_port, free_port_run
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent

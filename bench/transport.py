@@ -1,5 +1,5 @@
 """What a message costs Python gRPC: a unary call per request against a message on a stream
-that is already open (`semcache.mux`, how the router and shards talk to the next hop).
+that is already open (`semcache.runtime.mux`, how the router and shards talk to the next hop).
 
 A server process echoes link messages (`ShardLink/Forward`'s types, no cache behind them);
 this process sends them, one at a time (latency) and from 32 concurrent callers
@@ -24,8 +24,8 @@ from pathlib import Path
 import grpc
 
 from bench.embed import machine
-from semcache.mux import MuxStream, serve_stream
-from semcache.probe import free_port
+from semcache.dev.probe import free_port
+from semcache.runtime.mux import MuxStream, serve_stream
 from semcache.v1 import link_pb2
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,8 +4,8 @@ shard-0`: serve one cache shard."""
 from __future__ import annotations
 
 from cache_svc.service import running_shard
-from semcache.config import ShardConfig
-from semcache.server import run_main
+from semcache.runtime.config import ShardConfig
+from semcache.runtime.server import run_main
 
 
 async def _serve(config: ShardConfig) -> None:

@@ -10,7 +10,7 @@ compared), and every answer tells the `ModelTracker` which model the embedders s
 A frozen embedder costs a caller a bounded wait: each call waits at most the smaller of the
 timeout and half of what is left of the caller's deadline (the other half is for the
 answer without a vector: exact match, or the LLM), and a circuit breaker stops asking after
-a few failures in a row (`semcache.breaker`), probing in the background until the embedder
+a few failures in a row (`semcache.runtime.breaker`), probing in the background until the embedder
 answers again.
 """
 
@@ -27,9 +27,14 @@ import numpy as np
 
 from cache_svc import metrics
 from cache_svc.models import ModelTracker
-from semcache.breaker import CircuitBreaker
-from semcache.mux import STREAM_MAX_AGE_SECONDS, RenewingStream, StreamClosedError, status_code
-from semcache.server import CHANNEL_OPTIONS
+from semcache.channel import CHANNEL_OPTIONS
+from semcache.runtime.breaker import CircuitBreaker
+from semcache.runtime.mux import (
+    STREAM_MAX_AGE_SECONDS,
+    RenewingStream,
+    StreamClosedError,
+    status_code,
+)
 from semcache.tls import TlsFiles, open_channel
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
 
@@ -60,7 +65,7 @@ class EmbedderClient:
     """`embed(text, model)` through the embedder; the last `cache_entries` texts' vectors (up
     to MAX_CACHED_CHARS each) are kept, least recently used out first. 0 turns the cache off.
 
-    Texts travel one per request on an `EmbedStream` call (`semcache.mux`), renewed every
+    Texts travel one per request on an `EmbedStream` call (`semcache.runtime.mux`), renewed every
     few seconds: a new call goes to the next embedder the channel's round_robin picks, so a
     stream never pins a shard to one pod. Texts are not packed into shared requests: an
     answer would then wait for the slowest text of its request, and the embedder batches

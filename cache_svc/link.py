@@ -1,5 +1,5 @@
 """`semcache.v1.ShardLink`: a router's Lookup, Store and Complete calls to this shard as
-messages on one stream (`semcache.mux`), answered by the shard's own `CacheServicer`.
+messages on one stream (`semcache.runtime.mux`), answered by the shard's own `CacheServicer`.
 
 Each message runs exactly as its unary call would: same validation, same errors, the same
 admission limit (one count per message), its own deadline (`timeout_seconds`), and a
@@ -17,8 +17,8 @@ from typing import Any, NoReturn
 import grpc
 
 from cache_svc.servicer import CacheServicer
-from semcache.admission import AdmissionControl
-from semcache.mux import serve_stream
+from semcache.runtime.admission import AdmissionControl
+from semcache.runtime.mux import serve_stream
 from semcache.v1 import link_pb2, link_pb2_grpc
 
 log = logging.getLogger(__name__)

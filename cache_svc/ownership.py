@@ -21,9 +21,9 @@ import logging
 from redis.exceptions import RedisError
 
 from cache_svc.shard import Shard
-from semcache import registry
-from semcache.periodic import Periodic
-from semcache.ring import HashRing
+from semcache.runtime import registry
+from semcache.runtime.periodic import Periodic
+from semcache.runtime.ring import HashRing
 
 log = logging.getLogger(__name__)
 

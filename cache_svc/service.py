@@ -18,12 +18,12 @@ from cache_svc.servicer import AdminServicer, CacheServicer
 from cache_svc.shard import Shard, ShardSettings
 from cache_svc.stall import StallWatch
 from cache_svc.store import WriteThroughStore
-from semcache.breaker import CircuitBreaker
-from semcache.config import ShardConfig
-from semcache.registry import Heartbeat
-from semcache.server import GrpcServer, Service
+from semcache.runtime.breaker import CircuitBreaker
+from semcache.runtime.config import ShardConfig
+from semcache.runtime.registry import Heartbeat
+from semcache.runtime.server import GrpcServer, Service
+from semcache.runtime.validation import RequestLimits
 from semcache.v1 import cache_pb2, cache_pb2_grpc, link_pb2, link_pb2_grpc
-from semcache.validation import RequestLimits
 
 log = logging.getLogger(__name__)
 

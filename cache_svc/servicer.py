@@ -13,8 +13,9 @@ from cache_svc.entry import Answer, Usage
 from cache_svc.llm import Delta, Done, LLMRequest, UpstreamError
 from cache_svc.llm.base import Turn
 from cache_svc.shard import EntryNotFoundError, Outcome, Query, Shard
-from semcache import keys, validation
+from semcache import keys
 from semcache.metadata import UPSTREAM_ERROR, UPSTREAM_STATUS
+from semcache.runtime import validation
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 
 log = logging.getLogger(__name__)

@@ -28,8 +28,8 @@ from cache_svc.namespace import Namespace
 from cache_svc.singleflight import SingleFlight
 from cache_svc.store import StoreUnavailableError, WriteThroughStore
 from semcache import keys
-from semcache.periodic import Periodic
 from semcache.quality.policy import Decision, PolicySet, detect_category
+from semcache.runtime.periodic import Periodic
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 
 from cache_svc import metrics
 from cache_svc.shard import Shard
-from semcache.periodic import Periodic
+from semcache.runtime.periodic import Periodic
 
 log = logging.getLogger(__name__)
 

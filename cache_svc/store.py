@@ -38,7 +38,7 @@ from redis.exceptions import RedisError
 
 from cache_svc import metrics
 from cache_svc.entry import Entry
-from semcache.periodic import Periodic
+from semcache.runtime.periodic import Periodic
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from embed_svc.model import ModelNotBuiltError
 from embed_svc.service import running_embedder
-from semcache.config import EmbedderConfig
-from semcache.server import run_main
+from semcache.runtime.config import EmbedderConfig
+from semcache.runtime.server import run_main
 
 
 async def _serve(config: EmbedderConfig) -> None:

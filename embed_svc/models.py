@@ -22,7 +22,7 @@ from embed_svc import metrics
 from embed_svc.batcher import MicroBatcher
 from embed_svc.build import recipe
 from embed_svc.model import EmbeddingModel, OnnxEmbedder
-from semcache.periodic import Periodic
+from semcache.runtime.periodic import Periodic
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from embed_svc.batcher import BatchLimits, MicroBatcher
 from embed_svc.model import EmbeddingModel
 from embed_svc.models import ModelSet, ModelWatcher, load_model
 from embed_svc.servicer import EmbedderServicer, RequestLimits
-from semcache.config import EmbedderConfig
-from semcache.server import GrpcServer, Service
+from semcache.runtime.config import EmbedderConfig
+from semcache.runtime.server import GrpcServer, Service
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
 
 log = logging.getLogger(__name__)

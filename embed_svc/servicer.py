@@ -12,7 +12,7 @@ import grpc
 
 from embed_svc.batcher import BatcherClosedError, QueueFullError
 from embed_svc.models import ModelSet
-from semcache.mux import serve_stream
+from semcache.runtime.mux import serve_stream
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
 
 log = logging.getLogger(__name__)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from router_svc.service import running_router
-from semcache.config import RouterConfig
-from semcache.server import run_main
+from semcache.runtime.config import RouterConfig
+from semcache.runtime.server import run_main
 
 
 async def _serve(config: RouterConfig) -> None:

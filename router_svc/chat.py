@@ -16,9 +16,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from semcache import keys, validation
+from semcache import keys
+from semcache.runtime import validation
+from semcache.runtime.validation import RequestLimits
 from semcache.v1 import cache_pb2
-from semcache.validation import RequestLimits
 
 #: Request fields that never change the answer, or have a field of their own (the
 #: GenerationParams fields; max_completion_tokens is max_tokens), so they stay out of `extra`.

@@ -28,8 +28,8 @@ from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from router_svc import chat
+from semcache.channel import CHANNEL_OPTIONS
 from semcache.metadata import UPSTREAM_STATUS
-from semcache.server import CHANNEL_OPTIONS
 from semcache.tls import TlsFiles, open_channel
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 

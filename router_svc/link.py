@@ -1,5 +1,5 @@
 """A router's Lookup, Store and Complete calls to one shard, as messages on one
-`ShardLink/Forward` stream (`semcache.mux`, protos/semcache/v1/link.proto).
+`ShardLink/Forward` stream (`semcache.runtime.mux`, protos/semcache/v1/link.proto).
 
 `call` answers or fails exactly as the unary call would have (it raises the same
 `grpc.aio.AioRpcError`: code, details, trailing metadata), so the router's failover reads it
@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from semcache.mux import RenewingStream, StreamClosedError, status_code
+from semcache.runtime.mux import RenewingStream, StreamClosedError, status_code
 from semcache.v1 import link_pb2, link_pb2_grpc
 
 #: How long past its deadline a request waits for the shard's own DEADLINE_EXCEEDED answer.
@@ -28,7 +28,7 @@ def rpc_error(
 
 
 class ShardLink:
-    """One shard's link; its stream is renewed every few seconds (`semcache.mux`), before
+    """One shard's link; its stream is renewed every few seconds (`semcache.runtime.mux`), before
     a shard's connection age limit could cut it."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:

@@ -9,8 +9,8 @@ from prometheus_client import Gauge
 from redis.exceptions import RedisError
 
 from router_svc.pool import ShardPool
-from semcache import registry
-from semcache.periodic import Periodic
+from semcache.runtime import registry
+from semcache.runtime.periodic import Periodic
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import Counter, Gauge
 
 from router_svc.link import ShardLink
-from semcache.periodic import Periodic
-from semcache.ring import HashRing
-from semcache.server import CHANNEL_OPTIONS
+from semcache.channel import CHANNEL_OPTIONS
+from semcache.runtime.periodic import Periodic
+from semcache.runtime.ring import HashRing
 from semcache.tls import TlsFiles, open_channel
 from semcache.v1 import cache_pb2_grpc
 

@@ -9,10 +9,10 @@ from router_svc.http import https_context, running_http_front
 from router_svc.membership import RegistryWatcher, static_members
 from router_svc.pool import ShardPool
 from router_svc.servicer import Router, RouterAdminServicer, RouterCacheServicer
-from semcache.config import RouterConfig
-from semcache.server import GrpcServer, Service
+from semcache.runtime.config import RouterConfig
+from semcache.runtime.server import GrpcServer, Service
+from semcache.runtime.validation import RequestLimits
 from semcache.v1 import cache_pb2, cache_pb2_grpc
-from semcache.validation import RequestLimits
 
 
 def _http_front(config: RouterConfig, grpc_port: int) -> contextlib.AbstractAsyncContextManager:

@@ -18,8 +18,9 @@ import grpc
 
 from router_svc.link import rpc_error
 from router_svc.pool import Member, ShardPool
-from semcache import auth, keys, validation
+from semcache import keys
 from semcache.metadata import UPSTREAM_ERROR
+from semcache.runtime import auth, validation
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 
 T = TypeVar("T")

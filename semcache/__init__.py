@@ -12,7 +12,7 @@ __all__ = list(_SDK)
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so the services importing semcache.config & co. do not load the SDK.
+    # Lazy, so the services importing semcache.runtime.config & co. do not load the SDK.
     if name in _SDK:
         from semcache import client
 

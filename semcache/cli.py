@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from semcache.client import DEFAULT_ADDRESS, CacheInfo, Client, Completion, SemcacheError
-from semcache.mesh import LocalMesh, MeshError, MeshPorts, ModelBuild
+from semcache.dev.mesh import LocalMesh, MeshError, MeshPorts, ModelBuild
 from semcache.tls import TlsFiles
 
 #: grpcurl (a dev tool) and this command, beside this interpreter when installed in a venv.

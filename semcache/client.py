@@ -43,8 +43,8 @@ from typing import Any, Concatenate, ParamSpec, Self, TypedDict, TypeVar, Unpack
 import grpc
 
 from semcache import keys
+from semcache.channel import CHANNEL_OPTIONS
 from semcache.metadata import UPSTREAM_ERROR
-from semcache.server import CHANNEL_OPTIONS
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 
 __all__ = [

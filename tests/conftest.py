@@ -18,10 +18,10 @@ import pytest_asyncio
 from embed_svc.build import recipe
 from embed_svc.model import OnnxEmbedder, Tokens
 from embed_svc.service import running_embedder
-from semcache.config import EmbedderConfig, ShardConfig
-from semcache.localredis import LocalRedis
-from semcache.probe import free_port
-from semcache.server import GrpcServer
+from semcache.dev.localredis import LocalRedis
+from semcache.dev.probe import free_port
+from semcache.runtime.config import EmbedderConfig, ShardConfig
+from semcache.runtime.server import GrpcServer
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
 
 DATA = Path(__file__).parent / "data"

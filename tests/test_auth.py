@@ -8,8 +8,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from semcache import auth
-from semcache.config import ConfigError, RouterConfig
+from semcache.runtime import auth
+from semcache.runtime.config import ConfigError, RouterConfig
 from semcache.v1 import cache_pb2
 from tests.test_router import mesh
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from semcache.breaker import CircuitBreaker
+from semcache.runtime.breaker import CircuitBreaker
 
 
 def test_opens_after_failures_in_a_row_only() -> None:

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 
-from semcache.probe import free_port, wait_until_serving
+from semcache.dev.probe import free_port, wait_until_serving
 from tests.test_embed_process import grpcurl
 
 

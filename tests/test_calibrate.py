@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semcache.config import ShardConfig
 from semcache.quality import evaluate, guards
 from semcache.quality.calibrate import calibrate, choose_cut, fit_logistic, stream_candidates
 from semcache.quality.embeddings import embed_texts
 from semcache.quality.policy import HitPolicy
+from semcache.runtime.config import ShardConfig
 
 PAIRS = Path(__file__).parent / "data" / "pairs.jsonl"
 

@@ -29,10 +29,10 @@ from semcache.client import (
     Timings,
     Usage,
 )
-from semcache.config import RouterConfig, ServerConfig
+from semcache.dev.probe import free_port
 from semcache.metadata import UPSTREAM_ERROR
-from semcache.probe import free_port
-from semcache.server import GrpcServer, Service
+from semcache.runtime.config import RouterConfig, ServerConfig
+from semcache.runtime.server import GrpcServer, Service
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 from tests.conftest import shard_config
 

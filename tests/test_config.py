@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from semcache.config import ConfigError, EmbedderConfig
+from semcache.runtime.config import ConfigError, EmbedderConfig
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

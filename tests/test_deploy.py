@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from semcache.config import EmbedderConfig, RouterConfig, ShardConfig, _convert
 from semcache.quality.policy import POLICIES_DIR, TUNED_EMBEDDER
+from semcache.runtime.config import EmbedderConfig, RouterConfig, ShardConfig, _convert
 from tests.manifests import check, is_mounted, render
 
 ROOT = Path(__file__).resolve().parent.parent

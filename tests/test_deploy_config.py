@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from semcache.client import Client
-from semcache.probe import free_port, wait_until_serving
+from semcache.dev.probe import free_port, wait_until_serving
 from tests.manifests import Object, render
 
 ROOT = Path(__file__).resolve().parent.parent

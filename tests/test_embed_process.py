@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semcache.probe import free_port, wait_until_serving
+from semcache.dev.probe import free_port, wait_until_serving
 
 GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semcache.probe import free_port
+from semcache.dev.probe import free_port
 from semcache.quality import evaluate
 from semcache.quality.embeddings import EmbeddingError, TextVectors, VectorCache, embed_texts
 from semcache.quality.evaluate import Pair, PairsError

@@ -20,9 +20,9 @@ import redis.asyncio as aioredis
 from cache_svc.store import entry_key
 from router_svc.service import running_router
 from semcache.client import AsyncClient
-from semcache.config import RouterConfig
-from semcache.localredis import LocalRedis
-from semcache.probe import free_port, wait_until_serving
+from semcache.dev.localredis import LocalRedis
+from semcache.dev.probe import free_port, wait_until_serving
+from semcache.runtime.config import RouterConfig
 from semcache.v1 import cache_pb2
 from semcache.v1.cache_pb2_grpc import SemanticCacheStub
 from tests import test_shard_service as single

@@ -18,9 +18,9 @@ from router_svc import chat
 from router_svc.http import running_http_front
 from router_svc.service import running_router
 from semcache.client import AsyncClient
-from semcache.config import RouterConfig
+from semcache.runtime.config import RouterConfig
+from semcache.runtime.validation import RequestLimits
 from semcache.v1 import cache_pb2, cache_pb2_grpc
-from semcache.validation import RequestLimits
 from tests.conftest import shard_config
 from tests.fake_openai import Behaviour, FakeOpenAI
 

@@ -23,8 +23,8 @@ import pytest
 
 from semcache.cli import GRPCURL
 from semcache.client import Client, SemcacheError
-from semcache.mesh import MeshPorts
-from semcache.probe import free_port, free_port_run
+from semcache.dev.mesh import MeshPorts
+from semcache.dev.probe import free_port, free_port_run
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 from tests.conftest import eventually
 

@@ -50,7 +50,9 @@ def test_a_recipe_file_counts_by_its_code_not_its_layout(tmp_path) -> None:
     original = tmp_path / "step.py"
     original.write_text('"""Doc."""\n\ndef f(x):\n    return [x, 1]  # why\n')
     relaid = tmp_path / "relaid.py"
-    relaid.write_text('"""Another doc."""\ndef f(x):\n    return [\n        x,\n        1,\n    ]\n')
+    relaid.write_text(
+        '"""Another doc."""\ndef f(x):\n    return [\n        x,\n        1,\n    ]\n'
+    )
     changed = tmp_path / "changed.py"
     changed.write_text('"""Doc."""\n\ndef f(x):\n    return [x, 2]  # why\n')
     key = recipe._source_key(original)

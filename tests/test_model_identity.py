@@ -27,8 +27,8 @@ from embed_svc.model import OnnxEmbedder, Tokens
 from embed_svc.models import ModelSet, ModelWatcher
 from embed_svc.service import running_embedder
 from semcache import keys
-from semcache.probe import free_port
-from semcache.server import GrpcServer
+from semcache.dev.probe import free_port
+from semcache.runtime.server import GrpcServer
 from semcache.v1 import cache_pb2
 from tests.conftest import embedder_config, eventually, shard_config
 

@@ -1,4 +1,5 @@
-"""semcache.mux over a real grpc.aio server on 127.0.0.1:0, with a toy echo of link messages."""
+"""semcache.runtime.mux over a real grpc.aio server on 127.0.0.1:0, with a toy echo of link
+messages."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 import pytest
 
-from semcache.mux import MuxStream, StreamClosedError, serve_stream
+from semcache.runtime.mux import MuxStream, StreamClosedError, serve_stream
 from semcache.v1 import link_pb2
 
 Answer = Callable[[link_pb2.ForwardRequest], Awaitable[link_pb2.ForwardResponse]]

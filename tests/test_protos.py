@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from semcache import protos
+from semcache.dev import protos
 
 
 def test_generated_code_is_fresh(tmp_path: Path) -> None:

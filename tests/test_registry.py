@@ -16,11 +16,12 @@ from cache_svc.service import running_shard
 from router_svc.membership import RegistryWatcher
 from router_svc.pool import ShardPool
 from router_svc.service import running_router
-from semcache import keys, registry
-from semcache.config import ConfigError, RouterConfig, ShardConfig
-from semcache.localredis import LocalRedis
-from semcache.probe import free_port
-from semcache.ring import HashRing
+from semcache import keys
+from semcache.dev.localredis import LocalRedis
+from semcache.dev.probe import free_port
+from semcache.runtime import registry
+from semcache.runtime.config import ConfigError, RouterConfig, ShardConfig
+from semcache.runtime.ring import HashRing
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 from tests.conftest import eventually, shard_config
 

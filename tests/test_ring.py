@@ -8,7 +8,7 @@ import sys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semcache.ring import HashRing
+from semcache.runtime.ring import HashRing
 
 KEYS = [f"namespace-{i}" for i in range(20_000)]
 members = st.lists(
@@ -27,7 +27,7 @@ def test_owners_do_not_depend_on_insertion_order(members, order_seed) -> None:
 
 def test_owners_are_the_same_in_another_process() -> None:
     code = (
-        "from semcache.ring import HashRing; r = HashRing(['a', 'b', 'c']); "
+        "from semcache.runtime.ring import HashRing; r = HashRing(['a', 'b', 'c']); "
         "print([r.owner(f'k{i}') for i in range(50)])"
     )
     outputs = {

@@ -13,8 +13,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from cache_svc.llm import EchoBackend, LLMBackend, LLMRequest, UpstreamError
 from cache_svc.service import running_shard
 from router_svc.service import running_router
-from semcache.config import RouterConfig
 from semcache.metadata import UPSTREAM_ERROR
+from semcache.runtime.config import RouterConfig
 from semcache.v1 import cache_pb2, cache_pb2_grpc, link_pb2, link_pb2_grpc
 from tests.conftest import eventually, shard_config
 

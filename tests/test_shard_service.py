@@ -448,7 +448,7 @@ async def test_bad_ids_and_targets(shard, tenant) -> None:
 
 
 async def test_embedder_down_degrades_to_exact_match(redis_server, tenant) -> None:
-    from semcache.probe import free_port
+    from semcache.dev.probe import free_port
 
     dead = f"127.0.0.1:{free_port()}"
     async with serving(dead, redis_server.url, embedder_timeout=0.5) as running:

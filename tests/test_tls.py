@@ -18,7 +18,7 @@ from embed_svc.service import running_embedder
 from router_svc.http import https_context, running_http_front
 from router_svc.service import running_router
 from semcache.client import AsyncClient, SemcacheError
-from semcache.config import ConfigError, RouterConfig
+from semcache.runtime.config import ConfigError, RouterConfig
 from semcache.tls import TlsFiles
 from tests.certs import Authority
 from tests.conftest import embedder_config, shard_config

@@ -11,8 +11,8 @@ Two recipes, each an int8 ONNX MiniLM in its own cache directory:
 An artifact is keyed by a hash of everything that produces it (the recipe's files, its
 data and the pinned weights package), so a changed recipe builds a new model and an
 unchanged one is taken from the cache. Python files count by their syntax tree without
-docstrings: reformatting or recommenting them rebuilds nothing. Standard library only: the runtime imports this to
-find the models.
+docstrings: reformatting or recommenting them rebuilds nothing. Standard library only: the
+runtime imports this to find the models.
 """
 
 from __future__ import annotations

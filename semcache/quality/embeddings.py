@@ -34,8 +34,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from semcache.probe import free_port, wait_until_serving
-from semcache.server import CHANNEL_OPTIONS
+from semcache.channel import CHANNEL_OPTIONS
+from semcache.dev.probe import free_port, wait_until_serving
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
 
 #: Texts per Embed call: the service's batch size, so one call fills one batch.

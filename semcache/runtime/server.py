@@ -25,20 +25,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from semcache.admission import AdmissionControl
-from semcache.config import ConfigError, ServerConfig
-from semcache.telemetry import configure_logging
+from semcache.channel import CHANNEL_OPTIONS
+from semcache.runtime.admission import AdmissionControl
+from semcache.runtime.config import ConfigError, ServerConfig
+from semcache.runtime.telemetry import configure_logging
 from semcache.tls import TlsFiles
 
 log = logging.getLogger(__name__)
-
-#: Generous message limits: a call may carry up to 256 texts of 32 KiB; the servicers
-#: enforce the real limits with clear errors.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-CHANNEL_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +59,7 @@ class GrpcServer:
         self.health_port: int | None = None
         #: Shared with servicers that admit work of their own (streams of many requests).
         self.admission = AdmissionControl(config.max_in_flight) if config.max_in_flight else None
-        #: Set when the server starts to stop: long-lived streams end (`semcache.mux`).
+        #: Set when the server starts to stop: long-lived streams end (`semcache.runtime.mux`).
         self.stopping = asyncio.Event()
         self._server: grpc.aio.Server | None = None
         self._health_server: grpc.aio.Server | None = None

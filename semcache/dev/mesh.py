@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from semcache.localredis import LocalRedis, find_redis_server
-from semcache.probe import wait_until_serving
+from semcache.dev.localredis import LocalRedis, find_redis_server
+from semcache.dev.probe import wait_until_serving
 
 MAX_RESTARTS = 5
 RESTART_WINDOW = 60.0

@@ -48,7 +48,7 @@ class AdmissionControl(grpc.aio.ServerInterceptor):
             return handler._replace(unary_unary=self._unary(handler.unary_unary))
         if handler.unary_stream is not None:
             return handler._replace(unary_stream=self._stream(handler.unary_stream))
-        # Client streams (the mesh's internal links, semcache.mux) are long-lived and carry
+        # Client streams (the mesh's internal links, semcache.runtime.mux) are long-lived and carry
         # many requests: counting one as a call in flight would say nothing. Their servicers
         # admit each request themselves (`refusal`, or the embedder's queue limit).
         return handler

@@ -18,7 +18,7 @@ import logging
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from semcache.periodic import Periodic
+from semcache.runtime.periodic import Periodic
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from semcache.auth import TokenMap
 from semcache.quality.policy import DEFAULT_CATEGORY, HitPolicy, PolicySet
+from semcache.runtime.auth import TokenMap
 from semcache.tls import TlsFiles
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")

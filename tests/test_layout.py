@@ -1,0 +1,33 @@
+"""The package boundaries a user feels: importing the SDK loads grpc, protobuf and the SDK,
+never the services' runtime (import-linter in `make lint` checks the static imports; this
+checks what a real import loads, lazy imports included)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+_SERVICE_SIDE = ("semcache.runtime", "semcache.dev", "semcache.quality", "semcache.cli")
+_SERVICES = ("cache_svc", "router_svc", "embed_svc")
+_SERVER_LIBRARIES = ("prometheus_client", "redis", "numpy", "hnswlib", "onnxruntime", "aiohttp")
+
+
+def _loaded_by(statement: str) -> set[str]:
+    code = f"import json, sys\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(json.loads(run.stdout))
+
+
+def _within(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def test_importing_the_sdk_loads_no_runtime() -> None:
+    # What grpc loads by itself (its own health protos, in 1.85) is not ours to judge.
+    added = _loaded_by("from semcache import AsyncClient, Client, SemcacheError") - _loaded_by(
+        "import grpc"
+    )
+    assert {m for m in added if m.startswith("semcache.")} >= {"semcache.client"}
+    assert not {m for m in added if _within(m, _SERVICE_SIDE) or m.split(".")[0] in _SERVICES}
+    assert not {m for m in added if m.split(".")[0] in _SERVER_LIBRARIES}
