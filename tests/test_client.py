@@ -21,16 +21,20 @@ from semcache.client import (
     CacheInfo,
     Client,
     Completion,
+    InvalidRequestError,
+    RetryPolicy,
     Ring,
     SemcacheError,
     ShardStats,
     Stats,
     Stored,
     Timings,
+    UnavailableError,
+    UpstreamError,
     Usage,
 )
 from semcache.dev.probe import free_port
-from semcache.metadata import UPSTREAM_ERROR
+from semcache.metadata import UPSTREAM_ERROR, UPSTREAM_STATUS
 from semcache.runtime.config import RouterConfig, ServerConfig
 from semcache.runtime.server import GrpcServer, Service
 from semcache.v1 import cache_pb2, cache_pb2_grpc
@@ -189,6 +193,7 @@ async def test_errors_are_semcache_errors(mesh: Mesh, tenant: str) -> None:
         with pytest.raises(SemcacheError) as error:
             await cache.lookup("hi", min_similarity=2)
         assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert isinstance(error.value, InvalidRequestError)
         assert error.value.attempts == 1 and "min_similarity" in error.value.details
         assert str(error.value).startswith("INVALID_ARGUMENT: ")
         with pytest.raises(SemcacheError) as error:
@@ -204,6 +209,7 @@ async def test_nothing_listening_fails_clearly_within_the_timeout() -> None:
         with pytest.raises(SemcacheError) as error:
             await cache.complete("hello?")
         assert error.value.code == grpc.StatusCode.UNAVAILABLE and error.value.attempts == 4
+        assert isinstance(error.value, UnavailableError)
         assert str(error.value).startswith(f"nothing answers at {address} (UNAVAILABLE: ")
         with pytest.raises(SemcacheError) as error:
             await cache.stream_complete("hello?")
@@ -262,7 +268,7 @@ class FakeCache(cache_pb2_grpc.SemanticCacheServicer):
 
     async def _fail(self, context: grpc.aio.ServicerContext) -> None:
         if self.upstream:
-            context.set_trailing_metadata((UPSTREAM_ERROR,))
+            context.set_trailing_metadata((UPSTREAM_ERROR, (UPSTREAM_STATUS, "503")))
         await context.abort(self.code, "the LLM is down")
 
     async def Complete(  # noqa: N802 - the proto's method name
@@ -308,6 +314,7 @@ async def test_upstream_unavailable_is_not_retried_but_a_shard_outage_is() -> No
             with pytest.raises(SemcacheError) as error:
                 await cache.complete("hi")
             assert error.value.upstream and error.value.attempts == 1 and upstream.calls == 1
+            assert type(error.value) is UpstreamError and error.value.upstream_status == 503
             assert str(error.value) == "UNAVAILABLE: the LLM is down"
             assert ("authorization", "Bearer s3cret") in upstream.metadata
             with pytest.raises(SemcacheError):
@@ -317,6 +324,7 @@ async def test_upstream_unavailable_is_not_retried_but_a_shard_outage_is() -> No
             with pytest.raises(SemcacheError) as error:
                 await cache.complete("hi")
             assert outage.calls == 4 and error.value.attempts == 4 and not error.value.upstream
+            assert type(error.value) is UnavailableError
             # the server answered: this is not "nothing answers"
             assert str(error.value) == "UNAVAILABLE: the LLM is down (after 4 attempts)"
             with pytest.raises(SemcacheError):
@@ -406,3 +414,22 @@ def test_cache_info_reads_absent_scores_as_none() -> None:
     assert (scored.hit_probability, scored.hit_cut) == (0.97, 0.81)
     bare = CacheInfo.from_proto(cache_pb2.CacheInfo(similarity=0.5))
     assert (bare.runner_up_similarity, bare.hit_probability, bare.hit_cut) == (None, None, None)
+
+
+async def test_one_retry_policy_object_serves_unary_calls_and_streams() -> None:
+    outage = FakeCache()
+    policy = RetryPolicy(retries=1, backoff=0.01)
+    async with fake_server(outage) as address, AsyncClient(address, retry=policy) as cache:
+        assert cache.retry is policy
+        with pytest.raises(UnavailableError) as error:
+            await cache.complete("hi")
+        assert error.value.attempts == 2
+        with pytest.raises(UnavailableError):
+            await cache.stream_complete("hi")
+    assert outage.calls == 4
+    with pytest.raises(TypeError, match="retries"):
+        AsyncClient(address, retry=policy, retries=2)
+    with pytest.raises(TypeError, match="retires"):
+        AsyncClient(address, retires=2)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="retries"):
+        RetryPolicy(retries=-1)

@@ -1,0 +1,86 @@
+"""Building requests from the SDK's keywords: the scope, generation parameters and cache
+control. Parameter names come from the proto (`semcache.keys`), extras are keyed as the
+OpenAI front keys them, so one request is one namespace however it arrives."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, TypedDict
+
+from semcache import keys
+from semcache.v1 import cache_pb2
+
+
+class ScopeArgs(TypedDict, total=False):
+    """The scope keywords every call takes: two calls can share an answer only when these
+    are equal.
+
+    `history` holds the turns before the prompt, oldest first, as (role, content) pairs or
+    {"role": ..., "content": ...} dicts. `params` holds the answer-changing generation
+    parameters: temperature, top_p, max_tokens, seed, stop (a string or a list),
+    presence_penalty, frequency_penalty, and `extra` for any other (a dict: each value is
+    keyed as canonical JSON, strings included, as the OpenAI front keys the same request's
+    other fields: `{"reasoning_effort": "high", "response_format": {...}}`).
+    """
+
+    tenant: str
+    model: str
+    system: str
+    history: Iterable[tuple[str, str] | Mapping[str, str]]
+    params: Mapping[str, Any]
+
+
+def params_message(params: Mapping[str, Any]) -> cache_pb2.GenerationParams:
+    unknown = sorted(set(params) - {*keys.OPTIONAL_PARAMS, "stop", "extra"})
+    if unknown:
+        raise ValueError(
+            f"params: unknown {', '.join(unknown)}; put other answer-changing "
+            "parameters under 'extra'"
+        )
+    message = cache_pb2.GenerationParams(
+        **{name: params[name] for name in keys.OPTIONAL_PARAMS if params.get(name) is not None}
+    )
+    stop = params.get("stop") or ()
+    message.stop.extend([stop] if isinstance(stop, str) else stop)
+    for key, value in (params.get("extra") or {}).items():
+        message.extra[key] = keys.canonical_json(value)  # as the OpenAI front keys it
+    return message
+
+
+def turn_message(turn: tuple[str, str] | Mapping[str, str]) -> cache_pb2.Turn:
+    if isinstance(turn, Mapping):
+        return cache_pb2.Turn(role=turn["role"], content=turn["content"])
+    role, content = turn
+    return cache_pb2.Turn(role=role, content=content)
+
+
+def scope_message(
+    default_tenant: str,
+    *,
+    tenant: str | None = None,
+    model: str = "",
+    system: str = "",
+    history: Iterable[tuple[str, str] | Mapping[str, str]] = (),
+    params: Mapping[str, Any] | None = None,
+) -> cache_pb2.Scope:
+    return cache_pb2.Scope(
+        tenant=default_tenant if tenant is None else tenant,
+        model=model,
+        system_prompt=system,
+        params=params_message(params or {}),
+        history=[turn_message(t) for t in history],
+    )
+
+
+def control_message(
+    no_cache: bool = False,
+    no_store: bool = False,
+    max_age: int | None = None,
+    ttl: int | None = None,
+) -> cache_pb2.CacheControl:
+    control = cache_pb2.CacheControl(no_cache=no_cache, no_store=no_store)
+    if max_age is not None:
+        control.max_age_seconds = max_age
+    if ttl is not None:
+        control.ttl_seconds = ttl
+    return control
