@@ -1,5 +1,6 @@
 """`semcache.v1.ShardLink`: a router's Lookup, Store and Complete calls to this shard as
-messages on one stream (`semcache.runtime.mux`), answered by the shard's own `CacheServicer`.
+messages on one stream (`semcache.runtime.mux`), answered by the same `ShardHandlers` as the
+public servicer.
 
 Each message runs exactly as its unary call would: same validation, same errors, the same
 admission limit (one count per message), its own deadline (`timeout_seconds`), and a
@@ -11,66 +12,38 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, NoReturn
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
 
-from cache_svc.servicer import CacheServicer
+from cache_svc.handlers import ShardHandlers
 from semcache.runtime.admission import AdmissionControl
 from semcache.runtime.mux import serve_stream
+from semcache.runtime.status import CallError
 from semcache.v1 import link_pb2, link_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-#: Which `CacheServicer` method answers each kind of forwarded call.
-METHODS = {"lookup": "Lookup", "store": "Store", "complete": "Complete"}
 
-
-class CallEndedError(Exception):
-    """A forwarded call the servicer ended with an error status."""
-
-    def __init__(
-        self, code: grpc.StatusCode, message: str, trailing: Sequence[tuple[str, str]] = ()
-    ) -> None:
-        super().__init__(message)
-        self.code, self.message, self.trailing = code, message, tuple(trailing)
-
-
-class MessageContext:
-    """What `CacheServicer` uses of a `grpc.aio.ServicerContext`, for one forwarded message:
-    `abort` ends the message with an error answer; trailing metadata rides along with it;
-    `time_remaining` is what is left of the message's own deadline."""
-
-    def __init__(self, timeout: float | None = None) -> None:
-        self.trailing: tuple[tuple[str, str], ...] = ()
-        self._deadline = None if timeout is None else time.monotonic() + timeout
-
-    def time_remaining(self) -> float | None:
-        return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
-
-    def set_trailing_metadata(self, metadata: Sequence[tuple[str, str]]) -> None:
-        self.trailing = tuple(metadata)
-
-    async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:
-        raise CallEndedError(code, details, self.trailing)
-
-
-def error(
-    request_id: int, code: grpc.StatusCode, message: str, trailing: Sequence[tuple[str, str]] = ()
-) -> link_pb2.ForwardResponse:
-    metadata = [link_pb2.MetadataEntry(key=k, value=v) for k, v in trailing]
+def error_answer(request_id: int, error: CallError) -> link_pb2.ForwardResponse:
+    metadata = [link_pb2.MetadataEntry(key=k, value=v) for k, v in error.trailing_metadata()]
     return link_pb2.ForwardResponse(
         id=request_id,
         error=link_pb2.ForwardError(
-            code=code.value[0], message=message, trailing_metadata=metadata
+            code=error.code.value[0], message=error.message, trailing_metadata=metadata
         ),
     )
 
 
 class ShardLinkServicer(link_pb2_grpc.ShardLinkServicer):
-    def __init__(self, cache: CacheServicer) -> None:
-        self.cache = cache
+    def __init__(self, handlers: ShardHandlers) -> None:
+        #: Which handler answers each kind of forwarded call.
+        self.handlers: dict[str, Callable[[Any, float | None], Awaitable[Any]]] = {
+            "lookup": handlers.lookup,
+            "store": handlers.store,
+            "complete": handlers.complete,
+        }
         #: The server's in-flight limit, shared with its unary calls, and its stopping
         #: signal (both set once the server exists).
         self.admission: AdmissionControl | None = None
@@ -89,29 +62,29 @@ class ShardLinkServicer(link_pb2_grpc.ShardLinkServicer):
 
     async def answer(self, request: link_pb2.ForwardRequest) -> link_pb2.ForwardResponse:
         kind = request.WhichOneof("call")
-        if kind not in METHODS:
-            return error(
-                request.id,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "call: one of lookup, store or complete is required",
+        if kind not in self.handlers:
+            return error_answer(
+                request.id, CallError.invalid("call: one of lookup, store or complete is required")
             )
         admission = self.admission
         if admission is not None and (reason := admission.refusal()) is not None:
-            return error(request.id, grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
+            return error_answer(request.id, CallError(grpc.StatusCode.RESOURCE_EXHAUSTED, reason))
         timeout = request.timeout_seconds if request.timeout_seconds > 0 else None
-        method = getattr(self.cache, METHODS[kind])
+        deadline = None if timeout is None else time.monotonic() + timeout
         if admission is not None:
             admission.in_flight += 1
         try:
             async with asyncio.timeout(timeout):
-                response: Any = await method(getattr(request, kind), MessageContext(timeout))
-        except CallEndedError as e:
-            return error(request.id, e.code, e.message, e.trailing)
+                response = await self.handlers[kind](getattr(request, kind), deadline)
+        except CallError as e:
+            return error_answer(request.id, e)
         except TimeoutError:
-            return error(request.id, grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+            return error_answer(
+                request.id, CallError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+            )
         except Exception:  # what a unary call would end with: UNKNOWN, never a dead stream
             log.exception("forwarded call failed", extra={"call": kind})
-            return error(request.id, grpc.StatusCode.UNKNOWN, "Unexpected error")
+            return error_answer(request.id, CallError(grpc.StatusCode.UNKNOWN, "Unexpected error"))
         finally:
             if admission is not None:
                 admission.in_flight -= 1

@@ -10,6 +10,7 @@ from grpc_health.v1.health_pb2 import HealthCheckResponse
 
 from cache_svc.embedder import EmbedderClient
 from cache_svc.eviction import Capacity, make_eviction
+from cache_svc.handlers import ShardHandlers
 from cache_svc.index import IndexParams
 from cache_svc.link import ShardLinkServicer
 from cache_svc.llm import EchoBackend, LLMBackend, OpenAIBackend
@@ -81,8 +82,9 @@ async def running_shard(
     shard = make_shard(config, llm)
     await shard.start()
     limits = RequestLimits(max_prompt_bytes=config.max_prompt_bytes)
-    cache = CacheServicer(shard, limits)
-    link = ShardLinkServicer(cache)
+    handlers = ShardHandlers(shard, limits)
+    cache = CacheServicer(handlers)
+    link = ShardLinkServicer(handlers)
     services = [
         Service(
             cache_pb2.DESCRIPTOR.services_by_name["SemanticCache"],

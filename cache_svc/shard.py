@@ -23,7 +23,7 @@ from cache_svc.embedder import EmbedderClient, EmbedderUnavailableError, Vector
 from cache_svc.entry import Answer, Entry
 from cache_svc.eviction import Eviction
 from cache_svc.index import IndexParams
-from cache_svc.llm import Delta, Done, LLMBackend, LLMRequest, collect
+from cache_svc.llm import Delta, Done, LLMBackend, LLMRequest, UpstreamError
 from cache_svc.namespace import Namespace
 from cache_svc.singleflight import SingleFlight
 from cache_svc.store import StoreUnavailableError, WriteThroughStore
@@ -425,15 +425,10 @@ class Shard:
             return outcome
 
         async def call_llm() -> Answer:
-            t = time.perf_counter()
-            answer = await self._call_llm(query)
-            outcome.timed("llm", t)
-            if not query.no_store:
-                t = time.perf_counter()
-                entry, _ = await self.store_answer(query, answer, outcome.vector, outcome.degraded)
-                outcome.entry, outcome.stored = entry, True
-                outcome.timed("store", t)
-            return answer
+            async for _ in self._read_through(query, outcome):
+                pass
+            assert outcome.answer is not None
+            return outcome.answer
 
         flight = (query.namespace, query.prompt_key)
         if query.no_cache:
@@ -448,15 +443,36 @@ class Shard:
         outcome.timings["total"] = time.perf_counter() - started
         return outcome
 
-    async def _call_llm(self, query: Query) -> Answer:
+    async def _read_through(self, query: Query, outcome: Outcome) -> AsyncIterator[Delta]:
+        """The LLM's answer to a miss, its deltas yielded live; once it has ended,
+        `outcome.answer` is set and the answer stored (unless no_store). The one home of the
+        LLM call, its metrics and the llm and store timings, for Complete and its stream."""
         assert query.llm is not None, "read-through needs an LLM request"
+        chunks: list[str] = []
+        started = time.perf_counter()
         try:
-            answer = await collect(self.llm.stream(query.llm))
+            async for event in self.llm.stream(query.llm):
+                if isinstance(event, Delta):
+                    chunks.append(event.text)
+                    yield event
+                else:
+                    outcome.answer = Answer(
+                        "".join(chunks), tuple(chunks), event.finish_reason, event.usage
+                    )
+            if outcome.answer is None:
+                raise UpstreamError(0, "the stream ended without finishing")
         except Exception:
             metrics.LLM_CALLS.labels("error").inc()
             raise
         metrics.LLM_CALLS.labels("ok").inc()
-        return answer
+        outcome.timed("llm", started)
+        if not query.no_store:
+            started = time.perf_counter()
+            outcome.entry, _ = await self.store_answer(
+                query, outcome.answer, outcome.vector, outcome.degraded
+            )
+            outcome.stored = True
+            outcome.timed("store", started)
 
     async def stream_complete(self, query: Query) -> AsyncIterator[Outcome | Delta | Done]:
         """Yields the lookup Outcome, the answer's Deltas, a Done, then the final Outcome.
@@ -469,42 +485,20 @@ class Shard:
         started = time.perf_counter()
         outcome = await self.lookup(query)
         yield outcome
-        if outcome.status != "hit":
-            flight = (query.namespace, query.prompt_key)
-            if not query.no_cache and self._flights.in_flight(flight):
-                outcome.answer, outcome.coalesced = await self._flights.run(flight, _never)
-                self.counters["coalesced"] += 1
-                metrics.COALESCED.inc()
-            else:
-                chunks: list[str] = []
-                t = time.perf_counter()
-                assert query.llm is not None, "read-through needs an LLM request"
-                async for event in self.llm.stream(query.llm):
-                    if isinstance(event, Delta):
-                        chunks.append(event.text)
-                        yield event
-                    else:
-                        outcome.answer = Answer(
-                            "".join(chunks), tuple(chunks), event.finish_reason, event.usage
-                        )
-                outcome.timed("llm", t)
-                metrics.LLM_CALLS.labels("ok").inc()
-                if outcome.answer is None:
-                    raise RuntimeError("LLM stream ended without Done")
-                if not query.no_store:
-                    t = time.perf_counter()
-                    outcome.entry, _ = await self.store_answer(
-                        query, outcome.answer, outcome.vector, outcome.degraded
-                    )
-                    outcome.stored = True
-                    outcome.timed("store", t)
-                yield Done(outcome.answer.finish_reason, outcome.answer.usage)
-                outcome.timings["total"] = time.perf_counter() - started
-                yield outcome
-                return
+        flight = (query.namespace, query.prompt_key)
+        if outcome.status == "hit":
+            pass
+        elif not query.no_cache and self._flights.in_flight(flight):
+            outcome.answer, outcome.coalesced = await self._flights.run(flight, _never)
+            self.counters["coalesced"] += 1
+            metrics.COALESCED.inc()
+        else:
+            async for delta in self._read_through(query, outcome):
+                yield delta
         assert outcome.answer is not None
-        for chunk in outcome.answer.replay_chunks():
-            yield Delta(chunk)
+        if outcome.status == "hit" or outcome.coalesced:
+            for chunk in outcome.answer.replay_chunks():
+                yield Delta(chunk)
         yield Done(outcome.answer.finish_reason, outcome.answer.usage)
         outcome.timings["total"] = time.perf_counter() - started
         yield outcome

@@ -29,22 +29,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from router_svc import chat
 from semcache.channel import CHANNEL_OPTIONS
-from semcache.metadata import UPSTREAM_STATUS
+from semcache.runtime.status import CallError
 from semcache.tls import TlsFiles, open_channel
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-#: gRPC status -> (HTTP status, OpenAI error type).
-_HTTP = {
-    grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_request_error"),
-    grpc.StatusCode.UNAUTHENTICATED: (401, "authentication_error"),
-    grpc.StatusCode.PERMISSION_DENIED: (403, "permission_error"),
-    grpc.StatusCode.NOT_FOUND: (404, "not_found_error"),
-    grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "rate_limit_error"),
-    grpc.StatusCode.DEADLINE_EXCEEDED: (504, "timeout_error"),
-    grpc.StatusCode.UNAVAILABLE: (503, "service_unavailable"),
-}
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
@@ -61,13 +51,11 @@ def _no_constants(name: str) -> None:
 def _grpc_error(e: grpc.aio.AioRpcError) -> tuple[int, dict[str, Any]]:
     """The HTTP status and OpenAI error body for a failed call; an upstream's error keeps
     the upstream's status."""
-    upstream = dict(e.trailing_metadata() or ()).get(UPSTREAM_STATUS)
-    if upstream is not None and upstream != "0":
-        return int(upstream), chat.error(e.details() or "upstream error", "upstream_error")
-    status, kind = _HTTP.get(e.code(), (500, "api_error"))
-    if upstream == "0":
-        status, kind = 502, "upstream_error"  # the upstream did not answer at all
-    return status, chat.error(e.details() or e.code().name, kind, e.code().name.lower())
+    error = CallError.from_rpc(e)
+    status, kind = error.http()
+    if error.upstream_status:  # the upstream answered: its error as it was
+        return status, chat.error(error.message or "upstream error", kind)
+    return status, chat.error(error.message or e.code().name, kind, e.code().name.lower())
 
 
 class ChatFront:

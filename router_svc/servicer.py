@@ -16,11 +16,10 @@ from typing import Any, TypeVar
 
 import grpc
 
-from router_svc.link import rpc_error
 from router_svc.pool import Member, ShardPool
 from semcache import keys
-from semcache.metadata import UPSTREAM_ERROR
 from semcache.runtime import auth, validation
+from semcache.runtime.status import CallError
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 
 T = TypeVar("T")
@@ -31,17 +30,12 @@ _AUTH_CODES = {
 }
 
 
-def _is_shard_down(error: grpc.aio.AioRpcError) -> bool:
-    if error.code() != grpc.StatusCode.UNAVAILABLE:
-        return False
-    return UPSTREAM_ERROR not in tuple(error.trailing_metadata() or ())
-
-
-async def _pass_on(error: grpc.aio.AioRpcError, context: grpc.aio.ServicerContext) -> None:
-    """Ends the call with the shard's status, details and trailing metadata (which says
-    whether an UNAVAILABLE came from the LLM upstream: clients must not retry those)."""
-    context.set_trailing_metadata(tuple(error.trailing_metadata() or ()))
-    await context.abort(error.code(), error.details() or "")
+async def _rpc(call: Awaitable[T]) -> T:
+    """A direct gRPC call to a shard, its failure read as the `CallError` it carries."""
+    try:
+        return await call
+    except grpc.aio.AioRpcError as e:
+        raise CallError.from_rpc(e) from None
 
 
 class Router:
@@ -73,30 +67,34 @@ class Router:
         except auth.AuthError as e:
             await context.abort(_AUTH_CODES[type(e)], str(e))
 
-    def _timeout(self, context: grpc.aio.ServicerContext) -> float:
+    def timeout(self, context: grpc.aio.ServicerContext) -> float:
+        """Seconds a forwarded call may take: what is left of the caller's deadline."""
         remaining = context.time_remaining()
         return self.default_timeout if remaining is None else max(remaining, 0.001)
 
-    async def unary(
+    async def failover(
         self,
         key: str,
-        call: Callable[[Member, float], Awaitable[T]],
+        attempt: Callable[[Member, float], Awaitable[T]],
         context: grpc.aio.ServicerContext,
     ) -> T:
+        """`attempt(member, seconds)` on the key's owner, then down the ring's order while
+        a shard is down (its own UNAVAILABLE, not an upstream's) or is ejected while the
+        attempt waits on it; any other error ends the call as it is. One helper for unary
+        calls and for opening a stream (an attempt then ends at its first message)."""
         last = "no healthy shard"
         for member in self.pool.order(key):
             member.in_flight += 1
             try:
-                return await _unless_ejected(member, call(member, self._timeout(context)))
-            except grpc.aio.AioRpcError as e:
-                if not _is_shard_down(e):
-                    await _pass_on(e, context)
-                self.pool.record_failure(member, e.code().name)
-                last = f"{member.id}: {e.details()}"
+                return await _unless_ejected(member, attempt(member, self.timeout(context)))
+            except CallError as e:
+                if not e.server_down:
+                    raise
+                self.pool.record_failure(member, e.code.name)
+                last = f"{member.id}: {e.message}"
             finally:
                 member.in_flight -= 1
-        await context.abort(grpc.StatusCode.UNAVAILABLE, f"no shard could serve: {last}")
-        raise AssertionError("unreachable")
+        raise CallError(grpc.StatusCode.UNAVAILABLE, f"no shard could serve: {last}")
 
 
 async def _unless_ejected(member: Member, call: Awaitable[T]) -> T:
@@ -108,7 +106,7 @@ async def _unless_ejected(member: Member, call: Awaitable[T]) -> T:
         await asyncio.wait((answer, ejected), return_when=asyncio.FIRST_COMPLETED)
         if answer.done():
             return answer.result()
-        raise rpc_error(
+        raise CallError(
             grpc.StatusCode.UNAVAILABLE,
             f"{member.id} left the ring: {member.last_error or 'failing'}",
         )
@@ -125,99 +123,95 @@ def _add_route_time(info: cache_pb2.CacheInfo, started: float) -> None:
 
 
 class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
+    """Validate, pick the shard by namespace, forward; a `CallError` ends the call as the
+    shard ended it (status, details, whether the upstream caused it)."""
+
     def __init__(self, router: Router, limits: validation.RequestLimits) -> None:
         self.router = router
         self.limits = limits
 
-    async def _invalid(self, context: grpc.aio.ServicerContext, error: Exception) -> None:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+    async def _checked(
+        self, request: Any, check: Callable[[Any, validation.RequestLimits], Any], context: Any
+    ) -> str:
+        """Authorizes and validates a request; returns its namespace key."""
+        await self.router.authorize(request.scope, context)
+        try:
+            check(request, self.limits)
+        except validation.InvalidRequestError as e:
+            raise CallError.invalid(str(e)) from None
+        return keys.namespace_key(request.scope)
 
     async def _read(
         self,
-        kind: str,
-        request: cache_pb2.LookupRequest | cache_pb2.CompleteRequest,
+        request: Any,
+        forward: Callable[[Member, float], Awaitable[T]],
         context: grpc.aio.ServicerContext,
-    ) -> Any:
+    ) -> T:
         """Lookup and Complete: validate, forward to the namespace's shard, add route time."""
         started = time.perf_counter()
-        await self.router.authorize(request.scope, context)
         try:
-            validation.check_lookup(request, self.limits)
-        except validation.InvalidRequestError as e:
-            await self._invalid(context, e)
-        response = await self.router.unary(
-            keys.namespace_key(request.scope),
-            lambda m, t: m.link.call(kind, request, t),
-            context,
-        )
-        _add_route_time(response.cache, started)
+            key = await self._checked(request, validation.check_lookup, context)
+            response = await self.router.failover(key, forward, context)
+        except CallError as e:
+            await e.abort(context)
+        _add_route_time(response.cache, started)  # type: ignore[attr-defined]
         return response
 
     async def Lookup(
         self, request: cache_pb2.LookupRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.LookupResponse:
-        return await self._read("lookup", request, context)
+        return await self._read(request, lambda m, t: m.link.lookup(request, t), context)
+
+    async def Complete(
+        self, request: cache_pb2.CompleteRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.CompleteResponse:
+        return await self._read(request, lambda m, t: m.link.complete(request, t), context)
 
     async def Store(
         self, request: cache_pb2.StoreRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.StoreResponse:
         started = time.perf_counter()
-        await self.router.authorize(request.scope, context)
         try:
-            validation.check_store(request, self.limits)
-        except validation.InvalidRequestError as e:
-            await self._invalid(context, e)
-        response = await self.router.unary(
-            keys.namespace_key(request.scope),
-            lambda m, t: m.link.call("store", request, t),
-            context,
-        )
+            key = await self._checked(request, validation.check_store, context)
+            response = await self.router.failover(
+                key, lambda m, t: m.link.store(request, t), context
+            )
+        except CallError as e:
+            await e.abort(context)
         response.timings.route_ms = max(
             0.0, 1000 * (time.perf_counter() - started) - response.timings.total_ms
         )
         return response
 
-    async def Complete(
-        self, request: cache_pb2.CompleteRequest, context: grpc.aio.ServicerContext
-    ) -> cache_pb2.CompleteResponse:
-        return await self._read("complete", request, context)
-
     async def StreamComplete(
         self, request: cache_pb2.CompleteRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[cache_pb2.CompleteChunk]:
-        await self.router.authorize(request.scope, context)
-        try:
-            validation.check_lookup(request, self.limits)
-        except validation.InvalidRequestError as e:
-            await self._invalid(context, e)
-        last = "no healthy shard"
-        for member in self.router.pool.order(keys.namespace_key(request.scope)):
-            member.in_flight += 1
-            sent = False
-            call: grpc.aio.UnaryStreamCall | None = None
+        async def open_stream(
+            member: Member, seconds: float
+        ) -> tuple[Member, grpc.aio.UnaryStreamCall, cache_pb2.CompleteChunk | None]:
+            # Until its first message the stream can still go elsewhere (failover): not if
+            # the shard froze (ejected) meanwhile.
+            call = member.cache.StreamComplete(request, timeout=seconds)
             try:
-                call = member.cache.StreamComplete(request, timeout=self.router._timeout(context))
-                chunks = aiter(call)
-                # Until the first message the stream can still go elsewhere: not if the
-                # shard froze (ejected) meanwhile.
-                first = await _unless_ejected(member, anext(chunks, None))
-                if first is None:
-                    return
-                sent = True
-                yield first
-                async for chunk in chunks:
-                    yield chunk
+                return member, call, await _rpc(anext(aiter(call), None))
+            except BaseException:
+                call.cancel()  # ended already, or left behind on an ejected shard
+                raise
+
+        try:
+            key = await self._checked(request, validation.check_lookup, context)
+            member, call, first = await self.router.failover(key, open_stream, context)
+            if first is None:
                 return
-            except grpc.aio.AioRpcError as e:
-                if call is not None:
-                    call.cancel()  # ended already, or left behind on an ejected shard
-                if sent or not _is_shard_down(e):
-                    await _pass_on(e, context)
-                self.router.pool.record_failure(member, e.code().name)
-                last = f"{member.id}: {e.details()}"
+            member.in_flight += 1
+            try:
+                yield first
+                async for chunk in _rpc_stream(call):
+                    yield chunk
             finally:
                 member.in_flight -= 1
-        await context.abort(grpc.StatusCode.UNAVAILABLE, f"no shard could serve: {last}")
+        except CallError as e:
+            await e.abort(context)
 
     async def Invalidate(
         self, request: cache_pb2.InvalidateRequest, context: grpc.aio.ServicerContext
@@ -225,53 +219,68 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
         await self.router.authorize(request.scope, context)
         target = request.target
         try:
-            validation.check_scope(request.scope, self.limits)
-            if target == cache_pb2.InvalidateRequest.TARGET_TENANT:
-                return await self._invalidate_everywhere(request, context)
-            if target == cache_pb2.InvalidateRequest.TARGET_NAMESPACE:
-                key = keys.namespace_key(request.scope)
-            elif request.entry_id or target == cache_pb2.InvalidateRequest.TARGET_ENTRY:
-                key = validation.check_entry_id(request.entry_id)
-            else:
-                raise validation.InvalidRequestError(
-                    "target: set target (ENTRY, NAMESPACE or TENANT) or entry_id"
-                )
-        except validation.InvalidRequestError as e:
-            await self._invalid(context, e)
-        return await self.router.unary(
-            key, lambda m, t: m.cache.Invalidate(request, timeout=t), context
-        )
+            try:
+                validation.check_scope(request.scope, self.limits)
+                if target == cache_pb2.InvalidateRequest.TARGET_TENANT:
+                    return await self._invalidate_everywhere(request, context)
+                if target == cache_pb2.InvalidateRequest.TARGET_NAMESPACE:
+                    key = keys.namespace_key(request.scope)
+                elif request.entry_id or target == cache_pb2.InvalidateRequest.TARGET_ENTRY:
+                    key = validation.check_entry_id(request.entry_id)
+                else:
+                    raise validation.InvalidRequestError(
+                        "target: set target (ENTRY, NAMESPACE or TENANT) or entry_id"
+                    )
+            except validation.InvalidRequestError as e:
+                raise CallError.invalid(str(e)) from None
+            return await self.router.failover(
+                key, lambda m, t: _rpc(m.cache.Invalidate(request, timeout=t)), context
+            )
+        except CallError as e:
+            await e.abort(context)
 
     async def _invalidate_everywhere(
         self, request: cache_pb2.InvalidateRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.InvalidateResponse:
         members = [m for m in self.router.pool.members.values() if m.healthy]
-        timeout = self.router._timeout(context)
+        timeout = self.router.timeout(context)
         replies = await asyncio.gather(
-            *(m.cache.Invalidate(request, timeout=timeout) for m in members), return_exceptions=True
+            *(_rpc(m.cache.Invalidate(request, timeout=timeout)) for m in members),
+            return_exceptions=True,
         )
         errors = [r for r in replies if isinstance(r, BaseException)]
         if errors:
             first = errors[0]
-            code = first.code() if isinstance(first, grpc.aio.AioRpcError) else None
-            await context.abort(
-                code or grpc.StatusCode.UNAVAILABLE,
-                f"{len(errors)} of {len(members)} shards failed: {first}",
-            )
-        return cache_pb2.InvalidateResponse(removed=sum(r.removed for r in replies))
+            code = first.code if isinstance(first, CallError) else grpc.StatusCode.UNAVAILABLE
+            raise CallError(code, f"{len(errors)} of {len(members)} shards failed: {first}")
+        return cache_pb2.InvalidateResponse(
+            removed=sum(r.removed for r in replies if not isinstance(r, BaseException))
+        )
 
     async def Feedback(
         self, request: cache_pb2.FeedbackRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.FeedbackResponse:
-        await self.router.authorize(request.scope, context)
         try:
-            validation.check_scope(request.scope, self.limits)
-            key = validation.check_entry_id(request.entry_id)
-        except validation.InvalidRequestError as e:
-            await self._invalid(context, e)
-        return await self.router.unary(
-            key, lambda m, t: m.cache.Feedback(request, timeout=t), context
-        )
+            await self.router.authorize(request.scope, context)
+            try:
+                validation.check_scope(request.scope, self.limits)
+                key = validation.check_entry_id(request.entry_id)
+            except validation.InvalidRequestError as e:
+                raise CallError.invalid(str(e)) from None
+            return await self.router.failover(
+                key, lambda m, t: _rpc(m.cache.Feedback(request, timeout=t)), context
+            )
+        except CallError as e:
+            await e.abort(context)
+
+
+async def _rpc_stream(call: grpc.aio.UnaryStreamCall) -> AsyncIterator[Any]:
+    """A shard's stream, its failure read as the `CallError` it carries."""
+    try:
+        async for message in call:
+            yield message
+    except grpc.aio.AioRpcError as e:
+        raise CallError.from_rpc(e) from None
 
 
 _COUNTERS = (
@@ -302,7 +311,7 @@ class RouterAdminServicer(cache_pb2_grpc.AdminServicer):
     ) -> cache_pb2.StatsResponse:
         await self.router.authorize_operator(context)
         members = list(self.router.pool.members.values())
-        timeout = min(self.router._timeout(context), 2.0)
+        timeout = min(self.router.timeout(context), 2.0)
         replies = await asyncio.gather(
             *(m.admin.Stats(request, timeout=timeout) for m in members), return_exceptions=True
         )

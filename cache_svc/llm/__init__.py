@@ -1,6 +1,6 @@
 """LLM backends: what a shard calls on a read-through miss."""
 
-from cache_svc.llm.base import Delta, Done, LLMBackend, LLMRequest, UpstreamError, collect
+from cache_svc.llm.base import Delta, Done, LLMBackend, LLMRequest, UpstreamError
 from cache_svc.llm.echo import EchoBackend
 from cache_svc.llm.openai import OpenAIBackend
 
@@ -12,5 +12,4 @@ __all__ = [
     "LLMRequest",
     "OpenAIBackend",
     "UpstreamError",
-    "collect",
 ]

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from cache_svc.entry import Answer, Usage
+from cache_svc.entry import Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,19 +59,3 @@ class LLMBackend(Protocol):
         ...
 
     async def aclose(self) -> None: ...
-
-
-async def collect(stream: AsyncIterator[Delta | Done]) -> Answer:
-    """Consumes a whole stream into an Answer that remembers its chunks."""
-    chunks: list[str] = []
-    async for event in stream:
-        if isinstance(event, Delta):
-            chunks.append(event.text)
-        else:
-            return Answer(
-                text="".join(chunks),
-                chunks=tuple(chunks),
-                finish_reason=event.finish_reason,
-                usage=event.usage,
-            )
-    raise UpstreamError(0, "the stream ended without finishing")

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from semcache.enums import KIND_NAMES, STATUS_NAMES
 from semcache.v1 import cache_pb2
 
 
@@ -29,14 +30,6 @@ class Timings:
     @classmethod
     def from_proto(cls, message: cache_pb2.Timings) -> Timings:
         return cls(**_fields_of(cls, message))
-
-
-_STATUS = {
-    cache_pb2.CACHE_STATUS_HIT: "hit",
-    cache_pb2.CACHE_STATUS_MISS: "miss",
-    cache_pb2.CACHE_STATUS_BYPASS: "bypass",
-}
-_KIND = {cache_pb2.MATCH_KIND_EXACT: "exact", cache_pb2.MATCH_KIND_SEMANTIC: "semantic"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +79,8 @@ class CacheInfo:
         return cls(
             **_fields_of(cls, message)
             | {
-                "status": _STATUS.get(message.status, ""),
-                "kind": _KIND.get(message.kind, ""),
+                "status": STATUS_NAMES.get(message.status, ""),
+                "kind": KIND_NAMES.get(message.kind, ""),
                 "degraded": tuple(message.degraded),
                 "timings": Timings.from_proto(message.timings),
                 "fired_guards": tuple(message.fired_guards),

@@ -39,14 +39,6 @@ MAX_PENDING = 1024
 _CLOSING = object()  # in a server's answer queue: the server is stopping
 
 
-_STATUS_BY_VALUE = {status.value[0]: status for status in grpc.StatusCode}
-
-
-def status_code(value: int) -> grpc.StatusCode:
-    """The status an error answer's `code` field names (UNKNOWN for a number it does not)."""
-    return _STATUS_BY_VALUE.get(value, grpc.StatusCode.UNKNOWN)
-
-
 class StreamClosedError(Exception):
     """The stream ended before the request was answered."""
 

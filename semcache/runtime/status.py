@@ -1,0 +1,119 @@
+"""How a call fails, once for every hop: `CallError` (a gRPC status, its message and, when
+the LLM upstream failed, the upstream's HTTP status) and the maps between gRPC and HTTP.
+
+A shard's handlers raise it, its servicer and its ShardLink end a call or a forwarded
+message with it, the router reads it back from either and fails over or passes it on, and
+the HTTP front turns it into an OpenAI-style error. Over the wire it travels as the status,
+details and trailing metadata (`semcache.metadata`) every gRPC client sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NoReturn
+
+import grpc
+
+from semcache.metadata import UPSTREAM_ERROR, UPSTREAM_STATUS
+
+_BY_VALUE = {status.value[0]: status for status in grpc.StatusCode}
+
+#: An upstream's HTTP status -> the gRPC status the call ends with (anything else, and no
+#: answer at all: UNAVAILABLE).
+_GRPC_FOR_HTTP = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    408: grpc.StatusCode.DEADLINE_EXCEEDED,
+    409: grpc.StatusCode.ABORTED,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+#: gRPC status -> (HTTP status, OpenAI error type) for the HTTP front.
+_HTTP_FOR_GRPC = {
+    grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_request_error"),
+    grpc.StatusCode.UNAUTHENTICATED: (401, "authentication_error"),
+    grpc.StatusCode.PERMISSION_DENIED: (403, "permission_error"),
+    grpc.StatusCode.NOT_FOUND: (404, "not_found_error"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "rate_limit_error"),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (504, "timeout_error"),
+    grpc.StatusCode.UNAVAILABLE: (503, "service_unavailable"),
+}
+
+
+def status_code(value: int) -> grpc.StatusCode:
+    """The StatusCode of its integer value (UNKNOWN for a value gRPC does not define)."""
+    return _BY_VALUE.get(value, grpc.StatusCode.UNKNOWN)
+
+
+def grpc_for_http(status: int) -> grpc.StatusCode:
+    """The gRPC status for an upstream HTTP status (0: no answer at all)."""
+    return _GRPC_FOR_HTTP.get(status, grpc.StatusCode.UNAVAILABLE)
+
+
+class CallError(Exception):
+    """A call's failure: `code`, `message`, and `upstream_status` when the LLM upstream
+    caused it (its HTTP status; 0 when it did not answer), None when the cache did."""
+
+    def __init__(
+        self, code: grpc.StatusCode, message: str, *, upstream_status: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code, self.message, self.upstream_status = code, message, upstream_status
+
+    @classmethod
+    def invalid(cls, message: str) -> CallError:
+        return cls(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+    @classmethod
+    def from_upstream(cls, http_status: int, message: str) -> CallError:
+        return cls(grpc_for_http(http_status), message, upstream_status=http_status)
+
+    @classmethod
+    def from_metadata(
+        cls, code: grpc.StatusCode, message: str, trailing: Sequence[tuple[str, str | bytes]]
+    ) -> CallError:
+        """Read back from a call's status and trailing metadata (`trailing_metadata`)."""
+        pairs = [(k, v.decode() if isinstance(v, bytes) else v) for k, v in trailing]
+        upstream = None
+        if UPSTREAM_ERROR in pairs:
+            status = dict(pairs).get(UPSTREAM_STATUS, "0")
+            upstream = int(status) if status.isdigit() else 0
+        return cls(code, message, upstream_status=upstream)
+
+    @classmethod
+    def from_rpc(cls, error: grpc.aio.AioRpcError) -> CallError:
+        return cls.from_metadata(
+            error.code(), error.details() or "", tuple(error.trailing_metadata() or ())
+        )
+
+    @property
+    def upstream(self) -> bool:
+        return self.upstream_status is not None
+
+    @property
+    def server_down(self) -> bool:
+        """UNAVAILABLE from the cache itself: another server may serve the call (an
+        upstream's UNAVAILABLE is the LLM's, and the same anywhere)."""
+        return self.code == grpc.StatusCode.UNAVAILABLE and not self.upstream
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        if self.upstream_status is None:
+            return ()
+        return (UPSTREAM_ERROR, (UPSTREAM_STATUS, str(self.upstream_status)))
+
+    def http(self) -> tuple[int, str]:
+        """(HTTP status, OpenAI error type): an upstream's error keeps the upstream's status;
+        one that did not answer is a 502."""
+        if self.upstream_status:
+            return self.upstream_status, "upstream_error"
+        if self.upstream_status == 0:
+            return 502, "upstream_error"
+        return _HTTP_FOR_GRPC.get(self.code, (500, "api_error"))
+
+    async def abort(self, context: grpc.aio.ServicerContext) -> NoReturn:
+        """Ends a gRPC call with this error: status, details, trailing metadata."""
+        context.set_trailing_metadata(self.trailing_metadata())
+        await context.abort(self.code, self.message)
+        raise AssertionError("unreachable: abort raises")
