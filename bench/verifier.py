@@ -34,7 +34,8 @@ import numpy as np
 from bench.embed import machine
 from embed_svc.build import recipe
 from embed_svc.build.__main__ import ensure_build_env, package_weights
-from semcache.quality import augment, dataset, embeddings
+from semcache.evaluation import embeddings
+from semcache.quality import augment, dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semcache.quality import evaluate, guards
-from semcache.quality.calibrate import calibrate, choose_cut, fit_logistic, stream_candidates
-from semcache.quality.embeddings import embed_texts
+from semcache.evaluation import data
+from semcache.evaluation.calibrate import calibrate, choose_cut, fit_logistic, stream_candidates
+from semcache.evaluation.embeddings import embed_texts
+from semcache.quality import guards
 from semcache.quality.policy import HitPolicy
 from semcache.runtime.config import ShardConfig
 
@@ -54,10 +55,10 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 async def test_calibrating_on_the_shipped_pairs(embedder_address, cache_dir, tmp_path) -> None:
-    pairs = evaluate.load_pairs(PAIRS)
-    fit, test = evaluate.split(pairs)
+    pairs = data.load_pairs(PAIRS)
+    fit, test = data.split(pairs)
     assert {p.a for p in fit}.isdisjoint(p.a for p in test)  # never judged on what it saw
-    vectors = await embed_texts(evaluate.texts_of(pairs), embedder_address)
+    vectors = await embed_texts(data.texts_of(pairs), embedder_address)
     floor = HitPolicy(thresholds={"default": 0.5})
     policy, seen = calibrate(fit, vectors, base=floor, target_precision=0.8)
 
@@ -169,8 +170,8 @@ async def test_calibrating_on_the_groups_fits_on_train_and_cuts_on_dev(
     assert written["embedder"] == model_name(fitted["model"])  # shards match it by model
     held_out = json.loads(report.read_text())
     assert held_out["split"] == "test" and "by_kind" in held_out["policy"]
-    groups = evaluate.load_pairs(recipe.GROUPS_DIR)
-    assert held_out["queries"] == len(evaluate.select(groups, "test"))
+    groups = data.load_pairs(recipe.GROUPS_DIR)
+    assert held_out["queries"] == len(data.select(groups, "test"))
 
     bad = await asyncio.to_thread(
         subprocess.run,

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from semcache.dev.probe import free_port
-from semcache.quality import evaluate
-from semcache.quality.embeddings import EmbeddingError, TextVectors, VectorCache, embed_texts
-from semcache.quality.evaluate import Pair, PairsError
-from semcache.quality.plot import PlotError, plot_report
+from semcache.evaluation import data, metrics, report
+from semcache.evaluation.data import Pair, PairsError
+from semcache.evaluation.embeddings import EmbeddingError, TextVectors, VectorCache, embed_texts
+from semcache.evaluation.plot import PlotError, plot_report
 from semcache.quality.policy import Decision, HitPolicy
 
 ROOT = Path(__file__).parent.parent
@@ -58,12 +58,12 @@ def test_load_pairs(tmp_path: Path) -> None:
         '{"a": "w", "b": "v", "label": 0}\n',
         encoding="utf-8",
     )
-    assert evaluate.load_pairs(path) == [
+    assert data.load_pairs(path) == [
         Pair("x", "y", 1, kind="paraphrase"),
         Pair("x", "z", 0, category="code"),
         Pair("w", "v", 0),
     ]
-    assert len(evaluate.load_pairs(path, limit=2)) == 2
+    assert len(data.load_pairs(path, limit=2)) == 2
 
 
 @pytest.mark.parametrize(
@@ -83,32 +83,32 @@ def test_load_pairs_names_the_bad_line(tmp_path: Path, line: str, problem: str) 
     path = tmp_path / "p.jsonl"
     path.write_text('{"a": "x", "b": "y", "label": 1}\n\n' + line + "\n", encoding="utf-8")
     with pytest.raises(PairsError, match=f"p.jsonl:3: .*{problem}".replace("[", r"\[")):
-        evaluate.load_pairs(path)
+        data.load_pairs(path)
 
 
 def test_load_pairs_without_pairs(tmp_path: Path) -> None:
     (tmp_path / "empty.jsonl").write_text("\n\n", encoding="utf-8")
     with pytest.raises(PairsError, match=r"empty.jsonl: no pairs"):
-        evaluate.load_pairs(tmp_path / "empty.jsonl")
+        data.load_pairs(tmp_path / "empty.jsonl")
     with pytest.raises(PairsError, match=r"missing.jsonl: No such file"):
-        evaluate.load_pairs(tmp_path / "missing.jsonl")
+        data.load_pairs(tmp_path / "missing.jsonl")
 
 
 def test_split_is_deterministic_grouped_by_a_and_about_a_fifth() -> None:
     pairs = [
         Pair(f"question {i}", f"variant {i}.{j}", j % 2) for i in range(1000) for j in range(3)
     ]
-    fit, test = evaluate.split(pairs)
-    assert (fit, test) == evaluate.split(list(pairs))
+    fit, test = data.split(pairs)
+    assert (fit, test) == data.split(list(pairs))
     assert len(fit) + len(test) == len(pairs)
     test_a, fit_a = {p.a for p in test}, {p.a for p in fit}
     assert not test_a & fit_a  # no `a` on both sides
     assert all(sum(p.a == a for p in test) == 3 for a in list(test_a)[:20])
     assert 0.17 < len(test_a) / 1000 < 0.23
-    assert evaluate.select(pairs, "test") == test
-    assert evaluate.select(pairs, "all") == pairs
+    assert data.select(pairs, "test") == test
+    assert data.select(pairs, "all") == pairs
     # Another seed is another split.
-    assert evaluate.split(pairs, seed="other")[1] != test
+    assert data.split(pairs, seed="other")[1] != test
 
 
 # --- metrics on hand-made vectors ---------------------------------------------------------
@@ -121,7 +121,7 @@ def test_pair_metrics_counts() -> None:
         ["paraphrase", "paraphrase", "negation", "paraphrase", "number", "unrelated", "unrelated"],
         dtype=object,
     )
-    m = evaluate.pair_metrics(hit, label, kinds)
+    m = metrics.pair_metrics(hit, label, kinds)
     assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (2, 2, 1, 2)
     assert m["precision"] == 0.5
     assert m["recall"] == pytest.approx(2 / 3)
@@ -131,7 +131,7 @@ def test_pair_metrics_counts() -> None:
     # Traps: the negation (hit) and the number (missed); unrelated pairs are not traps.
     assert m["traps_blocked"] == 0.5
     assert m["paraphrases_kept"] == m["recall"]
-    nothing = evaluate.pair_metrics(np.zeros(3, bool), np.zeros(3, bool))
+    nothing = metrics.pair_metrics(np.zeros(3, bool), np.zeros(3, bool))
     assert nothing["precision"] is None and nothing["recall"] is None
 
 
@@ -139,7 +139,7 @@ def test_stream_metrics_counts() -> None:
     hit = np.array([1, 1, 1, 0, 1], dtype=bool)
     right = np.array([1, 0, 0, 1, 1], dtype=bool)
     label = np.array([1, 1, 0, 1, 0], dtype=bool)
-    m = evaluate.stream_metrics(hit, right, label)
+    m = metrics.stream_metrics(hit, right, label)
     assert (m["hits"], m["correct_hits"], m["wrong_hits"]) == (4, 2, 2)
     assert m["hit_rate"] == 0.8
     assert m["recall"] == pytest.approx(1 / 3)  # only the first true duplicate hit right
@@ -154,7 +154,7 @@ def test_pairs_protocol_on_known_cosines() -> None:
         | {name: at_angle(c) for name, c in cosines.items()}
     )
     pairs = [Pair("anchor", name, int(name.startswith("p"))) for name in cosines]
-    result = evaluate.evaluate_pairs(pairs, vectors, HitPolicy.static(0.9))
+    result = metrics.evaluate_pairs(pairs, vectors, HitPolicy.static(0.9))
     policy = result["policy"]
     assert (policy["tp"], policy["fp"], policy["fn"], policy["tn"]) == (2, 1, 1, 1)
     assert policy["threshold"] == 0.9
@@ -191,7 +191,7 @@ def test_stream_protocol_on_known_vectors() -> None:
         Pair("A2", "q-far", 0),
         Pair("A1", "A2", 0),  # the query is the cached A2 itself: an exact hit, right
     ]
-    result = evaluate.evaluate_stream(pairs, vectors, HitPolicy.static(0.9))
+    result = metrics.evaluate_stream(pairs, vectors, HitPolicy.static(0.9))
     assert result["entries"] == 2 and result["queries"] == 5
     assert result["retrieval"] == {"distinct_queries": 5, "exact": 1, "top1_right": 0.5}
     policy = result["policy"]
@@ -230,7 +230,7 @@ def test_the_policy_is_asked_with_query_cached_second_and_category() -> None:
     vectors = text_vectors({"a1": unit(1, 0), "a2": unit(0, 1), "b": unit(1, 0.1)})
     pairs = [Pair("a1", "b", 1, category="code"), Pair("a2", "b", 0)]
     policy = RecordingPolicy([])
-    result = evaluate.evaluate_pairs(pairs, vectors, policy)  # type: ignore[arg-type]
+    result = metrics.evaluate_pairs(pairs, vectors, policy)  # type: ignore[arg-type]
     assert [(q, c, s is not None, sec, cat) for q, c, s, sec, cat in policy.calls] == [
         ("b", "a1", True, None, "code"),
         ("b", "a2", True, None, ""),
@@ -238,7 +238,7 @@ def test_the_policy_is_asked_with_query_cached_second_and_category() -> None:
     assert result["policy"]["guards"] == {"low": 1}
     assert result["policy"]["categories"] == {"code": 1, "default": 1}
     policy.calls.clear()
-    evaluate.evaluate_stream(pairs, vectors, policy)  # type: ignore[arg-type]
+    metrics.evaluate_stream(pairs, vectors, policy)  # type: ignore[arg-type]
     (q, cached, similarity, second, _), _ = policy.calls
     assert (q, cached) == ("b", "a1")  # both queries are "b": its best candidate
     assert similarity == pytest.approx(float(unit(1, 0.1)[0]), abs=1e-6)
@@ -251,20 +251,20 @@ def test_nearest_is_exact_and_chunked() -> None:
     entries /= np.linalg.norm(entries, axis=1, keepdims=True)
     queries = rng.normal(size=(23, 8)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    best, best_sim, second = evaluate.nearest(entries, queries, chunk=4)
+    best, best_sim, second = metrics.nearest(entries, queries, chunk=4)
     sims = queries @ entries.T
     ranked = np.sort(sims, axis=1)
     assert (best == sims.argmax(axis=1)).all()
     assert np.allclose(best_sim, ranked[:, -1], atol=1e-6)
     assert np.allclose(second, ranked[:, -2], atol=1e-6)
-    _, _, alone = evaluate.nearest(entries[:1], queries)
+    _, _, alone = metrics.nearest(entries[:1], queries)
     assert np.isnan(alone).all()
 
 
 def test_report_table_and_plot(tmp_path: Path) -> None:
     vectors = text_vectors({"a": unit(1, 0), "b": at_angle(0.93), "c": at_angle(0.6)})
     pairs = [Pair("a", "b", 1, kind="paraphrase"), Pair("a", "c", 0, kind="negation")]
-    result = evaluate.report(
+    result = report.report(
         pairs=pairs,
         vectors=vectors,
         policy=HitPolicy.static(0.8),
@@ -272,23 +272,23 @@ def test_report_table_and_plot(tmp_path: Path) -> None:
         policy_name="static 0.8",
         data="x/p.jsonl",
     )
-    table = evaluate.format_table(result)
+    table = report.format_table(result)
     assert "policy static 0.8" in table and "static *" in table
-    assert result["policy"]["by_kind"]["negation"] == {
+    assert result.policy["by_kind"]["negation"] == {
         "queries": 1,
         "positives": 0,
         "hits": 0,
         "hits_positive": 0,
         "hits_negative": 0,
     }
-    json.dumps(result, allow_nan=False)  # strict JSON: no NaN anywhere
+    json.dumps(result.to_json(), allow_nan=False)  # strict JSON: no NaN anywhere
     plot_report(result, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
 
 
 def test_plot_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     vectors = text_vectors({"a": unit(1, 0), "b": at_angle(0.93)})
-    result = evaluate.report(
+    result = report.report(
         pairs=[Pair("a", "b", 1)], vectors=vectors, policy=HitPolicy.static(0.9), protocol="pairs"
     )
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
@@ -338,16 +338,16 @@ async def test_embed_texts_errors(cache_dir: Path) -> None:
 
 @pytest.mark.parametrize("protocol", ["pairs", "stream"])
 async def test_protocols_end_to_end(embedder_address: str, cache_dir: Path, protocol: str) -> None:
-    pairs = evaluate.load_pairs(PAIRS)
-    vectors = await embed_texts(evaluate.texts_of(pairs), embedder_address)
-    result = evaluate.report(
+    pairs = data.load_pairs(PAIRS)
+    vectors = await embed_texts(data.texts_of(pairs), embedder_address)
+    result = report.report(
         pairs=pairs,
         vectors=vectors,
         policy=HitPolicy.static(0.9),
         protocol=protocol,
         policy_name="static 0.9",
         data=str(PAIRS),
-    )
+    ).to_json()
     assert result["schema"] == 1 and result["protocol"] == protocol
     assert result["pairs"] == result["queries"] == len(pairs) == 180
     assert result["model"] == vectors.model

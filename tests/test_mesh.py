@@ -21,7 +21,7 @@ import grpc
 import httpx
 import pytest
 
-from semcache.cli import GRPCURL
+from semcache.cli.up import GRPCURL
 from semcache.client import Client, SemcacheError
 from semcache.dev.mesh import MeshPorts
 from semcache.dev.probe import free_port, free_port_run

@@ -1,188 +1,34 @@
-"""Hit quality of a HitPolicy on labelled pairs: the `pairs` and `stream` protocols.
-
-    pairs = select(load_pairs("qqp-dev.jsonl"), "test")
-    vectors = await embed_texts([t for p in pairs for t in (p.a, p.b)], embedder)
-    result = report(pairs=pairs, vectors=vectors, policy=HitPolicy.default(), protocol="stream")
+"""The evaluation's metrics: the `pairs` and `stream` protocols over pairs, vectors and a
+HitPolicy, as plain rows (dicts of counts and rates, every field described in
+docs/eval.md). Pure logic: no I/O.
 
 `pairs` judges each pair alone: would the policy serve `a`'s answer for `b`, given their
 cosine similarity? `stream` is what a cache sees: every distinct `a` is cached, every `b` is
 a query against all of them (exact search), and the policy judges the best candidate, with
 the second best's similarity as context. Both also sweep one static threshold over
 0.50..0.99, and compare the policy with the static threshold of the same recall.
-
-Pure logic: pairs, vectors and a policy in, plain dicts out (the `semcache eval --json`
-report, every field described in docs/eval.md). The only I/O is `load_pairs` reading a file.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
-import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from semcache.quality import dataset
+from semcache.evaluation.data import Pair, Vectors
 from semcache.quality.policy import HitPolicy
 
-SCHEMA = 1
-PROTOCOLS = ("pairs", "stream")
-SPLITS = ("all", "test")
 #: The static sweep: 0.50, 0.51, ..., 0.99.
 THRESHOLDS = tuple(round(0.5 + i / 100, 2) for i in range(50))
-TEST_FRACTION = 0.2
-#: Changing it moves pairs between fit and test: a calibrated policy's test numbers would
-#: then include pairs it was fitted on.
-SPLIT_SEED = "semcache-split-v1"
 #: Kinds that are not near-miss traps: a label-0 pair of any other kind is a trap.
 NOT_TRAPS = frozenset({"paraphrase", "unrelated"})
 #: Queries per similarity block in exact search: 256 x 40k float32 = 40 MB at a time.
 SEARCH_CHUNK = 256
-
-
-class PairsError(ValueError):
-    """A pairs file that cannot be used; the message names the file and line."""
-
-
-@dataclass(frozen=True, slots=True)
-class Pair:
-    """Two texts and whether they mean the same (label 1) or not (0)."""
-
-    a: str
-    b: str
-    label: int
-    #: What the pair tests (hand-written sets: paraphrase, negation, number, ...), or "".
-    kind: str = ""
-    #: The hit-policy category to decide with, or "" (the policy's default or detection).
-    category: str = ""
-    #: The project's groups carry their split (train, dev, test); "" for pairs files.
-    split: str = ""
-
-
-class Vectors(Protocol):
-    """Unit vectors by text (`semcache.quality.embeddings.TextVectors` is one)."""
-
-    model: str
-
-    def of(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-# --- data ---------------------------------------------------------------------------------
-
-
-def _text(record: dict[str, Any], key: str, where: str, *, required: bool) -> str:
-    value = record.get(key, None if required else "")
-    if not isinstance(value, str) or (required and not value.strip()):
-        want = "a non-empty string" if required else "a string when given"
-        raise PairsError(f"{where}: {key!r} must be {want}, got {value!r}")
-    return value
-
-
-def _parse(line: str, where: str) -> Pair:
-    record = dataset.json_object(line, where, PairsError)
-    a = _text(record, "a", where, required=True)
-    b = _text(record, "b", where, required=True)
-    label = record.get("label")
-    if not isinstance(label, int) or label not in (0, 1):
-        raise PairsError(f"{where}: 'label' must be 0 or 1, got {label!r}")
-    return Pair(
-        a=a,
-        b=b,
-        label=int(label),
-        kind=_text(record, "kind", where, required=False),
-        category=_text(record, "category", where, required=False),
-    )
-
-
-def load_pairs(path: Path | str, limit: int | None = None) -> list[Pair]:
-    """The pairs of a JSONL file (`a`, `b`, `label`, optional `kind`, `category`), the first
-    `limit` only when given. Blank lines are skipped; anything else wrong is a PairsError
-    naming `file:line`. A directory is read as the project's groups (`dataset.py`): every
-    group's pairs, with their kinds and splits."""
-    path = Path(path)
-    if path.is_dir():
-        return _group_pairs(path, limit)
-    pairs: list[Pair] = []
-    try:
-        with path.open(encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if limit is not None and len(pairs) >= limit:
-                    break
-                if line.strip():
-                    pairs.append(_parse(line, f"{path}:{number}"))
-    except OSError as e:
-        raise PairsError(f"{path}: {e.strerror or e}") from e
-    except UnicodeDecodeError as e:
-        raise PairsError(f"{path}:{len(pairs) + 1}?: not UTF-8 text ({e.reason})") from e
-    if not pairs:
-        raise PairsError(f"{path}: no pairs")
-    return pairs
-
-
-def _group_pairs(path: Path, limit: int | None) -> list[Pair]:
-    try:
-        groups = dataset.load_groups([path])
-    except (dataset.DatasetError, OSError) as e:
-        raise PairsError(str(e)) from e
-    pairs = [
-        Pair(str(p["a"]), str(p["b"]), int(str(p["label"])), kind=str(p["kind"]), split=g.split)
-        for g in groups
-        for p in dataset.pairs_of(g)
-    ]
-    if not pairs:
-        raise PairsError(f"{path}: no groups")
-    return pairs[:limit]
-
-
-def is_test(text: str, test_fraction: float = TEST_FRACTION, seed: str = SPLIT_SEED) -> bool:
-    """Whether pairs whose `a` is `text` are held out: a keyed blake2b of the text, so the
-    answer never changes between runs, machines or Python versions."""
-    h = hashlib.blake2b(text.encode("utf-8"), digest_size=8, key=seed.encode("utf-8")[:64])
-    return int.from_bytes(h.digest(), "big") < test_fraction * 2**64
-
-
-def split(
-    pairs: Sequence[Pair], test_fraction: float = TEST_FRACTION, seed: str = SPLIT_SEED
-) -> tuple[list[Pair], list[Pair]]:
-    """(fit, test): about `test_fraction` of the pairs held out, grouped by `a`, so pairs that
-    share an `a` are all on one side (what a calibrator fits never leaks into its test)."""
-    fit: list[Pair] = []
-    test: list[Pair] = []
-    for pair in pairs:
-        (test if is_test(pair.a, test_fraction, seed) else fit).append(pair)
-    return fit, test
-
-
-def select(pairs: Sequence[Pair], which: str) -> list[Pair]:
-    """`all` the pairs, or only the held-out `test` split (or the `fit` side). Pairs that
-    carry their split (the project's groups) also have `train` (= `fit`) and `dev`."""
-    if which == "all":
-        return list(pairs)
-    if pairs and pairs[0].split:
-        wanted = {"fit": "train"}.get(which, which)
-        if wanted not in dataset.SPLITS:
-            raise ValueError(f"split must be one of all, train, dev, test; got {which!r}")
-        return [p for p in pairs if p.split == wanted]
-    fit, test = split(pairs)
-    if which == "test":
-        return test
-    if which == "fit":
-        return fit
-    raise ValueError(f"split must be one of all, test, fit; got {which!r}")
-
-
-def texts_of(pairs: Sequence[Pair]) -> list[str]:
-    """The distinct texts of `pairs`, in first-seen order: what to embed."""
-    return list(dict.fromkeys(t for p in pairs for t in (p.a, p.b)))
-
-
-# --- metrics ------------------------------------------------------------------------------
 
 
 def _share(part: int, whole: int) -> float | None:
@@ -324,9 +170,6 @@ def compare(policy: dict[str, Any], sweep: Sequence[dict[str, Any]], protocol: s
         # policy / static error at the same recall: < 1 means fewer errors than static.
         "ratio": mine / theirs if mine is not None and theirs else None,
     }
-
-
-# --- the protocols ------------------------------------------------------------------------
 
 
 def _kinds(pairs: Sequence[Pair]) -> np.ndarray | None:
@@ -474,144 +317,3 @@ def evaluate_stream(pairs: Sequence[Pair], vectors: Vectors, policy: HitPolicy) 
         "sweep": sweep,
         "comparison": compare(row, sweep, "stream"),
     }
-
-
-def report(
-    *,
-    pairs: Sequence[Pair],
-    vectors: Vectors,
-    policy: HitPolicy,
-    protocol: str,
-    policy_name: str = "",
-    data: str = "",
-    split: str = "all",
-    embed_seconds: float = 0.0,
-) -> dict[str, Any]:
-    """The whole evaluation as the `semcache eval --json` report (schema in docs/eval.md)."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}")
-    if not pairs:
-        raise ValueError("no pairs to evaluate")
-    started = time.perf_counter()
-    run = evaluate_stream if protocol == "stream" else evaluate_pairs
-    result = run(pairs, vectors, policy)
-    seconds = {
-        "embed": round(embed_seconds, 3),
-        "evaluate": round(time.perf_counter() - started, 3),
-    }
-    out: dict[str, Any] = {
-        "schema": SCHEMA,
-        "data": data,
-        "protocol": protocol,
-        "split": split,
-        "pairs": len(pairs),
-        "queries": result["queries"],
-        "entries": result["entries"],
-        "model": vectors.model,
-        "policy": {"name": policy_name} | result["policy"],
-        "sweep": result["sweep"],
-        "comparison": result["comparison"],
-        "seconds": seconds,
-    }
-    if "retrieval" in result:
-        out["retrieval"] = result["retrieval"]
-    return out
-
-
-# --- the table ----------------------------------------------------------------------------
-
-
-def _number(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.{digits}f}"
-
-
-def format_table(result: dict[str, Any]) -> str:
-    """The report for people: the policy, then every other swept threshold (and the one
-    matched on recall, marked *), then the comparison in one sentence."""
-    stream = result["protocol"] == "stream"
-    columns = (
-        [
-            ("hit rate", "hit_rate"),
-            ("recall", "recall"),
-            ("precision", "precision"),
-            ("wrong-hit rate", "wrong_hit_rate"),
-            ("wrong hits", "wrong_hits"),
-        ]
-        if stream
-        else [
-            ("hits", "hits"),
-            ("precision", "precision"),
-            ("recall", "recall"),
-            ("F1", "f1"),
-            ("accuracy", "accuracy"),
-            ("FP", "fp"),
-            ("FP rate", "false_positive_rate"),
-        ]
-    )
-    if "traps_blocked" in result["policy"]:
-        columns.append(("traps blocked", "traps_blocked"))
-    comparison = result["comparison"]
-    policy = result["policy"]
-    rows = [("", "threshold", *(name for name, _ in columns))]
-    rows.append(
-        (
-            f"policy {policy['name']}".strip(),
-            _number(policy["threshold"], 2),
-            *(_number(policy[key]) for _, key in columns),
-        )
-    )
-    for r in result["sweep"]:
-        matched = r["threshold"] == comparison["static_threshold"]
-        if matched or round(r["threshold"] * 100) % 2 == 0:
-            rows.append(
-                (
-                    "static *" if matched else "static",
-                    f"{r['threshold']:.2f}",
-                    *(_number(r[key]) for _, key in columns),
-                )
-            )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        f"{Path(result['data']).name or 'pairs'}: {result['protocol']} protocol, "
-        f"split {result['split']}, {result['pairs']:,} pairs"
-        + (
-            f", {result['queries']:,} queries against {result['entries']:,} cached entries"
-            if stream
-            else ""
-        ),
-        f"model {result['model']}; embedding {result['seconds']['embed']:.1f} s, "
-        f"evaluation {result['seconds']['evaluate']:.1f} s",
-        "",
-    ]
-    lines += [
-        "  ".join(
-            c.rjust(w) if i else c.ljust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in rows
-    ]
-    metric = comparison["metric"].replace("_", " ")
-    mine, theirs = comparison["policy"], comparison["static"]
-    ratio = comparison["ratio"]
-    lines += [
-        "",
-        f"* at the policy's recall ({_number(mine['recall'])}), static "
-        f"{comparison['static_threshold']:.2f} (recall {_number(theirs['recall'])}"
-        f"{'' if comparison['matched'] else ', the highest swept'}) has {metric} "
-        f"{_number(theirs[comparison['metric']], 4)}; the policy "
-        f"{_number(mine[comparison['metric']], 4)}"
-        + (f" ({ratio:.2f}x)" if ratio is not None else ""),
-    ]
-    if "retrieval" in result:
-        lines.append(
-            f"  right answer ranked first for {_number(result['retrieval']['top1_right'])} of "
-            "true duplicates (the recall ceiling of any policy)"
-        )
-    if policy.get("guards"):
-        vetoes = ", ".join(f"{g} {n:,}" for g, n in sorted(policy["guards"].items()))
-        lines.append(f"  guard vetoes: {vetoes}")
-    return "\n".join(lines)

@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from semcache.evaluation.data import Pair, Vectors
+from semcache.evaluation.metrics import Candidate, stream_candidates
 from semcache.quality import guards
-from semcache.quality.evaluate import Candidate, Pair, Vectors, stream_candidates
 from semcache.quality.features import FEATURES, features
 from semcache.quality.policy import VETO, HitPolicy, LogisticModel, detect_category
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from semcache.evaluation.report import Report
+
 
 class PlotError(RuntimeError):
     """The chart cannot be drawn (matplotlib missing, or the file cannot be written)."""
@@ -48,7 +50,7 @@ def _point(ax: Any, row: dict, x: str, y: str, label: str, style: str, color: st
         ax.plot([row[x]], [row[y]], style, color=color, markersize=11, label=label, zorder=3)
 
 
-def plot_report(report: dict[str, Any], out: Path) -> None:
+def plot_report(report: Report, out: Path) -> None:
     """Writes a PNG: precision vs recall and, for the stream protocol, wrong-hit rate vs hit
     rate beside it; the policy and the static threshold of the same recall are marked."""
     try:
@@ -58,28 +60,26 @@ def plot_report(report: dict[str, Any], out: Path) -> None:
         raise PlotError(
             "--plot needs matplotlib: pip install 'semcache[eval]' (or matplotlib)"
         ) from e
-    stream = report["protocol"] == "stream"
+    stream = report.protocol == "stream"
     panels = 2 if stream else 1
     figure = Figure(figsize=(6.5 * panels, 5.5), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, panels, squeeze=False)[0]
-    name = Path(report["data"]).name or "pairs"
-    policy, comparison = report["policy"], report["comparison"]
-    static = next(r for r in report["sweep"] if r["threshold"] == comparison["static_threshold"])
+    name = Path(report.data).name or "pairs"
+    policy, comparison = report.policy, report.comparison
+    static = next(r for r in report.sweep if r["threshold"] == comparison["static_threshold"])
     policy_label = f"policy {policy['name']}".strip()
     static_label = f"static {static['threshold']:.2f} (same recall)"
     charts = [("recall", "precision", "precision vs recall")]
     if stream:
         charts.append(("hit_rate", "wrong_hit_rate", "wrong-hit rate vs hit rate"))
     for ax, (x, y, title) in zip(axes, charts, strict=True):
-        _curve(ax, report["sweep"], x, y)
+        _curve(ax, report.sweep, x, y)
         _point(ax, static, x, y, static_label, "o", "tab:orange")
         _point(ax, policy, x, y, policy_label, "*", "tab:red")
         ax.set_xlabel(x.replace("_", " "))
         ax.set_ylabel(y.replace("_", " "))
-        ax.set_title(
-            f"{name} ({report['protocol']}, split {report['split']}): {title}", fontsize=10
-        )
+        ax.set_title(f"{name} ({report.protocol}, split {report.split}): {title}", fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     try:
