@@ -54,7 +54,7 @@ def make_shard(config: ShardConfig, llm: LLMBackend | None = None) -> Shard:
         embedder=EmbedderClient(
             config.embedder,
             timeout=config.embedder_timeout,
-            tls=config.load_tls(),
+            tls=config.tls,
             cache_entries=config.vector_cache_entries,
             breaker=CircuitBreaker(
                 failures_to_open=config.embedder_breaker_failures,
@@ -66,7 +66,7 @@ def make_shard(config: ShardConfig, llm: LLMBackend | None = None) -> Shard:
             config.redis, max_backlog=config.redis_backlog, write_timeout=config.redis_timeout
         ),
         llm=llm or make_llm(config),
-        policies=config.load_policy(),
+        policies=config.policies,
         eviction=make_eviction(config.eviction, Capacity(config.max_entries, config.max_bytes)),
     )
 

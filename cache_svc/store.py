@@ -303,6 +303,8 @@ class WriteThroughStore:
             metrics.REDIS_BACKLOG.set(len(self._backlog))
 
     async def _flush_forever(self) -> None:
+        # Woken by writes that could not go through, not by a timer (so not a Periodic);
+        # like a Periodic, it outlives any failure of a step.
         assert self._client is not None
         while True:
             await self._wake.wait()
@@ -314,6 +316,9 @@ class WriteThroughStore:
             except _FAILURES as e:
                 metrics.REDIS_ERRORS.inc()
                 self._set_state("down", e)
+                await asyncio.sleep(self.retry_interval)
+            except Exception:
+                log.exception("redis backlog flush failed")
                 await asyncio.sleep(self.retry_interval)
 
     # -- reads --------------------------------------------------------------------------

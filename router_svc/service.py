@@ -17,7 +17,7 @@ from semcache.v1 import cache_pb2, cache_pb2_grpc
 
 def _http_front(config: RouterConfig, grpc_port: int) -> contextlib.AbstractAsyncContextManager:
     """The OpenAI-compatible front, dialing this router's own gRPC port."""
-    tls = config.load_tls()
+    tls = config.tls
     if config.host in ("0.0.0.0", "::", "[::]", ""):
         host = "localhost" if tls else "127.0.0.1"  # a name a certificate can carry
     else:
@@ -49,9 +49,9 @@ async def running_router(config: RouterConfig) -> AsyncIterator[tuple[GrpcServer
         health_timeout=config.health_timeout_seconds,
         unhealthy_after=config.unhealthy_after,
         drain_seconds=config.default_timeout_seconds,
-        tls=config.load_tls(),
+        tls=config.tls,
     )
-    router = Router(pool, config.default_timeout_seconds, config.load_tokens())
+    router = Router(pool, config.default_timeout_seconds, config.tokens)
     services = [
         Service(
             cache_pb2.DESCRIPTOR.services_by_name["SemanticCache"],

@@ -116,7 +116,7 @@ async def test_calibrate_command_writes_a_policy_the_shards_load(
     assert fitted["split"] == "fit" and fitted["target_precision"] == 0.8
     held_out = json.loads(report.read_text())
     assert held_out["split"] == "test" and held_out["protocol"] == "stream"
-    assert ShardConfig(policy=out).load_policy().policies == (policy,)  # `cache_svc --policy`
+    assert ShardConfig(policy=out).policies.policies == (policy,)  # `cache_svc --policy`
 
     bad = await asyncio.to_thread(
         subprocess.run,

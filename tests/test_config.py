@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
 
-from semcache.runtime.config import ConfigError, EmbedderConfig
+from semcache.quality.policy import HitPolicy
+from semcache.runtime.config import ConfigError, EmbedderConfig, RouterConfig, ShardConfig
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -63,3 +65,20 @@ def test_unknown_file_settings_are_refused(tmp_path: Path) -> None:
     file.write_text("[embedder]\nprot = 1\n")
     with pytest.raises(ConfigError, match="unknown setting"):
         EmbedderConfig.load(parse(["--config", str(file)]), environ={})
+
+
+def test_files_a_config_names_are_read_once(tmp_path: Path) -> None:
+    """Validation reads the tokens and policy files; the service gets what was validated,
+    not a second read that could differ (or fail) at start."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text("s3cret acme\n")
+    router = RouterConfig(shards="127.0.0.1:1", tokens_file=tokens)
+    router.validate()
+    tokens.write_text("")  # changed after validation: not seen
+    assert router.tokens is not None and router.tokens.tenant_of_request("s3cret", "") == "acme"
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(HitPolicy.static(0.9).to_json()))
+    shard = ShardConfig(policy=policy)
+    shard.validate()
+    policy.unlink()
+    assert shard.policies is shard.policies

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import os
 import tomllib
@@ -63,8 +64,10 @@ class ServerConfig:
     #: at once; 0: no limit.
     max_in_flight: int = 1024
 
-    def load_tls(self) -> TlsFiles | None:
-        """The TLS files, or None for plaintext."""
+    @functools.cached_property
+    def tls(self) -> TlsFiles | None:
+        """The TLS files, or None for plaintext. Read once per config (files are read at
+        validation and the same contents served), so a service never sees two versions."""
         if self.tls_cert is None and self.tls_key is None:
             _check(
                 self.tls_ca is None and not self.tls_client_auth,
@@ -106,7 +109,7 @@ class ServerConfig:
             "must be >= 0 (0: never)",
         )
         _check(self.max_in_flight >= 0, "max_in_flight", "must be >= 0 (0: no limit)")
-        self.load_tls()
+        self.tls  # noqa: B018 - reads and checks the files once
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -273,9 +276,10 @@ class ShardConfig(ServerConfig):
     #: at the least with their defaults).
     stall_seconds: float = 0.75
 
-    def load_policy(self) -> PolicySet:
+    @functools.cached_property
+    def policies(self) -> PolicySet:
         """The policy file's (for every model), else the shipped policies (one per model);
-        `threshold` overrides the default category's floor in each."""
+        `threshold` overrides the default category's floor in each. Read once per config."""
         try:
             policies = (
                 PolicySet((HitPolicy.load(self.policy),)) if self.policy else PolicySet.shipped()
@@ -300,7 +304,7 @@ class ShardConfig(ServerConfig):
                 f"must be a cosine similarity in [-1, 1], got {self.threshold} "
                 "(a similarity, not a distance: 0.9 means close)",
             )
-        self.load_policy()
+        self.policies  # noqa: B018 - reads and checks the file once
         _check(
             self.eviction in ("lru", "lfu"),
             "eviction",
@@ -393,7 +397,9 @@ class RouterConfig(ServerConfig):
     #: Model ids GET /v1/models lists (comma-separated).
     http_models: str = ""
 
-    def load_tokens(self) -> TokenMap | None:
+    @functools.cached_property
+    def tokens(self) -> TokenMap | None:
+        """The API tokens (None: auth off). Read once per config."""
         if self.tokens_file is None:
             return None
         try:
@@ -415,7 +421,7 @@ class RouterConfig(ServerConfig):
         for address in self.shard_addresses:
             _check_address("shards", address)
         _check_redis_url("registry", self.registry)
-        self.load_tokens()
+        self.tokens  # noqa: B018 - reads and checks the file once
         _check(
             -1 <= self.http_port <= 65535,
             "http_port",

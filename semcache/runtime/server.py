@@ -97,7 +97,7 @@ class GrpcServer:
             ],
             server,
         )
-        tls = self.config.load_tls()
+        tls = self.config.tls
         self.port = _listen(server, self.config.host, self.config.port, tls)
         await server.start()
         self._server = server
