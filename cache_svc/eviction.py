@@ -136,7 +136,7 @@ class LFU(_Tracker):
 
 
 def make_eviction(policy: str, capacity: Capacity) -> Eviction:
-    policies = {"lru": LRU, "lfu": LFU}
+    policies: dict[str, type[LRU] | type[LFU]] = {"lru": LRU, "lfu": LFU}
     if policy not in policies:
         raise ValueError(f"eviction: must be one of {', '.join(policies)}, got {policy!r}")
     return policies[policy](capacity)

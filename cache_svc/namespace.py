@@ -74,13 +74,13 @@ class Namespace:
         """Adds `entry`; returns the entry it replaced (same normalised prompt), if any."""
         replaced_id = self._by_prompt.get(entry.prompt_key)
         replaced = self.remove(replaced_id) if replaced_id else None
-        if (label := self._track(entry)) is not None:
-            self.index.add(label, entry.vector)
+        if (labelled := self._track(entry)) is not None:
+            self.index.add(*labelled)
         return replaced
 
-    def _track(self, entry: Entry) -> int | None:
-        """Records the entry in the maps; returns its index label when it has a vector of
-        the index's model."""
+    def _track(self, entry: Entry) -> tuple[int, np.ndarray] | None:
+        """Records the entry in the maps; returns its index label and vector when it has a
+        vector of the index's model."""
         self._entries[entry.id] = entry
         self._by_prompt[entry.prompt_key] = entry.id
         self._vectors_of[self._model_of(entry)] += 1
@@ -92,23 +92,23 @@ class Namespace:
         was unavailable: re-embedded like an entry of an old model)."""
         return entry.model if entry.vector is not None else ""
 
-    def _label(self, entry: Entry) -> int | None:
+    def _label(self, entry: Entry) -> tuple[int, np.ndarray] | None:
         if entry.vector is None or entry.model != self.model:
             return None
         label = next(self._labels)
         self._label_of[entry.id] = label
         self._entry_of[label] = entry.id
-        return label
+        return label, entry.vector
 
     def load(self, entries: list[Entry]) -> None:
         """Bulk-adds hydrated entries to an empty namespace: searchable at once, exactly;
         the caller then runs `self.index.build()` on a worker thread."""
-        labelled = []
+        labelled: list[tuple[int, np.ndarray]] = []
         for entry in entries:
             if entry.prompt_key in self._by_prompt:
                 continue  # a duplicate prompt left behind by a crash between two writes
-            if (label := self._track(entry)) is not None:
-                labelled.append((label, entry.vector))
+            if (item := self._track(entry)) is not None:
+                labelled.append(item)
         self._bulk_load(labelled)
 
     def switch_model(self, model: str) -> None:
@@ -119,13 +119,13 @@ class Namespace:
         self.index = NamespaceIndex(self.index.params)
         self._label_of.clear()
         self._entry_of.clear()
-        labelled = []
+        labelled: list[tuple[int, np.ndarray]] = []
         for entry in self._entries.values():
-            if (label := self._label(entry)) is not None:
-                labelled.append((label, entry.vector))
+            if (item := self._label(entry)) is not None:
+                labelled.append(item)
         self._bulk_load(labelled)
 
-    def _bulk_load(self, labelled: list[tuple[int, np.ndarray | None]]) -> None:
+    def _bulk_load(self, labelled: list[tuple[int, np.ndarray]]) -> None:
         if labelled:
             labels = np.asarray([label for label, _ in labelled])
             self.index.start_bulk_load(labels, np.stack([v for _, v in labelled]))
@@ -138,10 +138,9 @@ class Namespace:
         self._vectors_of[self._model_of(entry)] -= 1
         self._vectors_of[model] += 1
         entry.vector, entry.model = vector, model
-        if model == self.model and entry.id not in self._label_of:
-            label = self._label(entry)
-            if label is not None:
-                self.index.add(label, vector)
+        labelled = self._label(entry) if entry.id not in self._label_of else None
+        if labelled is not None:
+            self.index.add(*labelled)
 
     def not_of(self, model: str) -> list[Entry]:
         """Entries without a vector of `model` (of another model, or none), oldest first."""

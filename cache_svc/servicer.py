@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -82,10 +83,10 @@ class AdminServicer(cache_pb2_grpc.AdminServicer):
     async def Stats(
         self, request: cache_pb2.StatsRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.StatsResponse:
-        stats = self.shard.stats()
+        stats: dict[str, Any] = self.shard.stats()
         shard = cache_pb2.ShardStats(
             shard=self.shard.shard_id, address=self.address, reachable=True, **stats
-        )  # type: ignore[arg-type]
+        )
         return cache_pb2.StatsResponse(shards=[shard], total=shard)
 
     async def Ring(
@@ -95,3 +96,4 @@ class AdminServicer(cache_pb2_grpc.AdminServicer):
             grpc.StatusCode.UNIMPLEMENTED,
             "a shard has no ring: ask the router (semcache.v1.Admin/Ring)",
         )
+        raise AssertionError("unreachable: abort raises")

@@ -53,6 +53,11 @@ HIT_FLUSH_SECONDS = 1.0
 MARKER_SECONDS = 3600
 
 
+def _text(value: bytes | str) -> str:
+    """A Redis reply as text (the store's client answers bytes)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class StoreUnavailableError(Exception):
     """Redis cannot be read right now."""
 
@@ -267,7 +272,7 @@ class WriteThroughStore:
             match op:
                 case _Put(entry):
                     key = entry_key(entry.namespace, entry.id)
-                    pipe.hset(key, mapping=entry.to_redis())
+                    pipe.hset(key, mapping=entry.to_redis())  # type: ignore[arg-type]
                     pipe.pexpireat(key, int(entry.expires * 1000))
                     pipe.sadd(ids_key(entry.namespace), entry.id)
                     pipe.sadd(tenant_key(entry.tenant), entry.namespace)
@@ -287,8 +292,8 @@ class WriteThroughStore:
                     pipe.pexpireat(key, int(expires * 1000))  # never leaves a key undying
                 case _DropNamespace(namespace):
                     await pipe.execute()
-                    ids = await self._client.smembers(ids_key(namespace))
-                    keys = [entry_key(namespace, i.decode()) for i in ids]
+                    members = await self._client.smembers(ids_key(namespace))
+                    keys = [entry_key(namespace, _text(i)) for i in members]
                     for start in range(0, len(keys), _LOAD_CHUNK):
                         await self._client.delete(*keys[start : start + _LOAD_CHUNK])
                     await self._client.delete(ids_key(namespace))
@@ -329,7 +334,7 @@ class WriteThroughStore:
             return []
         assert self._client is not None
         try:
-            ids = sorted(i.decode() for i in await self._client.smembers(ids_key(namespace)))
+            ids = sorted(_text(i) for i in await self._client.smembers(ids_key(namespace)))
             entries, stale = [], []
             for start in range(0, len(ids), _LOAD_CHUNK):
                 chunk = ids[start : start + _LOAD_CHUNK]
@@ -356,7 +361,7 @@ class WriteThroughStore:
             return []
         assert self._client is not None
         try:
-            return sorted(n.decode() for n in await self._client.smembers(tenant_key(tenant)))
+            return sorted(_text(n) for n in await self._client.smembers(tenant_key(tenant)))
         except _FAILURES as e:
             self._set_state("down", e)
             raise StoreUnavailableError(str(e)) from e

@@ -152,7 +152,9 @@ def parse(body: Any, tenant: str, *, no_cache: bool = False, no_store: bool = Fa
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ChatRequestError("messages is required (a non-empty list)", "messages")
-    system, turns, bypass = [], [], False
+    system: list[str] = []
+    turns: list[tuple[str, str, dict[str, Any]]] = []
+    bypass = False
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):

@@ -146,8 +146,9 @@ class ShardPool:
         if self.load_factor and len(owners) > 1:
             load = {m: self.members[m].in_flight for m in owners}
             first = self.ring.choose(key, load, self.load_factor)
-            owners.remove(first)
-            owners.insert(0, first)
+            if first is not None:
+                owners.remove(first)
+                owners.insert(0, first)
         return [self.members[m] for m in owners]
 
     def record_failure(self, member: Member, error: str, *, silent: bool = False) -> None:

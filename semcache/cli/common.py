@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,9 @@ def emit(args: argparse.Namespace, value: Any, text: str) -> None:
     if args.json:
         print(
             json.dumps(
-                dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value,
+                dataclasses.asdict(value)
+                if dataclasses.is_dataclass(value) and not isinstance(value, type)
+                else value,
                 ensure_ascii=False,
                 indent=2,
             )
@@ -114,7 +117,7 @@ def write_json(path: Path, value: Any) -> None:
         sys.exit(f"semcache: {path}: {e.strerror or e}")
 
 
-def table(rows: list[tuple[str, ...]]) -> str:
+def table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows

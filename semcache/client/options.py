@@ -12,6 +12,7 @@ from semcache.client.retry import RetryPolicy
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 10.0  # seconds
+_DEFAULT_RETRY = RetryPolicy()
 
 
 class ClientOptions(TypedDict, total=False):
@@ -44,7 +45,7 @@ class Settings:
     token: str | None = None
     tenant: str = ""
     timeout: float | None = DEFAULT_TIMEOUT
-    retry: RetryPolicy = RetryPolicy()  # noqa: RUF009 (frozen: one shared default is safe)
+    retry: RetryPolicy = _DEFAULT_RETRY
     credentials: grpc.ChannelCredentials | None = None
 
     @classmethod
@@ -52,7 +53,7 @@ class Settings:
         unknown = sorted(set(options) - set(ClientOptions.__annotations__))
         if unknown:
             raise TypeError(f"unknown client option(s): {', '.join(unknown)}")
-        shorthand = {k: v for k, v in options.items() if k in ("retries", "backoff", "max_backoff")}
+        shorthand = {"retries", "backoff", "max_backoff"} & set(options)
         if "retry" in options and shorthand:
             raise TypeError("give retry or retries/backoff/max_backoff, not both")
         timeout = options.get("timeout", DEFAULT_TIMEOUT)
@@ -62,7 +63,12 @@ class Settings:
             token=options.get("token"),
             tenant=options.get("tenant", ""),
             timeout=timeout,
-            retry=options.get("retry") or RetryPolicy(**shorthand),
+            retry=options.get("retry")
+            or RetryPolicy(
+                retries=options.get("retries", _DEFAULT_RETRY.retries),
+                backoff=options.get("backoff", _DEFAULT_RETRY.backoff),
+                max_backoff=options.get("max_backoff", _DEFAULT_RETRY.max_backoff),
+            ),
             credentials=options.get("credentials"),
         )
 

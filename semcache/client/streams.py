@@ -100,8 +100,8 @@ class AsyncCompletionStream(_StreamView, AsyncIterator[str]):
 
     async def __anext__(self) -> str:
         if self._pending is not None:
-            delta, self._pending = self._pending, None
-            return delta
+            pending, self._pending = self._pending, None
+            return pending
         while True:
             try:
                 chunk = await self._call.read()

@@ -61,7 +61,8 @@ class LocalRedis:
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {self.process.stderr.read()!r}")
+                stderr = self.process.stderr.read() if self.process.stderr else b""
+                raise RuntimeError(f"redis-server exited: {stderr!r}")
             try:
                 client.ping()
                 break

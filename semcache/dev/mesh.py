@@ -48,7 +48,8 @@ class MeshPorts:
     def shards(self, count: int) -> list[int]:
         """Shard i on `shard` + i, skipping taken ports (shard-0 50052, embedder 50053,
         shard-1 50054 with the defaults)."""
-        taken, ports, port = {self.embedder, self.router}, [], self.shard
+        taken, port = {self.embedder, self.router}, self.shard
+        ports: list[int] = []
         while len(ports) < count:
             if port not in taken:
                 ports.append(port)
@@ -277,10 +278,10 @@ class LocalMesh:
                 )
                 child.start()
                 report(f"semcache: {child.name} restarted (pid {child.process.pid})")
-            redis = self.redis.process if self.redis is not None else None
-            if redis is not None and redis.poll() is not None:
+            redis = self.redis
+            if redis is not None and redis.process is not None and redis.process.poll() is not None:
                 report("semcache: redis-server exited; restarting")
-                self.redis.start()
+                redis.start()
             time.sleep(0.2)
 
     def stop(self) -> None:

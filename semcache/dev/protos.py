@@ -7,7 +7,6 @@ committed code is stale.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from grpc_tools import protoc
@@ -43,4 +42,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -126,9 +126,9 @@ def _fit(
     probability = np.array([model.probability(tuple(v)) for v in xs])
     cuts: dict[str, float] = {}
     if by_category:
-        categories = np.array(categories)
-        for category in sorted(set(categories.tolist())):
-            mask = categories == category
+        by_row = np.array(categories)
+        for category in sorted(set(categories)):
+            mask = by_row == category
             if mask.sum() >= MIN_CATEGORY_ROWS:
                 cuts[category] = choose_cut(probability[mask], y[mask], target_precision)
     model = dataclasses.replace(model, cut=choose_cut(probability, y, target_precision), cuts=cuts)

@@ -147,7 +147,7 @@ def compare(policy: dict[str, Any], sweep: Sequence[dict[str, Any]], protocol: s
     threshold whose recall is at least the policy's (`matched` false, and the lowest
     threshold, when none reaches it), with the error each makes there and their ratio."""
     metric = "wrong_hit_rate" if protocol == "stream" else "false_positive_rate"
-    shown = ("recall", "precision", "hit_rate", metric) + (
+    shown: tuple[str, ...] = ("recall", "precision", "hit_rate", metric) + (
         ("wrong_hits",) if protocol == "stream" else ("fp",)
     )
     if "traps_blocked" in policy:

@@ -238,8 +238,8 @@ def unit_edit(text: str, rng: random.Random) -> str | None:
                     options.append((m.start(), m.end(), _same_number(new, spelling)))
     if not options:
         return None
-    start, end, new = rng.choice(options)
-    return text[:start] + new + text[end:]
+    start, end, new = rng.choice(options)  # type: ignore[assignment]  # new: a str here
+    return text[:start] + new + text[end:]  # type: ignore[operator]
 
 
 def _same_number(family: tuple[str, ...], replaced: str) -> str:
@@ -266,8 +266,8 @@ def antonym_edit(text: str, rng: random.Random) -> str | None:
             options.append((m, sorted(others)))
     if not options:
         return None
-    m, others = rng.choice(options)
-    new = rng.choice(others)
+    m, others = rng.choice(options)  # type: ignore[assignment]  # others: a sorted list
+    new = rng.choice(others)  # type: ignore[arg-type,var-annotated]
     if m.group(0)[0].isupper():
         new = new.capitalize()
     return text[: m.start()] + new + text[m.end() :]

@@ -24,7 +24,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import grpc
@@ -192,7 +192,7 @@ class RenewingStream:
 async def serve_stream(
     requests: AsyncIterator[Any],
     context: grpc.aio.ServicerContext,
-    answer: Callable[[Any], Awaitable[Any]],
+    answer: Callable[[Any], Coroutine[Any, Any, Any]],
     *,
     cancelled: Callable[[Any], bool] = lambda request: False,
     closing: asyncio.Event | None = None,

@@ -56,10 +56,10 @@ def connect(url: str, timeout: float = 1.0) -> redis.Redis:
 
 async def read_members(client: redis.Redis) -> dict[str, str]:
     """The registered shards, id → address. Raises RedisError/OSError when Redis is away."""
-    ids = sorted(await client.smembers(INDEX_KEY))
+    ids: list[str] = sorted(await client.smembers(INDEX_KEY))  # type: ignore[arg-type]
     if not ids:
         return {}
-    addresses = await client.mget([member_key(i) for i in ids])
+    addresses: list[str | None] = await client.mget([member_key(i) for i in ids])  # type: ignore[assignment]
     expired = [i for i, a in zip(ids, addresses, strict=True) if a is None]
     if expired:
         # Atomically, and only ids whose key is still gone: a shard may have re-registered

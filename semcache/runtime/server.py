@@ -15,7 +15,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -180,7 +180,7 @@ C = TypeVar("C", bound=ServerConfig)
 def run_main(
     prog: str,
     config_cls: type[C],
-    serve: Callable[[C], Awaitable[None]],
+    serve: Callable[[C], Coroutine[Any, Any, None]],
     description: str | None,
     argv: list[str] | None = None,
     fatal: tuple[type[Exception], ...] = (),
