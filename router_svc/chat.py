@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from semcache import keys
+from semcache.conversation import LAST_MESSAGE_EXTRA, MessagesError, split_messages
 from semcache.runtime import validation
 from semcache.runtime.validation import RequestLimits
 from semcache.v1 import cache_pb2
@@ -58,27 +59,6 @@ class ChatCall:
     stream: bool
     include_usage: bool
     bypass: bool  # non-text content: straight upstream, not stored
-
-
-def _text(content: Any, where: str) -> tuple[str, bool]:
-    """(the text of a message's content, whether it had non-text parts)."""
-    if content is None:
-        return "", False
-    if isinstance(content, str):
-        return content, False
-    if not isinstance(content, list):
-        raise ChatRequestError(f"{where}.content must be a string or a list of parts", where)
-    texts, other = [], False
-    for i, part in enumerate(content):
-        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-            raise ChatRequestError(f"{where}.content[{i}] must be an object with a type", where)
-        if part["type"] == "text":
-            if not isinstance(part.get("text"), str):
-                raise ChatRequestError(f"{where}.content[{i}].text must be a string", where)
-            texts.append(part["text"])
-        else:
-            other = True
-    return "\n".join(texts), other
 
 
 def _params(body: dict[str, Any]) -> cache_pb2.GenerationParams:
@@ -149,36 +129,11 @@ def parse(body: Any, tenant: str, *, no_cache: bool = False, no_store: bool = Fa
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ChatRequestError("model is required (a string)", "model")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ChatRequestError("messages is required (a non-empty list)", "messages")
-    system: list[str] = []
-    turns: list[tuple[str, str, dict[str, Any]]] = []
-    bypass = False
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise ChatRequestError(f"{where} must be an object with a role", "messages")
-        text, other = _text(message.get("content"), where)
-        bypass |= other
-        if message["role"] in ("system", "developer") and not turns:
-            system.append(text)  # the leading instructions; later ones stay in place
-        else:
-            turns.append((message["role"], text, message))
-    last = turns[-1][2] if turns else {}
-    if last.get("role") != "user":
-        # A tool result or an assistant prefill to continue: answered, but not cached.
-        bypass, prompt, earlier = True, "", turns
-    else:
-        *earlier, (_, prompt, _) = turns
-    # Each earlier turn keyed by the whole message (name, tool calls, tool_call_id, ...):
-    # two conversations share an answer only if every turn is the same.
-    history = [
-        cache_pb2.Turn(
-            role=role, content=text if set(m) <= {"role", "content"} else keys.canonical_json(m)
-        )
-        for role, text, m in earlier
-    ]
+    try:
+        conversation = split_messages(body.get("messages"))
+    except MessagesError as e:
+        raise ChatRequestError(str(e), e.where) from None
+    prompt, bypass = conversation.prompt, not conversation.keyable
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ChatRequestError("stream must be a boolean", "stream")
@@ -186,17 +141,15 @@ def parse(body: Any, tenant: str, *, no_cache: bool = False, no_store: bool = Fa
     if not isinstance(options, dict):
         raise ChatRequestError("stream_options must be an object", "stream_options")
     params = _params(body)
-    if extra := {k: v for k, v in last.items() if k not in ("role", "content")}:
-        params.extra["last_message"] = keys.canonical_json(extra)  # e.g. the user's name
+    if conversation.last_message_fields:  # e.g. the user's name
+        params.extra[LAST_MESSAGE_EXTRA] = keys.canonical_json(conversation.last_message_fields)
     scope = cache_pb2.Scope(
         tenant=tenant,
         model=model,
-        system_prompt="\n\n".join(system),
+        system_prompt=conversation.system,
         params=params,
-        history=history,
+        history=[cache_pb2.Turn(role=r, content=c) for r, c in conversation.history],
     )
-    if not prompt.strip():
-        bypass = True  # nothing to key on
     if bypass or _over_limits(scope, prompt):
         # Upstream as sent (the body travels intact); a minimal scope passes the router's
         # validation, and nothing is looked up, shared in flight or stored.

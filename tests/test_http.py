@@ -17,7 +17,7 @@ from cache_svc.service import running_shard
 from router_svc import chat
 from router_svc.http import running_http_front
 from router_svc.service import running_router
-from semcache.client import AsyncClient
+from semcache.client import AsyncClient, scope_from_messages
 from semcache.runtime.config import RouterConfig
 from semcache.runtime.validation import RequestLimits
 from semcache.v1 import cache_pb2, cache_pb2_grpc
@@ -310,6 +310,36 @@ async def test_one_request_is_one_namespace_through_the_sdk_the_front_and_raw_gr
             )
         assert raw.cache.kind == cache_pb2.MATCH_KIND_EXACT
         assert raw.cache.namespace == stored.cache.namespace
+
+
+async def test_a_messages_list_is_one_namespace_through_the_sdk_helper_and_the_front(
+    embedder_address, redis_server, upstream, tenant
+) -> None:
+    """`scope_from_messages` maps a conversation as the front does: leading developer and
+    system messages, a turn with fields of its own, a named last user message."""
+    conversation = [
+        {"role": "developer", "content": "Answer in French."},
+        {"role": "system", "content": [{"type": "text", "text": "Be terse."}]},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Bonjour.", "name": "bot"},
+        {"role": "user", "content": QUESTION, "name": "ada"},
+    ]
+    prompt, scope = scope_from_messages(conversation, model="gpt-test", params={"temperature": 0.2})
+    assert prompt == QUESTION and scope["system"] == "Answer in French.\n\nBe terse."
+    async with router_and_front(embedder_address, redis_server.url, upstream) as (router, url):
+        async with AsyncClient(router, tenant=tenant) as cache:
+            stored = await cache.complete(prompt, **scope)
+        assert not stored.hit
+        body = {"model": "gpt-test", "temperature": 0.2, "messages": conversation}
+        async with httpx.AsyncClient(timeout=30) as http:
+            reply = await http.post(
+                f"{url}/chat/completions", json=body, headers={"X-Tenant-ID": tenant}
+            )
+        assert reply.status_code == 200, reply.text
+        assert reply.headers["x-semcache"] == "hit"
+        assert reply.headers["x-semcache-entry"] == stored.cache.entry_id
+    with pytest.raises(ValueError, match="cannot be cached"):
+        scope_from_messages([*conversation, {"role": "assistant", "content": "Ça va"}])
 
 
 def test_a_request_beyond_the_cache_limits_goes_upstream_as_sent() -> None:

@@ -32,7 +32,7 @@ from semcache.client.errors import (
     UpstreamError,
 )
 from semcache.client.options import DEFAULT_ADDRESS, ClientOptions
-from semcache.client.requests import ScopeArgs
+from semcache.client.requests import ScopeArgs, scope_from_messages
 from semcache.client.results import (
     CacheInfo,
     Completion,
@@ -74,4 +74,5 @@ __all__ = [
     "UnavailableError",
     "UpstreamError",
     "Usage",
+    "scope_from_messages",
 ]

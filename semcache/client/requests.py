@@ -5,9 +5,10 @@ OpenAI front keys them, so one request is one namespace however it arrives."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, TypedDict
+from typing import Any, TypedDict, Unpack
 
 from semcache import keys
+from semcache.conversation import LAST_MESSAGE_EXTRA, split_messages
 from semcache.v1 import cache_pb2
 
 
@@ -84,3 +85,36 @@ def control_message(
     if ttl is not None:
         control.ttl_seconds = ttl
     return control
+
+
+def scope_from_messages(
+    messages: list[Mapping[str, Any]], **scope: Unpack[ScopeArgs]
+) -> tuple[str, ScopeArgs]:
+    """The prompt and scope keywords of an OpenAI-style `messages` list, mapped exactly as
+    the HTTP front maps a chat completion (`semcache.conversation`), so both find the same
+    entries:
+
+        prompt, scope = scope_from_messages(messages, model="gpt-4o", params={"temperature": 0})
+        done = await cache.complete(prompt, **scope)
+
+    `scope` adds the other keywords (`model`, `tenant`, `params`: the request's
+    top-level generation fields; the leading system messages win over `system`). ValueError
+    when the messages are malformed or cannot be cached (a non-text part, a last message
+    that is not a user's): the front sends those upstream uncached."""
+    conversation = split_messages(messages)
+    if not conversation.keyable:
+        raise ValueError(
+            "messages: cannot be cached (non-text content, or the last message is not a "
+            "user's with text)"
+        )
+    keywords: ScopeArgs = {**scope, "history": conversation.history}
+    if conversation.system:
+        keywords["system"] = conversation.system
+    if conversation.last_message_fields:
+        params = dict(scope.get("params") or {})
+        params["extra"] = {
+            **(params.get("extra") or {}),
+            LAST_MESSAGE_EXTRA: conversation.last_message_fields,
+        }
+        keywords["params"] = params
+    return conversation.prompt, keywords
