@@ -578,12 +578,14 @@ async def test_responses_carry_the_scores_the_policy_used(
 
 async def test_policy_file_is_loaded(embedder_address, redis_server, tenant, tmp_path) -> None:
     policy = tmp_path / "policy.json"
-    policy.write_text('{"name": "strict", "thresholds": {"default": 0.5, "code": 0.99}}')
+    # A code threshold no paraphrase reaches (the tuned model puts this one at 0.990 on
+    # some builds), a default one every candidate does.
+    policy.write_text('{"name": "strict", "thresholds": {"default": 0.5, "code": 0.9999}}')
     async with serving(embedder_address, redis_server.url, policy=policy) as running:
         await running.stub.Complete(complete(tenant, "How do I reverse a list in Python?"))
         code = await running.stub.Lookup(lookup(tenant, "How can I reverse a Python list?"))
-        assert code.cache.category == "code" and code.cache.threshold == pytest.approx(0.99)
-        assert code.cache.status == MISS
+        assert code.cache.category == "code" and code.cache.threshold == pytest.approx(0.9999)
+        assert code.cache.status == MISS, (code.cache.similarity, code.cache.kind)
         prose = await running.stub.Lookup(lookup(tenant, "Where do penguins live?"))
         assert prose.cache.category == "default" and prose.cache.threshold == pytest.approx(0.5)
 
