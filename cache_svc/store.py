@@ -322,8 +322,9 @@ class WriteThroughStore:
                 metrics.REDIS_ERRORS.inc()
                 self._set_state("down", e)
                 await asyncio.sleep(self.retry_interval)
-            except Exception:
+            except Exception as e:  # a bug, not an outage: said as loudly as one
                 log.exception("redis backlog flush failed")
+                self._set_state("down", e)
                 await asyncio.sleep(self.retry_interval)
 
     # -- reads --------------------------------------------------------------------------

@@ -9,7 +9,7 @@ check. A member that leaves the membership leaves the ring at once.
 
 A member that leaves the ring because its health checks got no answer in time (frozen: a
 stall, SIGSTOP, a black-holed connection) is *ejected*: its `ejected` event is set,
-and calls still waiting on it are taken elsewhere by the router (`Router.unary`), so a
+and calls still waiting on it are taken elsewhere by the router (`Router.failover`), so a
 frozen shard costs its callers about `unhealthy_after` health checks, not their deadlines.
 One that answers NOT_SERVING (draining) leaves the ring but answers what it took.
 """

@@ -433,3 +433,5 @@ async def test_one_retry_policy_object_serves_unary_calls_and_streams() -> None:
         AsyncClient(address, retires=2)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="retries"):
         RetryPolicy(retries=-1)
+    with pytest.raises(TypeError, match="channel"):  # a grpc.aio channel belongs to one loop
+        Client(address, channel=None)  # type: ignore[call-arg]

@@ -67,18 +67,34 @@ def _source_key(path: Path) -> bytes:
     (layout and comments do not), any other file's bytes."""
     if path.suffix != ".py":
         return path.read_bytes()
-    tree = ast.parse(path.read_bytes())
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (
-            isinstance(body, list)
-            and body
-            and isinstance(body[0], ast.Expr)
-            and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)
-        ):
-            body[0] = ast.Pass()
-    return ast.dump(tree).encode()
+    return _canonical(ast.parse(path.read_bytes())).encode()
+
+
+def _canonical(node: object) -> str:
+    """A syntax tree as text that does not depend on the Python version reading it (unlike
+    `ast.dump`, whose empty fields come and go between versions): empty and None fields,
+    contexts and type comments left out, a body's leading docstring too."""
+    if isinstance(node, list):
+        items = node
+        if items and _is_docstring(items[0]):
+            items = items[1:]
+        return "[" + ",".join(_canonical(item) for item in items) + "]"
+    if not isinstance(node, ast.AST):
+        return repr(node)
+    fields = [
+        f"{name}={_canonical(value)}"
+        for name, value in ast.iter_fields(node)
+        if value not in (None, []) and name not in ("ctx", "type_comment", "kind")
+    ]
+    return f"{type(node).__name__}({','.join(fields)})"
+
+
+def _is_docstring(node: object) -> bool:
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ class Settings:
         if unknown:
             raise TypeError(f"unknown client option(s): {', '.join(unknown)}")
         shorthand = {"retries", "backoff", "max_backoff"} & set(options)
-        if "retry" in options and shorthand:
+        if options.get("retry") is not None and shorthand:
             raise TypeError("give retry or retries/backoff/max_backoff, not both")
         timeout = options.get("timeout", DEFAULT_TIMEOUT)
         if timeout is not None and timeout <= 0:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar, Unpack
 
 from semcache.client.aio import AsyncClient
-from semcache.client.options import DEFAULT_ADDRESS, ClientOptions
+from semcache.client.options import DEFAULT_ADDRESS, ClientOptions, Settings
 from semcache.client.streams import AsyncCompletionStream, CompletionStream
 
 P = ParamSpec("P")
@@ -64,6 +64,7 @@ class Client:
     """
 
     def __init__(self, address: str = DEFAULT_ADDRESS, **options: Unpack[ClientOptions]) -> None:
+        Settings.of(options)  # unknown options (`channel` among them) fail here, at once
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="semcache-client", daemon=True
