@@ -126,7 +126,7 @@ class EmbedderClient:
         if not self.breaker.closed:  # an idle shard's circuit closes too
             if self.breaker.probe_due(time.monotonic()):
                 await self._run_probe()
-        elif time.monotonic() - self._last_answer >= quiet_for:
+        elif self.silent_for() >= quiet_for:
             with contextlib.suppress(EmbedderUnavailableError):
                 await self._fetch(MODEL_PROBE_TEXT, "", self.timeout)
 
@@ -168,9 +168,12 @@ class EmbedderClient:
                 _, answer = self._stream.current().send(request)
                 reply = await answer
         except TimeoutError as e:
-            # Only a timeout of the full budget says the embedder is stuck; a shorter one
-            # says the caller was in a hurry.
-            if budget >= self.timeout:
+            # Only a timeout of the full budget, with nothing answered for as long, says the
+            # embedder is stuck. A shorter one says the caller was in a hurry; one while
+            # other texts get their vectors says it is busy (a burst of writes queued on
+            # it), which opening the circuit would only make worse: the texts queued
+            # behind would be stored without vectors, to be embedded again later.
+            if budget >= self.timeout and self.silent_for() >= self.timeout:
                 self._failed()
                 self._stream.finish()  # the next call opens a stream, maybe to another pod
             raise EmbedderUnavailableError(f"no vector within {budget:.3g} s") from e
@@ -192,6 +195,10 @@ class EmbedderClient:
             response.current_model, response.current_model_built, response.model, time.monotonic()
         )
         return Vector(np.frombuffer(response.embeddings[0].vector, dtype="<f4"), response.model)
+
+    def silent_for(self) -> float:
+        """Seconds since the embedder last answered this client."""
+        return time.monotonic() - self._last_answer
 
     def _failed(self) -> None:
         metrics.EMBEDDER_ERRORS.inc()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from cache_svc.eviction import LFU, LRU, Capacity, make_eviction
 from cache_svc.index import IndexParams, NamespaceIndex
 from cache_svc.singleflight import SingleFlight
 from embed_svc.service import running_embedder
+from semcache.runtime.breaker import CircuitBreaker
 from tests.conftest import GatedModel, embedder_config, eventually
 
 
@@ -208,5 +211,39 @@ async def test_streams_younger_than_the_grace_survive_connection_recycling(model
                 await client.embed(f"text number {sent}")  # raises if a stream was cut
                 sent += 1
             assert sent > 100
+        finally:
+            await client.aclose()
+
+
+class SlowModel:
+    """The real model, each batch taking `seconds` longer: an embedder that answers steadily
+    but more slowly than a burst of texts arrives."""
+
+    def __init__(self, model: Any, seconds: float) -> None:
+        self._model, self.seconds = model, seconds
+        self.model_id, self.dimension, self.built = model.model_id, model.dimension, model.built
+
+    def tokenize(self, texts: list[str]) -> Any:
+        return self._model.tokenize(texts)
+
+    def run(self, batch: Any) -> np.ndarray:
+        time.sleep(self.seconds)
+        return self._model.run(batch)
+
+
+async def test_a_busy_embedder_is_not_taken_for_a_stuck_one(model) -> None:
+    """A burst queued on one worker: texts at the back time out, but vectors keep coming,
+    so the circuit stays closed (it opens only after a whole timeout of silence)."""
+    config = embedder_config(workers=1, max_batch_texts=1)
+    async with running_embedder(config, SlowModel(model, 0.15)) as server:
+        breaker = CircuitBreaker(failures_to_open=2)
+        client = EmbedderClient(server.address, timeout=0.4, cache_entries=0, breaker=breaker)
+        try:
+            results = await asyncio.gather(
+                *(client.embed(f"burst text {i}") for i in range(8)), return_exceptions=True
+            )
+            timed_out = [r for r in results if isinstance(r, EmbedderUnavailableError)]
+            assert timed_out and len(timed_out) < len(results)
+            assert client.breaker.closed and client.breaker.times_opened == 0
         finally:
             await client.aclose()
