@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 _SERVICE_SIDE = ("semcache.runtime", "semcache.dev", "semcache.quality", "semcache.cli")
 _SERVICES = ("cache_svc", "router_svc", "embed_svc")
@@ -31,3 +32,17 @@ def test_importing_the_sdk_loads_no_runtime() -> None:
     assert {m for m in added if m.startswith("semcache.")} >= {"semcache.client"}
     assert not {m for m in added if _within(m, _SERVICE_SIDE) or m.split(".")[0] in _SERVICES}
     assert not {m for m in added if m.split(".")[0] in _SERVER_LIBRARIES}
+
+
+def test_the_code_is_laid_out_by_the_formatter() -> None:
+    """`ruff format` decides the layout (`make lint` checks it); a table that truly reads
+    better by hand may opt out, at most ten times in the whole repository."""
+    root = Path(__file__).resolve().parent.parent
+    markers = [
+        f"{path.relative_to(root)}:{number}"
+        for top in ("semcache", "cache_svc", "router_svc", "embed_svc", "bench", "tests")
+        for path in sorted((root / top).rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if line.rstrip().endswith(("# fmt: skip", "# fmt: off"))
+    ]
+    assert len(markers) <= 10, markers
