@@ -71,7 +71,10 @@ def embedder_config(**overrides: object) -> EmbedderConfig:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def embedder_server() -> AsyncIterator[GrpcServer]:
-    async with running_embedder(embedder_config(metrics_port=0)) as server:
+    # No model watch: the session's embedder serves one model throughout, whatever tests do
+    # to the model cache meanwhile (a tuned recipe hashed while a test edits its inputs, a
+    # cache dir pointed elsewhere) would otherwise switch it under later tests.
+    async with running_embedder(embedder_config(metrics_port=0, model_watch_seconds=0)) as server:
         yield server
 
 
