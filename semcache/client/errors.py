@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import grpc
 
-from semcache.metadata import UPSTREAM_ERROR, UPSTREAM_STATUS
+from semcache.metadata import upstream_status
 
 
 class SemcacheError(Exception):
@@ -102,24 +102,23 @@ _BY_CODE: dict[grpc.StatusCode, type[SemcacheError]] = {
 
 def is_upstream(error: grpc.aio.AioRpcError) -> bool:
     """The server marked the error as the LLM upstream's."""
-    return UPSTREAM_ERROR in tuple(error.trailing_metadata() or ())
+    return upstream_status(error.trailing_metadata()) is not None
 
 
 def from_rpc_error(
     error: grpc.aio.AioRpcError, *, address: str, unreachable: bool, attempts: int
 ) -> SemcacheError:
     """The SDK's exception for a failed gRPC call."""
-    code, upstream = error.code(), is_upstream(error)
-    cls = UpstreamError if upstream else _BY_CODE.get(code, SemcacheError)
+    code, status = error.code(), upstream_status(error.trailing_metadata())
+    cls = UpstreamError if status is not None else _BY_CODE.get(code, SemcacheError)
     raised = cls(
         code,
         error.details() or "",
         address=address,
-        upstream=upstream,
+        upstream=status is not None,
         unreachable=unreachable,
         attempts=attempts,
     )
     if isinstance(raised, UpstreamError):
-        status = dict(error.trailing_metadata() or ()).get(UPSTREAM_STATUS, "0")
-        raised.upstream_status = int(status) if str(status).isdigit() else 0
+        raised.upstream_status = status or 0
     return raised

@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import grpc
 
-from semcache.metadata import UPSTREAM_ERROR, UPSTREAM_STATUS
+from semcache.metadata import upstream_metadata, upstream_status
 
 _BY_VALUE = {status.value[0]: status for status in grpc.StatusCode}
 
@@ -75,12 +75,7 @@ class CallError(Exception):
         cls, code: grpc.StatusCode, message: str, trailing: Sequence[tuple[str, str | bytes]]
     ) -> CallError:
         """Read back from a call's status and trailing metadata (`trailing_metadata`)."""
-        pairs = [(k, v.decode() if isinstance(v, bytes) else v) for k, v in trailing]
-        upstream = None
-        if UPSTREAM_ERROR in pairs:
-            status = dict(pairs).get(UPSTREAM_STATUS, "0")
-            upstream = int(status) if status.isdigit() else 0
-        return cls(code, message, upstream_status=upstream)
+        return cls(code, message, upstream_status=upstream_status(trailing))
 
     @classmethod
     def from_rpc(cls, error: grpc.aio.AioRpcError) -> CallError:
@@ -101,7 +96,7 @@ class CallError(Exception):
     def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
         if self.upstream_status is None:
             return ()
-        return (UPSTREAM_ERROR, (UPSTREAM_STATUS, str(self.upstream_status)))
+        return upstream_metadata(self.upstream_status)
 
     def http(self) -> tuple[int, str]:
         """(HTTP status, OpenAI error type): an upstream's error keeps the upstream's status;
