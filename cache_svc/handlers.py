@@ -37,8 +37,6 @@ def _as_call_errors() -> Iterator[None]:
     """The domain's failures as the one error every transport understands."""
     try:
         yield
-    except validation.InvalidRequestError as e:
-        raise CallError.invalid(str(e)) from None
     except EntryNotFoundError as e:
         raise CallError(grpc.StatusCode.NOT_FOUND, str(e)) from None
     except UpstreamError as e:  # the shard is fine; the upstream's own status goes along

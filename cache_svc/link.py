@@ -21,6 +21,7 @@ from cache_svc.handlers import ShardHandlers
 from semcache.runtime.admission import AdmissionControl
 from semcache.runtime.mux import serve_stream
 from semcache.runtime.status import CallError
+from semcache.runtime.validation import InvalidRequestError
 from semcache.v1 import link_pb2, link_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,8 @@ class ShardLinkServicer(link_pb2_grpc.ShardLinkServicer):
         kind = request.WhichOneof("call")
         if kind not in self.handlers:
             return error_answer(
-                request.id, CallError.invalid("call: one of lookup, store or complete is required")
+                request.id,
+                InvalidRequestError("call: one of lookup, store or complete is required"),
             )
         admission = self.admission
         if admission is not None and (reason := admission.refusal()) is not None:

@@ -135,10 +135,7 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
     ) -> str:
         """Authorizes and validates a request; returns its namespace key."""
         await self.router.authorize(request.scope, context)
-        try:
-            check(request, self.limits)
-        except validation.InvalidRequestError as e:
-            raise CallError.invalid(str(e)) from None
+        check(request, self.limits)  # InvalidRequestError: a CallError
         return keys.namespace_key(request.scope)
 
     async def _read(
@@ -219,20 +216,17 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
         await self.router.authorize(request.scope, context)
         target = request.target
         try:
-            try:
-                validation.check_scope(request.scope, self.limits)
-                if target == cache_pb2.InvalidateRequest.TARGET_TENANT:
-                    return await self._invalidate_everywhere(request, context)
-                if target == cache_pb2.InvalidateRequest.TARGET_NAMESPACE:
-                    key = keys.namespace_key(request.scope)
-                elif request.entry_id or target == cache_pb2.InvalidateRequest.TARGET_ENTRY:
-                    key = validation.check_entry_id(request.entry_id)
-                else:
-                    raise validation.InvalidRequestError(
-                        "target: set target (ENTRY, NAMESPACE or TENANT) or entry_id"
-                    )
-            except validation.InvalidRequestError as e:
-                raise CallError.invalid(str(e)) from None
+            validation.check_scope(request.scope, self.limits)
+            if target == cache_pb2.InvalidateRequest.TARGET_TENANT:
+                return await self._invalidate_everywhere(request, context)
+            if target == cache_pb2.InvalidateRequest.TARGET_NAMESPACE:
+                key = keys.namespace_key(request.scope)
+            elif request.entry_id or target == cache_pb2.InvalidateRequest.TARGET_ENTRY:
+                key = validation.check_entry_id(request.entry_id)
+            else:
+                raise validation.InvalidRequestError(
+                    "target: set target (ENTRY, NAMESPACE or TENANT) or entry_id"
+                )
             return await self.router.failover(
                 key, lambda m, t: _rpc(m.cache.Invalidate(request, timeout=t)), context
             )
@@ -262,11 +256,8 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
     ) -> cache_pb2.FeedbackResponse:
         try:
             await self.router.authorize(request.scope, context)
-            try:
-                validation.check_scope(request.scope, self.limits)
-                key = validation.check_entry_id(request.entry_id)
-            except validation.InvalidRequestError as e:
-                raise CallError.invalid(str(e)) from None
+            validation.check_scope(request.scope, self.limits)
+            key = validation.check_entry_id(request.entry_id)
             return await self.router.failover(
                 key, lambda m, t: _rpc(m.cache.Feedback(request, timeout=t)), context
             )

@@ -1,9 +1,10 @@
 """How a call fails, once for every hop: `CallError` (a gRPC status, its message and, when
 the LLM upstream failed, the upstream's HTTP status) and the maps between gRPC and HTTP.
 
-A shard's handlers raise it, its servicer and its ShardLink end a call or a forwarded
-message with it, the router reads it back from either and fails over or passes it on, and
-the HTTP front turns it into an OpenAI-style error. Over the wire it travels as the status,
+Validation raises it (`validation.InvalidRequestError` is one) and so do a shard's
+handlers; the shard's servicer and its ShardLink end a call or a forwarded message with it,
+the router reads it back from either and fails over or passes it on, and the HTTP front
+turns it into an OpenAI-style error. Over the wire it travels as the status,
 details and trailing metadata (`semcache.metadata`) every gRPC client sees.
 """
 
@@ -61,10 +62,6 @@ class CallError(Exception):
     ) -> None:
         super().__init__(message)
         self.code, self.message, self.upstream_status = code, message, upstream_status
-
-    @classmethod
-    def invalid(cls, message: str) -> CallError:
-        return cls(grpc.StatusCode.INVALID_ARGUMENT, message)
 
     @classmethod
     def from_upstream(cls, http_status: int, message: str) -> CallError:

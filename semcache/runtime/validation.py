@@ -10,12 +10,19 @@ import json
 import math
 from dataclasses import dataclass
 
+import grpc
+
 from semcache import keys
+from semcache.runtime.status import CallError
 from semcache.v1 import cache_pb2
 
 
-class InvalidRequestError(ValueError):
-    """The caller sent something the cache cannot accept."""
+class InvalidRequestError(CallError, ValueError):
+    """The caller sent something the cache cannot accept: a `CallError` (INVALID_ARGUMENT)
+    that ends the call as it is, wherever it is raised."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
 @dataclass(frozen=True, slots=True)
