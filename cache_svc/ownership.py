@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import logging
 
-from redis.exceptions import RedisError
-
 from cache_svc.shard import Shard
-from semcache.runtime import registry
+from semcache.runtime import redisclient, registry
 from semcache.runtime.periodic import Periodic
 from semcache.runtime.ring import HashRing
 
@@ -33,12 +31,19 @@ class OwnershipWatcher:
     shard `shard_id` no longer owns. `vnodes` must be the routers' (`--vnodes`)."""
 
     def __init__(
-        self, url: str, shard_id: str, shard: Shard, vnodes: int, interval: float = 1.0
+        self,
+        url: str,
+        shard_id: str,
+        shard: Shard,
+        vnodes: int,
+        interval: float = 1.0,
+        *,
+        cluster: bool = False,
     ) -> None:
         self.shard_id = shard_id
         self.shard = shard
         self.vnodes = vnodes
-        self._client = registry.connect(url)
+        self._client = registry.connect(url, cluster=cluster)
         self._members: frozenset[str] | None = None
         self._checks = Periodic(self.check, interval, "ownership check")
 
@@ -55,7 +60,7 @@ class OwnershipWatcher:
         """One read of the registry; the namespaces released (0 when nothing changed)."""
         try:
             members = frozenset(await registry.read_members(self._client))
-        except (RedisError, OSError, TimeoutError):
+        except redisclient.FAILURES:
             return 0  # keep everything until the registry can be read again
         if members == self._members:
             return 0

@@ -63,7 +63,10 @@ def make_shard(config: ShardConfig, llm: LLMBackend | None = None) -> Shard:
             ),
         ),
         store=WriteThroughStore(
-            config.redis, max_backlog=config.redis_backlog, write_timeout=config.redis_timeout
+            config.redis,
+            cluster=config.redis_cluster,
+            max_backlog=config.redis_backlog,
+            write_timeout=config.redis_timeout,
         ),
         llm=llm or make_llm(config),
         policies=config.policies,
@@ -117,10 +120,17 @@ async def running_shard(
                         config.shard_id,
                         config.advertise or server.address,
                         config.registry_ttl_seconds,
+                        cluster=config.redis_cluster,
                     )
                 )
                 await stack.enter_async_context(
-                    OwnershipWatcher(config.registry, config.shard_id, shard, config.ring_vnodes)
+                    OwnershipWatcher(
+                        config.registry,
+                        config.shard_id,
+                        shard,
+                        config.ring_vnodes,
+                        cluster=config.redis_cluster,
+                    )
                 )
             if config.stall_seconds > 0 and config.redis is not None:  # memory-only: no copies
 

@@ -6,7 +6,12 @@ Layout (the `{ns}` hash tag keeps a namespace in one Redis Cluster slot):
                                     category, created, expires, hits, vector (float32 LE)
                                     with a Redis expiry at `expires`
     semcache:{<ns>}:ids            set of the namespace's entry ids
-    semcache:tenant:<tenant>       set of the tenant's namespace keys
+    semcache:{<ns>}:dropped:<uuid> the ids of a namespace being dropped (renamed from :ids)
+    semcache:tenant:<tenant>       set of the tenant's namespace keys (pruned when read)
+
+On Redis Cluster (`cluster=True`) every command that touches several keys, or a script,
+stays within one namespace's slot; a pipeline's commands for different slots go to their
+nodes in one round trip each.
 
 A write is applied at once (pipelined) while Redis is up, so a caller that got an answer
 has it in Redis. Hits are the exception: they are counted in memory and written together
@@ -33,17 +38,17 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.exceptions import ResponseError
 
 from cache_svc import metrics
 from cache_svc.entry import Entry
+from semcache.runtime import redisclient
 from semcache.runtime.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
 State = Literal["up", "down", "disabled"]
-_FAILURES = (RedisError, OSError, TimeoutError)
+_FAILURES = redisclient.FAILURES
 _LOAD_CHUNK = 1000
 #: Connections to Redis per shard; more concurrent writes wait for one.
 MAX_CONNECTIONS = 64
@@ -51,6 +56,9 @@ MAX_CONNECTIONS = 64
 HIT_FLUSH_SECONDS = 1.0
 #: The marker's lifetime, renewed at every check: markers of stores gone away expire.
 MARKER_SECONDS = 3600
+#: How long the ids of a dropped namespace are kept should the shard die while deleting
+#: its entries (they expire by themselves; the ids only say which to delete).
+DROPPED_IDS_SECONDS = 24 * 3600
 
 
 def _text(value: bytes | str) -> str:
@@ -68,6 +76,10 @@ def entry_key(namespace: str, entry_id: str) -> str:
 
 def ids_key(namespace: str) -> str:
     return f"semcache:{{{namespace}}}:ids"
+
+
+def dropped_ids_key(namespace: str) -> str:
+    return f"semcache:{{{namespace}}}:dropped:{uuid.uuid4().hex}"
 
 
 def tenant_key(tenant: str) -> str:
@@ -111,16 +123,21 @@ class WriteThroughStore:
         self,
         url: str | None,
         *,
+        cluster: bool = False,
         max_backlog: int = 100_000,
         write_timeout: float = 1.0,
         retry_interval: float = 0.5,
     ) -> None:
         self.url = url
+        self.cluster = cluster
         self.max_backlog = max_backlog
         self.write_timeout = write_timeout
         self.retry_interval = retry_interval
         self.state: State = "disabled" if url is None else "down"
-        self._client: redis.Redis | None = None
+        self._client: redisclient.Client | None = None
+        # Writes in flight at once: within the connections of each server (a cluster node
+        # refuses one past its limit rather than wait).
+        self._writers = asyncio.Semaphore(MAX_CONNECTIONS // 2)
         self._backlog: deque[_Op] = deque()
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
@@ -129,6 +146,7 @@ class WriteThroughStore:
         self.dropped = 0
         self._marker = f"semcache:marker:{uuid.uuid4().hex}"
         self._marked = False
+        self._primaries: frozenset[str] | None = None  # a cluster's masters, last seen
 
     @property
     def backlog(self) -> int:
@@ -138,17 +156,12 @@ class WriteThroughStore:
         if self.url is None:
             log.warning("no Redis configured: running memory-only, entries die with the shard")
             return
-        # A blocking pool: a burst of writes beyond its connections waits for one (up to
-        # the write timeout) instead of failing at once and passing for a Redis outage.
-        timeout = self.write_timeout
-        pool = redis.BlockingConnectionPool.from_url(
+        self._client = redisclient.connect(
             self.url,
+            cluster=self.cluster,
+            timeout=self.write_timeout,
             max_connections=MAX_CONNECTIONS,
-            timeout=timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
         )
-        self._client = redis.Redis.from_pool(pool)
         try:
             await self._client.ping()
             self._set_state("up")
@@ -193,19 +206,35 @@ class WriteThroughStore:
             await asyncio.shield(self._write([_Put(entry) for entry in chunk]))
 
     async def lost_writes(self) -> bool:
-        """True when Redis lost what this store wrote since the last call that answered:
-        the marker key the store keeps there is gone (then it is written again). False
-        while Redis is away, and on the first call (which writes the marker)."""
+        """True when Redis may have lost what this store wrote since the last call that
+        answered: the marker key the store keeps there is gone (then it is written again),
+        or a cluster's masters changed (a replica promoted after a master failed has only
+        what had reached it: acknowledged writes of the last moments may be missing).
+        False while Redis is away, and on the first call (which writes the marker)."""
         if self.state != "up" or self._client is None:
             return False
         try:
+            failed_over = self._failed_over(await redisclient.primaries(self._client))
             if await self._client.expire(self._marker, MARKER_SECONDS):
-                return False
+                return failed_over
             await self._client.set(self._marker, "1", ex=MARKER_SECONDS)
         except _FAILURES:
             return False
         lost, self._marked = self._marked, True
-        return lost
+        return lost or failed_over
+
+    def _failed_over(self, primaries: frozenset[str] | None) -> bool:
+        """Records the masters seen; True when they differ from those seen before."""
+        if not primaries:
+            return False  # standalone, or a cluster with no master serving: nothing to say
+        before, self._primaries = self._primaries, primaries
+        if before is not None and before != primaries:
+            log.warning(
+                "redis cluster masters changed (a failover)",
+                extra={"gone": sorted(before - primaries), "new": sorted(primaries - before)},
+            )
+            return True
+        return False
 
     async def revector(self, entry: Entry) -> None:
         """Writes the entry's new vector and its model id (a re-embedding), nothing else."""
@@ -239,7 +268,8 @@ class WriteThroughStore:
             return
         if self.state == "up" and not self._backlog:
             try:
-                await asyncio.wait_for(self._apply(ops), self.write_timeout)
+                async with self._writers:
+                    await asyncio.wait_for(self._apply(ops), self.write_timeout)
                 return
             except _FAILURES as e:
                 metrics.REDIS_ERRORS.inc()
@@ -267,6 +297,8 @@ class WriteThroughStore:
 
     async def _apply(self, ops: list[_Op]) -> None:
         assert self._client is not None
+        # Commands of one namespace keep their order: they share a slot, hence a node and
+        # its connection, so an entry's hash is written before its id joins the ids set.
         pipe = self._client.pipeline(transaction=False)
         for op in ops:
             match op:
@@ -292,12 +324,27 @@ class WriteThroughStore:
                     pipe.pexpireat(key, int(expires * 1000))  # never leaves a key undying
                 case _DropNamespace(namespace):
                     await pipe.execute()
-                    members = await self._client.smembers(ids_key(namespace))
-                    keys = [entry_key(namespace, _text(i)) for i in members]
-                    for start in range(0, len(keys), _LOAD_CHUNK):
-                        await self._client.delete(*keys[start : start + _LOAD_CHUNK])
-                    await self._client.delete(ids_key(namespace))
+                    await self._drop(namespace)
         await pipe.execute()
+
+    async def _drop(self, namespace: str) -> None:
+        """Deletes a namespace's entries, atomically against concurrent puts: the ids set
+        is renamed away in one step, so an entry put after it lands in a new set and
+        survives, and one put before it is in the renamed set and is deleted."""
+        assert self._client is not None
+        dropped = dropped_ids_key(namespace)
+        try:
+            await self._client.rename(ids_key(namespace), dropped)
+        except ResponseError as e:
+            if "no such key" in str(e).lower():
+                return  # nothing stored
+            raise
+        await self._client.expire(dropped, DROPPED_IDS_SECONDS)
+        members = await self._client.smembers(dropped)
+        keys = [entry_key(namespace, _text(i)) for i in members]
+        for start in range(0, len(keys), _LOAD_CHUNK):
+            await self._client.delete(*keys[start : start + _LOAD_CHUNK])
+        await self._client.delete(dropped)
 
     async def _flush_backlog(self) -> None:
         while self._backlog:
@@ -358,11 +405,33 @@ class WriteThroughStore:
             raise StoreUnavailableError(str(e)) from e
 
     async def namespaces_of_tenant(self, tenant: str) -> list[str]:
+        """The tenant's namespaces that hold entries in Redis. Those that hold none any more
+        (dropped, or every entry gone) leave the tenant's set here. Raises
+        StoreUnavailableError."""
         if self.state == "disabled":
             return []
         assert self._client is not None
         try:
-            return sorted(_text(n) for n in await self._client.smembers(tenant_key(tenant)))
+            listed = sorted(_text(n) for n in await self._client.smembers(tenant_key(tenant)))
+            held = await self._holding(listed)
+            if empty := [n for n in listed if n not in held]:
+                await self._client.srem(tenant_key(tenant), *empty)
+                # A first put may have landed between the check and the removal (its id
+                # is sent before its tenant; on a cluster the two travel to their nodes
+                # side by side): such a namespace goes back in.
+                if back := await self._holding(empty):
+                    await self._client.sadd(tenant_key(tenant), *back)
+                    held |= back
+            return [n for n in listed if n in held]
         except _FAILURES as e:
             self._set_state("down", e)
             raise StoreUnavailableError(str(e)) from e
+
+    async def _holding(self, namespaces: list[str]) -> set[str]:
+        """Those of `namespaces` whose ids set exists (one round trip per node)."""
+        assert self._client is not None
+        pipe = self._client.pipeline(transaction=False)
+        for namespace in namespaces:
+            pipe.exists(ids_key(namespace))
+        found = await pipe.execute() if namespaces else []
+        return {n for n, exists in zip(namespaces, found, strict=True) if exists}

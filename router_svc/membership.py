@@ -6,10 +6,9 @@ import logging
 import time
 
 from prometheus_client import Gauge
-from redis.exceptions import RedisError
 
 from router_svc.pool import ShardPool
-from semcache.runtime import registry
+from semcache.runtime import redisclient, registry
 from semcache.runtime.periodic import Periodic
 
 log = logging.getLogger(__name__)
@@ -33,11 +32,19 @@ class RegistryWatcher:
     seconds: after an outage the registry can be read before shards have beaten again.
     """
 
-    def __init__(self, url: str, pool: ShardPool, interval: float, grace: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool: ShardPool,
+        interval: float,
+        grace: float = 10.0,
+        *,
+        cluster: bool = False,
+    ) -> None:
         self.pool = pool
         self.grace = grace
         self._absent_since: dict[str, float] = {}
-        self._client = registry.connect(url)
+        self._client = registry.connect(url, cluster=cluster)
         self._reads = Periodic(self.sync, interval, "registry read")
         self.readable: bool | None = None  # None: not read yet
 
@@ -53,7 +60,7 @@ class RegistryWatcher:
     async def sync(self) -> None:
         try:
             members = await registry.read_members(self._client)
-        except (RedisError, OSError, TimeoutError) as e:
+        except redisclient.FAILURES as e:
             if self.readable is not False:
                 log.warning(
                     "registry unreadable; keeping the shards known so far",

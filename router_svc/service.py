@@ -68,7 +68,12 @@ async def running_router(config: RouterConfig) -> AsyncIterator[tuple[GrpcServer
         async with contextlib.AsyncExitStack() as stack:
             if config.registry is not None:
                 await stack.enter_async_context(
-                    RegistryWatcher(config.registry, pool, config.registry_interval_seconds)
+                    RegistryWatcher(
+                        config.registry,
+                        pool,
+                        config.registry_interval_seconds,
+                        cluster=config.redis_cluster,
+                    )
                 )
             else:
                 await pool.update(static_members(config.shard_addresses))

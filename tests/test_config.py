@@ -82,3 +82,17 @@ def test_files_a_config_names_are_read_once(tmp_path: Path) -> None:
     shard.validate()
     policy.unlink()
     assert shard.policies is shard.policies
+
+
+@pytest.mark.parametrize("config", [ShardConfig, RouterConfig])
+def test_help_explains_each_setting_from_its_declaration(config) -> None:
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    helps = {a.dest: a.help or "" for a in parser._actions}
+    assert "Redis Cluster" in helps["redis_cluster"]
+    assert "TLS" in helps["tls_cert"]  # inherited from ServerConfig
+    parsed = config.load(parser.parse_args(["--redis-cluster", "true", *REQUIRED[config]]), {})
+    assert parsed.redis_cluster is True
+
+
+REQUIRED = {ShardConfig: ["--embedder", "127.0.0.1:1"], RouterConfig: ["--shards", "127.0.0.1:1"]}

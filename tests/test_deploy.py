@@ -22,11 +22,29 @@ K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if p.is_dir())
 #: prod's Secret is created by the operator (never committed): docs/deploy.md, with its keys.
 PROD_SECRET = {("Secret", "semcache-secrets"): ("tokens", "redis-url", "openai-api-key")}
-EXTERNAL = {"prod": PROD_SECRET, "external-redis": PROD_SECRET}
+EXTERNAL = {
+    "prod": PROD_SECRET,
+    "external-redis": PROD_SECRET,
+    "external-redis-cluster": PROD_SECRET,
+}
 
 
 def test_the_overlays_are_there() -> None:
-    assert {"dev", "prod", "external-redis"} <= set(OVERLAYS)
+    assert {"dev", "prod", "external-redis", "external-redis-cluster"} <= set(OVERLAYS)
+
+
+def test_the_cluster_overlay_turns_the_cluster_protocol_on_where_redis_is_used() -> None:
+    objects = render(K8S / "overlays" / "external-redis-cluster")
+    assert not [o for o in objects if o["metadata"]["name"] == "semcache-redis"]
+    flags = {}
+    for o in objects:
+        if o["kind"] in ("StatefulSet", "Deployment"):
+            for container in o["spec"]["template"]["spec"]["containers"]:
+                env = {e["name"]: e.get("value") for e in container.get("env", [])}
+                flags[container["name"]] = {k: v for k, v in env.items() if "REDIS_CLUSTER" in k}
+    assert flags["shard"] == {"SEMCACHE_SHARD_REDIS_CLUSTER": "true"}
+    assert flags["router"] == {"SEMCACHE_ROUTER_REDIS_CLUSTER": "true"}
+    assert flags["embedder"] == {}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -26,6 +26,17 @@ def free_port_run(count: int) -> int:
             return base
 
 
+def free_cluster_ports(count: int) -> list[int]:
+    """`count` loopback ports for Redis Cluster nodes: each free a moment ago, and so is
+    its cluster bus port (the port + 10000, hence below 55536)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port < 55536 and port not in ports and _bindable(port + 10000):
+            ports.append(port)
+    return ports
+
+
 def _bindable(port: int) -> bool:
     with socket.socket() as s:
         try:

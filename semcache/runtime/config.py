@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import inspect
 import math
 import os
+import re
 import tomllib
 import types
 import typing
@@ -115,14 +117,17 @@ class ServerConfig:
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         """Adds `--config` and one flag per field (default None: "not given")."""
         parser.add_argument("--config", type=Path, help="TOML config file ($SEMCACHE_CONFIG)")
+        docs = _field_docs(cls)
         for f in dataclasses.fields(cls):
             flag = "--" + f.name.replace("_", "-")
+            doc = docs.get(f.name, "")
             parser.add_argument(
                 flag,
                 dest=f.name,
                 default=None,
                 metavar=f.name.upper(),
-                help=f"(default {f.default!r}; ${_env_name(cls, f.name)})",
+                help=f"{doc + ' ' if doc else ''}(default {f.default!r}; "
+                f"${_env_name(cls, f.name)})".replace("%", "%%"),
             )
 
     @classmethod
@@ -233,8 +238,12 @@ class ShardConfig(ServerConfig):
     #: Stored prompts re-embedded per second when the embedding model changes; 0: never
     #: (entries of an old model are then matched exactly only).
     reembed_rate: float = 50.0
-    #: redis://host:port/db; empty: memory-only (entries die with the shard).
+    #: redis://host:port/db; empty: memory-only (entries die with the shard). With
+    #: redis_cluster, any node of the cluster.
     redis: str | None = None
+    #: true: the Redis at `redis` and `registry` is a Redis Cluster (the URLs name any
+    #: node; keys of a namespace share a slot).
+    redis_cluster: bool = False
     redis_timeout: float = 1.0
     #: Writes queued while Redis is away; beyond it they are dropped (and counted).
     redis_backlog: int = 100_000
@@ -374,6 +383,8 @@ class RouterConfig(ServerConfig):
     shards: str = ""
     #: Dynamic membership: the redis:// URL of the registry the shards heartbeat into.
     registry: str | None = None
+    #: true: the registry's Redis is a Redis Cluster (`registry` names any node).
+    redis_cluster: bool = False
     registry_interval_seconds: float = 1.0
     vnodes: int = 150
     #: Bounded-load factor c (skip a shard above c x mean in-flight load); 0: off. Off by
@@ -441,6 +452,26 @@ class RouterConfig(ServerConfig):
             "registry_interval_seconds",
         ):
             _check(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """Each field's `#:` comment (the lines right above it in its class), for `--help`:
+    the settings are documented once, where they are declared."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        comment: list[str] = []
+        for line in inspect.getsource(klass).splitlines():
+            stripped = line.strip()
+            if stripped.startswith("#:"):
+                comment.append(stripped[2:].strip())
+            elif (match := re.match(r"(\w+)\s*:", stripped)) and comment:
+                docs[match.group(1)] = " ".join(comment)
+                comment = []
+            else:
+                comment = []
+    return docs
 
 
 def _check(ok: bool, name: str, message: str) -> None:

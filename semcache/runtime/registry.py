@@ -1,9 +1,11 @@
 """Shard membership in Redis: shards heartbeat their address with a TTL; routers read it.
 
-Layout:
+Layout (the `{registry}` tag keeps it in one Redis Cluster slot, for its scripts):
 
-    semcache:member:<shard id>   the address routers dial (host:port), expiring after the TTL
-    semcache:members             set of registered shard ids (an index, so reading needs no SCAN)
+    semcache:{registry}:member:<shard id>   the address routers dial (host:port), expiring
+                                            after the TTL
+    semcache:{registry}:members             set of registered shard ids (an index, so
+                                            reading needs no SCAN)
 
 Expiry is Redis's own (`SET ... EX`), so no clock is compared across machines. A shard that
 stops cleanly deletes its key at once; one that dies vanishes when its key expires (and
@@ -15,14 +17,12 @@ from __future__ import annotations
 import contextlib
 import logging
 
-import redis.asyncio as redis
-from redis.exceptions import RedisError
-
+from semcache.runtime import redisclient
 from semcache.runtime.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
-INDEX_KEY = "semcache:members"
+INDEX_KEY = "semcache:{registry}:members"
 #: Removes from the set KEYS[1] each id ARGV[i] whose member key KEYS[i + 1] does not exist.
 _PRUNE = """
 for i, id in ipairs(ARGV) do
@@ -41,20 +41,20 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-_FAILURES = (RedisError, OSError, TimeoutError)
+_FAILURES = redisclient.FAILURES
 
 
 def member_key(shard_id: str) -> str:
-    return f"semcache:member:{shard_id}"
+    return f"semcache:{{registry}}:member:{shard_id}"
 
 
-def connect(url: str, timeout: float = 1.0) -> redis.Redis:
-    return redis.Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+def connect(url: str, *, cluster: bool = False, timeout: float = 1.0) -> redisclient.Client:
+    return redisclient.connect(
+        url, cluster=cluster, timeout=timeout, max_connections=4, decode_responses=True
     )
 
 
-async def read_members(client: redis.Redis) -> dict[str, str]:
+async def read_members(client: redisclient.Client) -> dict[str, str]:
     """The registered shards, id → address. Raises RedisError/OSError when Redis is away."""
     ids: list[str] = sorted(await client.smembers(INDEX_KEY))  # type: ignore[arg-type]
     if not ids:
@@ -76,11 +76,13 @@ class Heartbeat:
     routers that already know it keep it (they do not drop members they cannot re-read).
     """
 
-    def __init__(self, url: str, shard_id: str, address: str, ttl: float) -> None:
+    def __init__(
+        self, url: str, shard_id: str, address: str, ttl: float, *, cluster: bool = False
+    ) -> None:
         self.shard_id = shard_id
         self.address = address
         self.ttl = ttl
-        self._client = connect(url)
+        self._client = connect(url, cluster=cluster)
         self._beats = Periodic(self._beat, ttl / 3, "registry heartbeat")
         self.registered: bool | None = None  # None: not tried yet
 
