@@ -12,6 +12,7 @@ import numpy as np
 
 from cache_svc.entry import Entry
 from cache_svc.index import IndexParams, NamespaceIndex
+from cache_svc.snapshot import Membership
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,8 @@ class Namespace:
         #: an embedder outage leaves to re-embed, known without a walk over the entries (the
         #: shard asks twice a second).
         self._vectors_of: Counter[str] = Counter()
+        #: Adds to and removals from the index since its graph was last saved.
+        self.changes = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -76,6 +79,7 @@ class Namespace:
         replaced = self.remove(replaced_id) if replaced_id else None
         if (labelled := self._track(entry)) is not None:
             self.index.add(*labelled)
+            self.changes += 1
         return replaced
 
     def _track(self, entry: Entry) -> tuple[int, np.ndarray] | None:
@@ -110,6 +114,50 @@ class Namespace:
             if (item := self._track(entry)) is not None:
                 labelled.append(item)
         self._bulk_load(labelled)
+
+    def load_restored(
+        self, entries: list[Entry], index: NamespaceIndex, membership: Membership
+    ) -> None:
+        """Adds hydrated entries to an empty namespace whose index comes from a snapshot
+        of its graph (of `self.model`): the snapshot's labels keep their entries, those of
+        entries gone since are deleted, entries not in it are added. Entries in it may
+        come without vectors (`vectors_from_index` gives them theirs)."""
+        self.index = index
+        label_of = dict(zip(membership.ids, membership.labels.tolist(), strict=True))
+        self._labels = itertools.count(int(membership.labels.max(initial=-1)) + 1)
+        new: list[Entry] = []
+        for entry in entries:
+            if entry.prompt_key in self._by_prompt:
+                continue
+            self._entries[entry.id] = entry
+            self._by_prompt[entry.prompt_key] = entry.id
+            self._vectors_of[entry.model] += 1
+            label = label_of.pop(entry.id, None) if entry.model == self.model else None
+            if label is not None:
+                self._label_of[entry.id] = label
+                self._entry_of[label] = entry.id
+            elif (item := self._label(entry)) is not None:
+                new.append(entry)
+                self.index.add(*item)
+        for label in label_of.values():  # entries gone since the snapshot
+            self.index.remove(label)
+        self.changes = len(new) + len(label_of)
+
+    def vectorless(self) -> list[Entry]:
+        """Entries loaded without their vectors, with the index's label of each."""
+        return [e for e in self._entries.values() if e.vector is None and e.model]
+
+    def labels_of(self, entries: list[Entry]) -> np.ndarray:
+        return np.asarray([self._label_of[e.id] for e in entries], dtype=np.int64)
+
+    def membership(self, labels: np.ndarray) -> Membership:
+        """Which entry each of `labels` is, leaving out those whose entry is gone."""
+        kept = [
+            (label, self._entry_of[label]) for label in labels.tolist() if label in self._entry_of
+        ]
+        return Membership(
+            np.asarray([label for label, _ in kept], dtype=np.int64), [i for _, i in kept]
+        )
 
     def switch_model(self, model: str) -> None:
         """Moves the index to `model`: rebuilt from the entries whose vectors are of it,
@@ -163,6 +211,7 @@ class Namespace:
         if label is not None:
             del self._entry_of[label]
             self.index.remove(label)
+            self.changes += 1
         return entry
 
     def expired(self, now: float) -> list[str]:

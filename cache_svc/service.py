@@ -44,10 +44,14 @@ def make_shard(config: ShardConfig, llm: LLMBackend | None = None) -> Shard:
         shard_id=config.shard_id,
         default_ttl=config.default_ttl_seconds,
         index=IndexParams(
-            m=config.hnsw_m, ef_construction=config.hnsw_ef_construction, ef=config.hnsw_ef
+            m=config.hnsw_m,
+            ef_construction=config.hnsw_ef_construction,
+            ef=config.hnsw_ef,
+            build_threads=config.index_build_threads,
         ),
         sweep_interval=config.sweep_interval_seconds,
         reembed_rate=config.reembed_rate,
+        snapshot_min_entries=config.graph_snapshot_min_entries,
     )
     return Shard(
         settings,

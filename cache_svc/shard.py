@@ -22,6 +22,7 @@ from cache_svc import metrics
 from cache_svc.embedder import EmbedderClient, EmbedderUnavailableError, Vector
 from cache_svc.entry import Answer, Entry
 from cache_svc.eviction import Eviction
+from cache_svc.graphs import GraphSnapshots
 from cache_svc.index import IndexParams
 from cache_svc.llm import Delta, Done, LLMBackend, LLMRequest, UpstreamError
 from cache_svc.namespace import Namespace
@@ -41,6 +42,8 @@ REEMBED_TICK = 0.5
 MODEL_PROBE_SECONDS = 5.0
 #: How often the shard checks that Redis still has what it wrote.
 REDIS_CHECK_SECONDS = 1.0
+#: How often big namespaces' graphs are checked for enough changes to save them again.
+SNAPSHOT_CHECK_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,9 @@ class ShardSettings:
     sweep_interval: float = 30.0
     #: Stored prompts re-embedded per second after a model change (0: never).
     reembed_rate: float = 50.0
+    #: Namespaces of this many entries or more keep a snapshot of their graph in Redis
+    #: (`cache_svc.graphs`); 0: never.
+    snapshot_min_entries: int = 10_000
 
 
 class Shard:
@@ -143,6 +149,12 @@ class Shard:
         self._reembedder = Periodic(self._reembed_step, REEMBED_TICK, "reembed")
         self._redis_watch = Periodic(self._check_redis, REDIS_CHECK_SECONDS, "redis watch")
         self._sweeper = Periodic(self.sweep_expired, settings.sweep_interval, "ttl sweep")
+        self.graphs = GraphSnapshots(store, settings.index, settings.snapshot_min_entries)
+        self._snapshotter = Periodic(
+            lambda: self.graphs.save_changed(list(self._namespaces.values())),
+            SNAPSHOT_CHECK_SECONDS,
+            "graph snapshots",
+        )
 
     @property
     def shard_id(self) -> str:
@@ -155,12 +167,14 @@ class Shard:
             self._reembedder.start()
         if self.store.state != "disabled":
             self._redis_watch.start()
+            self._snapshotter.start()
 
     async def aclose(self) -> None:
+        await self._snapshotter.stop()
         await self._reembedder.stop()
         await self._redis_watch.stop()
         await self._sweeper.stop()
-        for task in self._background:
+        for task in list(self._background):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.store.aclose()
@@ -185,6 +199,8 @@ class Shard:
     async def _hydrate(self, key: str) -> Namespace:
         ns = self._namespaces.get(key)
         try:
+            if ns is None:
+                return await self._load(key)
             entries = await self.store.load_namespace(key, time.time())
         except StoreUnavailableError:
             if ns is None:
@@ -193,22 +209,39 @@ class Shard:
                 self._unhydrated.add(key)
                 metrics.NAMESPACES.set(len(self._namespaces))
             return ns
-        if ns is None:
-            ns = Namespace(key, self.settings.index, self._model_for(entries))
-            ns.load(entries)
-            for entry in ns:
+        # Made while Redis was down: merge what Redis had.
+        for entry in entries:
+            if ns.get(entry.id) is None and ns.exact(entry.prompt_key, time.time()) is None:
+                ns.add(entry)
                 self.eviction.added(entry.id, entry.size_bytes)
+        return self._loaded(ns)
+
+    async def _load(self, key: str) -> Namespace:
+        """A namespace not in memory, from Redis: from its graph's snapshot when it has one
+        of the model its entries are of, else by a bulk load whose graph builds off the
+        loop (searching exactly meanwhile). Raises StoreUnavailableError."""
+        manifest = await self.graphs.manifest(key)
+        entries = await self.store.load_namespace(key, time.time(), vectors=manifest is None)
+        ns = Namespace(key, self.settings.index, self._model_for(entries))
+        if (
+            manifest is None
+            or manifest.model != ns.model
+            or not await self.graphs.restore(ns, entries, manifest)
+        ):
+            if manifest is not None:  # loaded without vectors, for a snapshot not used
+                await self.store.load_vectors(key, [e for e in entries if e.vector is None])
+            ns.load(entries)
             if ns.index.building:  # exact search now; the graph builds off the loop
-                self._spawn(asyncio.to_thread(ns.index.build))
-            ns.loaded_at = time.monotonic()  # after the load: a long one is no stall
-            self._namespaces[key] = ns
-            log.info("hydrated", extra={"namespace": key, "entries": len(ns)})
-        else:  # made while Redis was down: merge what Redis had
-            for entry in entries:
-                if ns.get(entry.id) is None and ns.exact(entry.prompt_key, time.time()) is None:
-                    ns.add(entry)
-                    self.eviction.added(entry.id, entry.size_bytes)
-        self._unhydrated.discard(key)
+                self._spawn(self.graphs.build(ns))
+        for entry in ns:
+            self.eviction.added(entry.id, entry.size_bytes)
+        ns.loaded_at = time.monotonic()  # after the load: a long one is no stall
+        self._namespaces[key] = ns
+        log.info("hydrated", extra={"namespace": key, "entries": len(ns)})
+        return self._loaded(ns)
+
+    def _loaded(self, ns: Namespace) -> Namespace:
+        self._unhydrated.discard(ns.key)
         self._update_gauges()
         self._evict_over_capacity()
         return ns
@@ -221,7 +254,7 @@ class Shard:
         target = self.embedder.models.target(time.monotonic())
         counts: dict[str, int] = {}
         for entry in entries:
-            if entry.vector is not None:
+            if entry.model:  # has a vector (loaded or not)
                 counts[entry.model] = counts.get(entry.model, 0) + 1
         if target in counts or not counts:
             return target
@@ -236,7 +269,7 @@ class Shard:
         moved_from = ns.model
         ns.switch_model(model)
         if ns.index.building:
-            self._spawn(asyncio.to_thread(ns.index.build))
+            self._spawn(self.graphs.build(ns))
         if moved_from:  # a new namespace taking its first model is not news
             log.info(
                 "namespace index moved to a new model",

@@ -7,6 +7,9 @@ Layout (the `{ns}` hash tag keeps a namespace in one Redis Cluster slot):
                                     with a Redis expiry at `expires`
     semcache:{<ns>}:ids            set of the namespace's entry ids
     semcache:{<ns>}:dropped:<uuid> the ids of a namespace being dropped (renamed from :ids)
+    semcache:{<ns>}:graph          hash: the namespace's graph snapshot (version, model,
+                                    chunks, graph_bytes, entries: `cache_svc.snapshot`)
+    semcache:{<ns>}:graph:<version>:<i>  its chunks
     semcache:tenant:<tenant>       set of the tenant's namespace keys (pruned when read)
 
 On Redis Cluster (`cluster=True`) every command that touches several keys, or a script,
@@ -36,12 +39,15 @@ import logging
 import uuid
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from redis.exceptions import ResponseError
 
 from cache_svc import metrics
 from cache_svc.entry import Entry
+from cache_svc.snapshot import GraphManifest, Membership
 from semcache.runtime import redisclient
 from semcache.runtime.periodic import Periodic
 
@@ -56,6 +62,32 @@ MAX_CONNECTIONS = 64
 HIT_FLUSH_SECONDS = 1.0
 #: The marker's lifetime, renewed at every check: markers of stores gone away expire.
 MARKER_SECONDS = 3600
+#: A graph snapshot's chunks (a few round trips each, never one huge command).
+SNAPSHOT_CHUNK_BYTES = 8 * 1024 * 1024
+#: A snapshot outlives its last renewal this long: namespaces idle longer rebuild.
+SNAPSHOT_SECONDS = 7 * 24 * 3600
+#: Switches a namespace's snapshot to a new version; returns the old version and chunks.
+_SWITCH_SNAPSHOT = """
+local old = redis.call('HMGET', KEYS[1], 'version', 'chunks')
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return old
+"""
+#: An entry's fields but its vector: what a namespace whose graph comes from a snapshot
+#: loads (the graph holds the vectors).
+_FIELDS_BUT_VECTOR = (
+    "id",
+    "tenant",
+    "prompt",
+    "prompt_key",
+    "answer",
+    "category",
+    "created",
+    "expires",
+    "hits",
+    "model",
+)
 #: How long the ids of a dropped namespace are kept should the shard die while deleting
 #: its entries (they expire by themselves; the ids only say which to delete).
 DROPPED_IDS_SECONDS = 24 * 3600
@@ -64,6 +96,15 @@ DROPPED_IDS_SECONDS = 24 * 3600
 def _text(value: bytes | str) -> str:
     """A Redis reply as text (the store's client answers bytes)."""
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _fields(values: list[bytes | None]) -> dict[bytes, bytes]:
+    """An HMGET of `_FIELDS_BUT_VECTOR` as HGETALL would answer it."""
+    return {
+        name.encode(): value
+        for name, value in zip(_FIELDS_BUT_VECTOR, values, strict=True)
+        if value is not None
+    }
 
 
 class StoreUnavailableError(Exception):
@@ -80,6 +121,14 @@ def ids_key(namespace: str) -> str:
 
 def dropped_ids_key(namespace: str) -> str:
     return f"semcache:{{{namespace}}}:dropped:{uuid.uuid4().hex}"
+
+
+def graph_key(namespace: str) -> str:
+    return f"semcache:{{{namespace}}}:graph"
+
+
+def graph_chunk_key(namespace: str, version: str, chunk: int) -> str:
+    return f"semcache:{{{namespace}}}:graph:{version}:{chunk}"
 
 
 def tenant_key(tenant: str) -> str:
@@ -332,6 +381,7 @@ class WriteThroughStore:
         is renamed away in one step, so an entry put after it lands in a new set and
         survives, and one put before it is in the renamed set and is deleted."""
         assert self._client is not None
+        await self._delete_snapshot(namespace)
         dropped = dropped_ids_key(namespace)
         try:
             await self._client.rename(ids_key(namespace), dropped)
@@ -374,10 +424,133 @@ class WriteThroughStore:
                 self._set_state("down", e)
                 await asyncio.sleep(self.retry_interval)
 
+    # -- graph snapshots -----------------------------------------------------------------
+
+    async def save_snapshot(
+        self, namespace: str, model: str, graph: Path, membership: Membership
+    ) -> bool:
+        """Uploads a saved graph as the namespace's snapshot (replacing the last one);
+        False when Redis is away or failed meanwhile (a snapshot only saves work)."""
+        if self.state != "up" or self._client is None:
+            return False
+        version = uuid.uuid4().hex[:16]
+        tail = membership.encode()
+        graph_bytes = (await asyncio.to_thread(graph.stat)).st_size
+        chunks = 0
+        try:
+            with graph.open("rb") as file:
+                while True:
+                    data = await asyncio.to_thread(file.read, SNAPSHOT_CHUNK_BYTES)
+                    if not data:
+                        break
+                    await self._put_chunk(namespace, version, chunks, data)
+                    chunks += 1
+            for start in range(0, len(tail), SNAPSHOT_CHUNK_BYTES):
+                await self._put_chunk(
+                    namespace, version, chunks, tail[start : start + SNAPSHOT_CHUNK_BYTES]
+                )
+                chunks += 1
+            manifest = {
+                "version": version,
+                "model": model,
+                "chunks": chunks,
+                "graph_bytes": graph_bytes,
+                "entries": len(membership.ids),
+            }
+            fields = [str(x) for pair in manifest.items() for x in pair]
+            old = await self._client.eval(
+                _SWITCH_SNAPSHOT, 1, graph_key(namespace), SNAPSHOT_SECONDS, *fields
+            )
+        except _FAILURES as e:
+            log.warning(
+                "graph snapshot not saved", extra={"namespace": namespace, "error": repr(e)}
+            )
+            with contextlib.suppress(*_FAILURES):
+                await self._delete_chunks(namespace, version, chunks + 1)
+            return False
+        if old and old[0] is not None:
+            with contextlib.suppress(*_FAILURES):
+                await self._delete_chunks(namespace, _text(old[0]), int(old[1] or 0))
+        return True
+
+    async def _put_chunk(self, namespace: str, version: str, chunk: int, data: bytes) -> None:
+        assert self._client is not None
+        key = graph_chunk_key(namespace, version, chunk)
+        await asyncio.wait_for(
+            self._client.set(key, data, ex=SNAPSHOT_SECONDS), self.write_timeout * 10
+        )
+
+    async def _delete_chunks(self, namespace: str, version: str, chunks: int) -> None:
+        assert self._client is not None
+        keys = [graph_chunk_key(namespace, version, i) for i in range(chunks)]
+        for start in range(0, len(keys), _LOAD_CHUNK):
+            await self._client.delete(*keys[start : start + _LOAD_CHUNK])
+
+    async def _delete_snapshot(self, namespace: str) -> None:
+        assert self._client is not None
+        old = await self._client.hmget(graph_key(namespace), ["version", "chunks"])
+        await self._client.delete(graph_key(namespace))
+        if old[0] is not None:
+            await self._delete_chunks(namespace, _text(old[0]), int(old[1] or 0))
+
+    async def snapshot_manifest(self, namespace: str) -> GraphManifest | None:
+        """The namespace's snapshot, if it has one. Raises StoreUnavailableError."""
+        if self.state == "disabled":
+            return None
+        assert self._client is not None
+        try:
+            fields = await self._client.hgetall(graph_key(namespace))
+        except _FAILURES as e:
+            self._set_state("down", e)
+            raise StoreUnavailableError(str(e)) from e
+        if not fields:
+            return None
+        text = {_text(k): _text(v) for k, v in fields.items()}
+        return GraphManifest(
+            version=text["version"],
+            model=text["model"],
+            chunks=int(text["chunks"]),
+            graph_bytes=int(text["graph_bytes"]),
+            entries=int(text["entries"]),
+        )
+
+    async def load_snapshot(
+        self, namespace: str, manifest: GraphManifest, graph: Path
+    ) -> Membership | None:
+        """Downloads the snapshot: its graph into the file `graph`, and its membership;
+        None when it is gone meanwhile (replaced, expired) or damaged, or Redis failed."""
+        assert self._client is not None
+        tail = bytearray()
+        written = 0
+        try:
+            with graph.open("wb") as file:
+                for i in range(manifest.chunks):
+                    key = graph_chunk_key(namespace, manifest.version, i)
+                    data = await self._client.get(key)
+                    if data is None:
+                        return None
+                    assert isinstance(data, bytes)
+                    cut = max(0, min(len(data), manifest.graph_bytes - written))
+                    await asyncio.to_thread(file.write, data[:cut])
+                    written += cut
+                    tail += data[cut:]
+            return Membership.decode(bytes(tail), manifest.entries)
+        except _FAILURES as e:
+            log.warning(
+                "graph snapshot not loaded", extra={"namespace": namespace, "error": repr(e)}
+            )
+            return None
+        except ValueError as e:
+            log.warning("graph snapshot damaged", extra={"namespace": namespace, "error": repr(e)})
+            return None
+
     # -- reads --------------------------------------------------------------------------
 
-    async def load_namespace(self, namespace: str, now: float) -> list[Entry]:
-        """The namespace's live entries. Raises StoreUnavailableError."""
+    async def load_namespace(
+        self, namespace: str, now: float, *, vectors: bool = True
+    ) -> list[Entry]:
+        """The namespace's live entries; without `vectors`, none has its vector (but its
+        `model` says whether it has one: `load_vectors`). Raises StoreUnavailableError."""
         if self.state == "disabled":
             return []
         assert self._client is not None
@@ -388,8 +561,12 @@ class WriteThroughStore:
                 chunk = ids[start : start + _LOAD_CHUNK]
                 pipe = self._client.pipeline(transaction=False)
                 for entry_id in chunk:
-                    pipe.hgetall(entry_key(namespace, entry_id))
-                for entry_id, fields in zip(chunk, await pipe.execute(), strict=True):
+                    if vectors:
+                        pipe.hgetall(entry_key(namespace, entry_id))
+                    else:
+                        pipe.hmget(entry_key(namespace, entry_id), _FIELDS_BUT_VECTOR)
+                for entry_id, reply in zip(chunk, await pipe.execute(), strict=True):
+                    fields = reply if vectors else _fields(reply)
                     if b"id" not in fields:  # expired, or only a hit counter left
                         stale.append(entry_id)
                         continue
@@ -399,6 +576,25 @@ class WriteThroughStore:
             if stale:
                 await self._client.srem(ids_key(namespace), *stale)
             return entries
+        except _FAILURES as e:
+            metrics.REDIS_ERRORS.inc()
+            self._set_state("down", e)
+            raise StoreUnavailableError(str(e)) from e
+
+    async def load_vectors(self, namespace: str, entries: list[Entry]) -> None:
+        """Gives `entries` (loaded without vectors) their stored vectors and models.
+        Raises StoreUnavailableError."""
+        assert self._client is not None
+        try:
+            for start in range(0, len(entries), _LOAD_CHUNK):
+                chunk = entries[start : start + _LOAD_CHUNK]
+                pipe = self._client.pipeline(transaction=False)
+                for entry in chunk:
+                    pipe.hmget(entry_key(namespace, entry.id), ["vector", "model"])
+                for entry, (vector, model) in zip(chunk, await pipe.execute(), strict=True):
+                    if vector is not None:
+                        entry.vector = np.frombuffer(vector, dtype="<f4").copy()
+                        entry.model = _text(model or b"")
         except _FAILURES as e:
             metrics.REDIS_ERRORS.inc()
             self._set_state("down", e)

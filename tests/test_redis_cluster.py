@@ -20,6 +20,7 @@ import pytest_asyncio
 
 from cache_svc.entry import Answer, Entry
 from cache_svc.service import running_shard
+from cache_svc.snapshot import Membership
 from cache_svc.store import WriteThroughStore, entry_key, ids_key, tenant_key
 from router_svc.service import running_router
 from semcache import keys
@@ -306,3 +307,23 @@ async def test_writes_a_promoted_replica_never_received_are_written_back(
             assert stats.total.redis_written_back >= len(stored)
     finally:
         cluster.stop()
+
+
+async def test_a_graph_snapshot_round_trips_in_chunks(
+    store: WriteThroughStore, tenant, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr("cache_svc.store.SNAPSHOT_CHUNK_BYTES", 1000)  # many chunks
+    namespace = f"{tenant}-graph"
+    graph = tmp_path / "graph"
+    graph.write_bytes(bytes(range(256)) * 20)
+    membership = Membership(np.arange(3, dtype=np.int64), ["a", "b", "c"])
+    assert await store.save_snapshot(namespace, "m", graph, membership)
+    first = await store.snapshot_manifest(namespace)
+    assert first is not None and first.chunks == 7  # 6 of the graph, 1 of the membership
+    assert await store.save_snapshot(namespace, "m", graph, membership)  # replaces it
+    manifest = await store.snapshot_manifest(namespace)
+    assert manifest is not None and manifest.version != first.version
+    assert await store.load_snapshot(namespace, first, tmp_path / "old") is None  # deleted
+    loaded = await store.load_snapshot(namespace, manifest, tmp_path / "copy")
+    assert loaded is not None and loaded.ids == ["a", "b", "c"]
+    assert (tmp_path / "copy").read_bytes() == graph.read_bytes()

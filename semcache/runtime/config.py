@@ -259,7 +259,14 @@ class ShardConfig(ServerConfig):
     eviction: str = "lru"
     hnsw_m: int = 16
     hnsw_ef_construction: int = 200
+    #: The query ef up to 10,000 entries in a namespace; it grows with the square root of
+    #: the namespace beyond (recall held on bigger graphs).
     hnsw_ef: int = 64
+    #: Threads a namespace's graph build uses (after a bulk load); 0: every core.
+    index_build_threads: int = 0
+    #: Namespaces of this many entries or more keep a snapshot of their graph in Redis, so
+    #: a shard taking one over loads it instead of building it; 0: never.
+    graph_snapshot_min_entries: int = 10_000
     sweep_interval_seconds: float = 30.0
     #: LLM backend for read-through misses: "echo" or "openai".
     llm: str = "echo"
@@ -322,6 +329,12 @@ class ShardConfig(ServerConfig):
         _check(self.llm in ("echo", "openai"), "llm", f"must be echo or openai, got {self.llm!r}")
         _check(self.vector_cache_entries >= 0, "vector_cache_entries", "must be >= 0 (0: off)")
         _check(self.reembed_rate >= 0, "reembed_rate", "must be >= 0 (0: never)")
+        _check(self.index_build_threads >= 0, "index_build_threads", "must be >= 0 (0: all)")
+        _check(
+            self.graph_snapshot_min_entries >= 0,
+            "graph_snapshot_min_entries",
+            "must be >= 0 (0: never)",
+        )
         for name in (
             "max_entries",
             "max_bytes",
