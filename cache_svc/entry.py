@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
+import orjson
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,7 @@ class Entry:
 
     @classmethod
     def from_redis(cls, namespace: str, fields: dict[bytes, bytes]) -> Entry:
-        answer = json.loads(fields[b"answer"])
+        answer = orjson.loads(fields[b"answer"])
         vector = fields.get(b"vector")
         return cls(
             id=fields[b"id"].decode(),

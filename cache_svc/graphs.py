@@ -52,10 +52,9 @@ class GraphSnapshots:
         return await self.store.snapshot_manifest(key) if self.enabled else None
 
     async def restore(self, ns: Namespace, entries: list[Entry], manifest: GraphManifest) -> bool:
-        """Loads the empty `ns` (its model: the snapshot's) with `entries` (loaded without
-        vectors) and the snapshot's graph; entries added since get their vectors from Redis,
-        those in the graph from the graph. False when the snapshot could not be used: the
-        caller loads the namespace as without one. Raises StoreUnavailableError."""
+        """Loads the empty `ns` (its model: the snapshot's) with `entries` and the
+        snapshot's graph. False when the snapshot could not be used: the caller loads the
+        namespace as without one."""
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="semcache-graph-") as tmp:
             path = Path(tmp) / "graph.hnsw"
@@ -71,15 +70,7 @@ class GraphSnapshots:
                     "graph snapshot unreadable", extra={"namespace": ns.key, "error": str(e)}
                 )
                 return False
-        covered = set(membership.ids)
-        await self.store.load_vectors(
-            ns.key, [e for e in entries if e.model and e.id not in covered]
-        )
         ns.load_restored(entries, index, membership)
-        vectorless = ns.vectorless()
-        vectors = await asyncio.to_thread(index.vectors, ns.labels_of(vectorless))
-        for entry, vector in zip(vectorless, vectors, strict=True):
-            entry.vector = vector
         self.restored += 1
         log.info(
             "graph restored from its snapshot",

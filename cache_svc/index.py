@@ -230,9 +230,3 @@ class NamespaceIndex:
         index._deleted = graph.element_count - len(index._labels)
         index._set_ef()
         return index
-
-    def vectors(self, labels: np.ndarray) -> np.ndarray:
-        """The stored vectors of `labels` (of the graph; blocking for many: a worker
-        thread), one row each."""
-        with self._lock:
-            return np.asarray(self._graph.get_items(labels), dtype=np.float32)

@@ -120,8 +120,7 @@ class Namespace:
     ) -> None:
         """Adds hydrated entries to an empty namespace whose index comes from a snapshot
         of its graph (of `self.model`): the snapshot's labels keep their entries, those of
-        entries gone since are deleted, entries not in it are added. Entries in it may
-        come without vectors (`vectors_from_index` gives them theirs)."""
+        entries gone since are deleted, entries not in it are added."""
         self.index = index
         label_of = dict(zip(membership.ids, membership.labels.tolist(), strict=True))
         self._labels = itertools.count(int(membership.labels.max(initial=-1)) + 1)
@@ -131,8 +130,8 @@ class Namespace:
                 continue
             self._entries[entry.id] = entry
             self._by_prompt[entry.prompt_key] = entry.id
-            self._vectors_of[entry.model] += 1
-            label = label_of.pop(entry.id, None) if entry.model == self.model else None
+            self._vectors_of[self._model_of(entry)] += 1
+            label = label_of.pop(entry.id, None) if self._model_of(entry) == self.model else None
             if label is not None:
                 self._label_of[entry.id] = label
                 self._entry_of[label] = entry.id
@@ -142,13 +141,6 @@ class Namespace:
         for label in label_of.values():  # entries gone since the snapshot
             self.index.remove(label)
         self.changes = len(new) + len(label_of)
-
-    def vectorless(self) -> list[Entry]:
-        """Entries loaded without their vectors, with the index's label of each."""
-        return [e for e in self._entries.values() if e.vector is None and e.model]
-
-    def labels_of(self, entries: list[Entry]) -> np.ndarray:
-        return np.asarray([self._label_of[e.id] for e in entries], dtype=np.int64)
 
     def membership(self, labels: np.ndarray) -> Membership:
         """Which entry each of `labels` is, leaving out those whose entry is gone."""

@@ -221,15 +221,13 @@ class Shard:
         of the model its entries are of, else by a bulk load whose graph builds off the
         loop (searching exactly meanwhile). Raises StoreUnavailableError."""
         manifest = await self.graphs.manifest(key)
-        entries = await self.store.load_namespace(key, time.time(), vectors=manifest is None)
+        entries = await self.store.load_namespace(key, time.time())
         ns = Namespace(key, self.settings.index, self._model_for(entries))
         if (
             manifest is None
             or manifest.model != ns.model
             or not await self.graphs.restore(ns, entries, manifest)
         ):
-            if manifest is not None:  # loaded without vectors, for a snapshot not used
-                await self.store.load_vectors(key, [e for e in entries if e.vector is None])
             ns.load(entries)
             if ns.index.building:  # exact search now; the graph builds off the loop
                 self._spawn(self.graphs.build(ns))
@@ -254,7 +252,7 @@ class Shard:
         target = self.embedder.models.target(time.monotonic())
         counts: dict[str, int] = {}
         for entry in entries:
-            if entry.model:  # has a vector (loaded or not)
+            if entry.vector is not None:
                 counts[entry.model] = counts.get(entry.model, 0) + 1
         if target in counts or not counts:
             return target

@@ -38,11 +38,11 @@ import contextlib
 import logging
 import uuid
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 from redis.exceptions import ResponseError
 
 from cache_svc import metrics
@@ -74,20 +74,13 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return old
 """
-#: An entry's fields but its vector: what a namespace whose graph comes from a snapshot
-#: loads (the graph holds the vectors).
-_FIELDS_BUT_VECTOR = (
-    "id",
-    "tenant",
-    "prompt",
-    "prompt_key",
-    "answer",
-    "category",
-    "created",
-    "expires",
-    "hits",
-    "model",
-)
+#: Reads each hash of KEYS (one namespace's entries: one slot) in one command: a
+#: pipeline of single HGETALLs spends most of a hydration packing and parsing commands.
+_HGETALL_MANY = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HGETALL', key) end
+return out
+"""
 #: How long the ids of a dropped namespace are kept should the shard die while deleting
 #: its entries (they expire by themselves; the ids only say which to delete).
 DROPPED_IDS_SECONDS = 24 * 3600
@@ -96,15 +89,6 @@ DROPPED_IDS_SECONDS = 24 * 3600
 def _text(value: bytes | str) -> str:
     """A Redis reply as text (the store's client answers bytes)."""
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _fields(values: list[bytes | None]) -> dict[bytes, bytes]:
-    """An HMGET of `_FIELDS_BUT_VECTOR` as HGETALL would answer it."""
-    return {
-        name.encode(): value
-        for name, value in zip(_FIELDS_BUT_VECTOR, values, strict=True)
-        if value is not None
-    }
 
 
 class StoreUnavailableError(Exception):
@@ -546,33 +530,21 @@ class WriteThroughStore:
 
     # -- reads --------------------------------------------------------------------------
 
-    async def load_namespace(
-        self, namespace: str, now: float, *, vectors: bool = True
-    ) -> list[Entry]:
-        """The namespace's live entries; without `vectors`, none has its vector (but its
-        `model` says whether it has one: `load_vectors`). Raises StoreUnavailableError."""
+    async def load_namespace(self, namespace: str, now: float) -> list[Entry]:
+        """The namespace's live entries. Raises StoreUnavailableError."""
         if self.state == "disabled":
             return []
         assert self._client is not None
         try:
             ids = sorted(_text(i) for i in await self._client.smembers(ids_key(namespace)))
             entries, stale = [], []
-            for start in range(0, len(ids), _LOAD_CHUNK):
-                chunk = ids[start : start + _LOAD_CHUNK]
-                pipe = self._client.pipeline(transaction=False)
-                for entry_id in chunk:
-                    if vectors:
-                        pipe.hgetall(entry_key(namespace, entry_id))
-                    else:
-                        pipe.hmget(entry_key(namespace, entry_id), _FIELDS_BUT_VECTOR)
-                for entry_id, reply in zip(chunk, await pipe.execute(), strict=True):
-                    fields = reply if vectors else _fields(reply)
-                    if b"id" not in fields:  # expired, or only a hit counter left
-                        stale.append(entry_id)
-                        continue
-                    entry = Entry.from_redis(namespace, fields)
-                    if not entry.expired(now):
-                        entries.append(entry)
+            async for entry_id, fields in self._hashes(namespace, ids):
+                if b"id" not in fields:  # expired, or only a hit counter left
+                    stale.append(entry_id)
+                    continue
+                entry = Entry.from_redis(namespace, fields)
+                if not entry.expired(now):
+                    entries.append(entry)
             if stale:
                 await self._client.srem(ids_key(namespace), *stale)
             return entries
@@ -581,24 +553,30 @@ class WriteThroughStore:
             self._set_state("down", e)
             raise StoreUnavailableError(str(e)) from e
 
-    async def load_vectors(self, namespace: str, entries: list[Entry]) -> None:
-        """Gives `entries` (loaded without vectors) their stored vectors and models.
-        Raises StoreUnavailableError."""
-        assert self._client is not None
+    async def _hashes(
+        self, namespace: str, ids: list[str]
+    ) -> AsyncIterator[tuple[str, dict[bytes, bytes]]]:
+        """Each entry's hash, `_LOAD_CHUNK` to a command: Redis reads the next chunk while
+        the caller decodes this one (on the other core)."""
+        chunks = [ids[start : start + _LOAD_CHUNK] for start in range(0, len(ids), _LOAD_CHUNK)]
+        fetching: asyncio.Future[list[list[bytes]]] | None = None
         try:
-            for start in range(0, len(entries), _LOAD_CHUNK):
-                chunk = entries[start : start + _LOAD_CHUNK]
-                pipe = self._client.pipeline(transaction=False)
-                for entry in chunk:
-                    pipe.hmget(entry_key(namespace, entry.id), ["vector", "model"])
-                for entry, (vector, model) in zip(chunk, await pipe.execute(), strict=True):
-                    if vector is not None:
-                        entry.vector = np.frombuffer(vector, dtype="<f4").copy()
-                        entry.model = _text(model or b"")
-        except _FAILURES as e:
-            metrics.REDIS_ERRORS.inc()
-            self._set_state("down", e)
-            raise StoreUnavailableError(str(e)) from e
+            for i, chunk in enumerate(chunks):
+                replies = await (fetching or self._hgetall_many(namespace, chunk))
+                fetching = None
+                if i + 1 < len(chunks):
+                    fetching = asyncio.ensure_future(self._hgetall_many(namespace, chunks[i + 1]))
+                for entry_id, flat in zip(chunk, replies, strict=True):
+                    yield entry_id, dict(zip(flat[::2], flat[1::2], strict=True))
+        finally:
+            if fetching is not None:
+                fetching.cancel()
+
+    async def _hgetall_many(self, namespace: str, ids: list[str]) -> list[list[bytes]]:
+        assert self._client is not None
+        keys = [entry_key(namespace, entry_id) for entry_id in ids]
+        replies: list[list[bytes]] = await self._client.eval(_HGETALL_MANY, len(keys), *keys)
+        return replies
 
     async def namespaces_of_tenant(self, tenant: str) -> list[str]:
         """The tenant's namespaces that hold entries in Redis. Those that hold none any more

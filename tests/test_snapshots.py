@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 import pytest_asyncio
 
 from cache_svc.embedder import EmbedderClient
@@ -88,9 +89,14 @@ def test_a_saved_graph_comes_back_whole(tmp_path: Path) -> None:
     assert len(restored) == 499 and 7 not in restored
     assert [restored.search(vectors[i], 1)[0][0] for i in (0, 250, 499)] == [0, 250, 499]
     assert all(label != 7 for label, _ in restored.search(vectors[7], 4))
-    assert np.allclose(restored.vectors(np.asarray([3])), vectors[3], atol=1e-6)
     restored.add(500, unit_vectors(1, seed=2)[0])  # room to grow
     assert len(restored) == 500
+
+
+def test_a_file_of_another_layout_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "g").write_bytes(b"not a graph")
+    with pytest.raises(RuntimeError):
+        NamespaceIndex.restore(tmp_path / "g", np.arange(3))
 
 
 def test_the_query_ef_grows_with_the_graph() -> None:
