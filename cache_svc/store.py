@@ -566,6 +566,7 @@ class WriteThroughStore:
                 fetching = None
                 if i + 1 < len(chunks):
                     fetching = asyncio.ensure_future(self._hgetall_many(namespace, chunks[i + 1]))
+                    await asyncio.sleep(0)  # lets it send the command before we decode
                 for entry_id, flat in zip(chunk, replies, strict=True):
                     yield entry_id, dict(zip(flat[::2], flat[1::2], strict=True))
         finally:

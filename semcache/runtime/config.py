@@ -259,8 +259,8 @@ class ShardConfig(ServerConfig):
     eviction: str = "lru"
     hnsw_m: int = 16
     hnsw_ef_construction: int = 200
-    #: The query ef up to 10,000 entries in a namespace; it grows with the square root of
-    #: the namespace beyond (recall held on bigger graphs).
+    #: The query ef up to 10,000 entries in a namespace; beyond, it doubles with every
+    #: tenfold growth (recall held on bigger graphs).
     hnsw_ef: int = 64
     #: Threads a namespace's graph build uses (after a bulk load); 0: every core.
     index_build_threads: int = 0
