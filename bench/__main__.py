@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from bench import embed, faults, hydrate, mesh, scale, transport, verifier
+from bench import embed, faults, mesh, scale, simulate, transport, verifier
 
 BENCHMARKS = {
     "embed": embed.main,
     "faults": faults.main,
-    "hydrate": hydrate.main,
     "mesh": mesh.main,
     "scale": scale.main,
+    "simulate": simulate.main,
     "transport": transport.main,
     "verifier": verifier.main,
 }

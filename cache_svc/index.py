@@ -32,7 +32,7 @@ class IndexParams:
     ef_construction: int = 200
     #: The query ef up to `ef_base_size` vectors; beyond, it doubles with every tenfold
     #: growth (128 at 100k, 256 at 1M), as measured to keep recall@1 against exact search
-    #: above 0.98 on real text (`bench scale`: at 1M, 0.95 at ef 64, 0.98 at 256).
+    #: near 0.97 or above on real text (`bench scale` at 1M: 0.93 at ef 64, 0.97 at 256).
     ef: int = 64
     ef_base_size: int = 10_000
     initial_capacity: int = 64  # grows by doubling; most namespaces stay small
