@@ -85,10 +85,13 @@ class Namespace:
     def _track(self, entry: Entry) -> tuple[int, np.ndarray] | None:
         """Records the entry in the maps; returns its index label and vector when it has a
         vector of the index's model."""
+        self._record(entry)
+        return self._label(entry)
+
+    def _record(self, entry: Entry) -> None:
         self._entries[entry.id] = entry
         self._by_prompt[entry.prompt_key] = entry.id
         self._vectors_of[self._model_of(entry)] += 1
-        return self._label(entry)
 
     @staticmethod
     def _model_of(entry: Entry) -> str:
@@ -124,23 +127,21 @@ class Namespace:
         self.index = index
         label_of = dict(zip(membership.ids, membership.labels.tolist(), strict=True))
         self._labels = itertools.count(int(membership.labels.max(initial=-1)) + 1)
-        new: list[Entry] = []
+        added = 0
         for entry in entries:
             if entry.prompt_key in self._by_prompt:
-                continue
-            self._entries[entry.id] = entry
-            self._by_prompt[entry.prompt_key] = entry.id
-            self._vectors_of[self._model_of(entry)] += 1
+                continue  # a duplicate prompt left behind by a crash between two writes
+            self._record(entry)
             label = label_of.pop(entry.id, None) if self._model_of(entry) == self.model else None
             if label is not None:
                 self._label_of[entry.id] = label
                 self._entry_of[label] = entry.id
             elif (item := self._label(entry)) is not None:
-                new.append(entry)
                 self.index.add(*item)
+                added += 1
         for label in label_of.values():  # entries gone since the snapshot
             self.index.remove(label)
-        self.changes = len(new) + len(label_of)
+        self.changes = added + len(label_of)
 
     def membership(self, labels: np.ndarray) -> Membership:
         """Which entry each of `labels` is, leaving out those whose entry is gone."""
