@@ -391,10 +391,14 @@ class WriteThroughStore:
             raise
         await self._client.expire(dropped, DROPPED_IDS_SECONDS)
         members = await self._client.smembers(dropped)
-        keys = [entry_key(namespace, _text(i)) for i in members]
+        await self._delete([entry_key(namespace, _text(i)) for i in members])
+        await self._client.delete(dropped)
+
+    async def _delete(self, keys: list[str]) -> None:
+        """Deletes `keys`, `_LOAD_CHUNK` to a command (none blocks Redis for long)."""
+        assert self._client is not None
         for start in range(0, len(keys), _LOAD_CHUNK):
             await self._client.delete(*keys[start : start + _LOAD_CHUNK])
-        await self._client.delete(dropped)
 
     async def _flush_backlog(self) -> None:
         while self._backlog:
@@ -481,10 +485,7 @@ class WriteThroughStore:
         )
 
     async def _delete_chunks(self, namespace: str, version: str, chunks: int) -> None:
-        assert self._client is not None
-        keys = [graph_chunk_key(namespace, version, i) for i in range(chunks)]
-        for start in range(0, len(keys), _LOAD_CHUNK):
-            await self._client.delete(*keys[start : start + _LOAD_CHUNK])
+        await self._delete([graph_chunk_key(namespace, version, i) for i in range(chunks)])
 
     async def _delete_snapshot(self, namespace: str) -> None:
         assert self._client is not None

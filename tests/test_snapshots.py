@@ -77,6 +77,17 @@ async def settle(s: Shard) -> None:
         await asyncio.gather(*list(s._background))
 
 
+async def saved_by_a_shard(url: str, namespace: str) -> Shard:
+    """A shard that hydrated the namespace, built its graph and saved it, now closed."""
+    builder = await shard(url)
+    try:
+        await builder.namespace(namespace)
+        await settle(builder)
+    finally:
+        await builder.aclose()
+    return builder
+
+
 def test_a_saved_graph_comes_back_whole(tmp_path: Path) -> None:
     vectors = unit_vectors(500, seed=1)
     index = NamespaceIndex()
@@ -111,13 +122,8 @@ async def test_a_new_owner_loads_the_snapshot_and_replays_what_changed(
     namespace = f"{tenant}-big"
     first = entries(namespace, unit_vectors(300, seed=3), "first")
     await writer.put_many(first)
-    builder = await shard(redis_server.url)
-    try:
-        await builder.namespace(namespace)  # hydrates, builds the graph, saves it
-        await settle(builder)
-        assert builder.graphs.saved == 1
-    finally:
-        await builder.aclose()
+    builder = await saved_by_a_shard(redis_server.url, namespace)
+    assert builder.graphs.saved == 1
     manifest = await writer.snapshot_manifest(namespace)
     assert manifest is not None and manifest.entries == 300 and manifest.model == MODEL
 
@@ -171,12 +177,7 @@ async def test_a_snapshot_of_another_model_is_not_used(
     namespace = f"{tenant}-other-model"
     stored = entries(namespace, unit_vectors(200, seed=7), "m")
     await writer.put_many(stored)
-    builder = await shard(redis_server.url)
-    try:
-        await builder.namespace(namespace)
-        await settle(builder)
-    finally:
-        await builder.aclose()
+    await saved_by_a_shard(redis_server.url, namespace)
     for e in stored:  # every entry re-embedded by another model since
         e.model = "newer-model"
         await writer.revector(e)
