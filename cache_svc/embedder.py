@@ -28,6 +28,7 @@ import numpy as np
 from cache_svc import metrics
 from cache_svc.models import ModelTracker
 from semcache.channel import CHANNEL_OPTIONS
+from semcache.runtime import tracing
 from semcache.runtime.breaker import CircuitBreaker
 from semcache.runtime.mux import STREAM_MAX_AGE_SECONDS, RenewingStream, StreamClosedError
 from semcache.runtime.status import status_code
@@ -161,7 +162,8 @@ class EmbedderClient:
 
     async def _fetch(self, text: str, model: str, budget: float) -> Vector:
         request = embedder_pb2.EmbedStreamRequest(
-            request=embedder_pb2.EmbedRequest(texts=[text], model=model)
+            request=embedder_pb2.EmbedRequest(texts=[text], model=model),
+            trace_context=tracing.carrier(),
         )
         try:
             async with asyncio.timeout(budget):

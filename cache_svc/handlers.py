@@ -24,7 +24,7 @@ from cache_svc.llm.base import Turn
 from cache_svc.shard import EntryNotFoundError, Outcome, Query, Shard
 from semcache import keys
 from semcache.enums import KIND_VALUES, STATUS_VALUES
-from semcache.runtime import validation
+from semcache.runtime import tracing, validation
 from semcache.runtime.status import CallError
 from semcache.v1 import cache_pb2
 
@@ -40,7 +40,7 @@ def _as_call_errors() -> Iterator[None]:
     except EntryNotFoundError as e:
         raise CallError(grpc.StatusCode.NOT_FOUND, str(e)) from None
     except UpstreamError as e:  # the shard is fine; the upstream's own status goes along
-        raise CallError.from_upstream(e.status, str(e)) from None
+        raise CallError.from_upstream(e.failure, str(e)) from None
 
 
 def llm_request(request: cache_pb2.CompleteRequest | cache_pb2.LookupRequest) -> LLMRequest:
@@ -126,7 +126,7 @@ class ShardHandlers:
         entry = outcome.entry
         age = time.time() - entry.created if entry is not None and not outcome.stored else 0.0
         decision = outcome.decision
-        return cache_pb2.CacheInfo(
+        info = cache_pb2.CacheInfo(
             status=STATUS_VALUES[outcome.status],
             kind=KIND_VALUES[outcome.kind],
             similarity=outcome.similarity,
@@ -148,6 +148,8 @@ class ShardHandlers:
             hit_probability=decision.probability if decision else None,
             hit_cut=decision.cut if decision else None,
         )
+        tracing.annotate_cache(info)
+        return info
 
     async def lookup(
         self, request: cache_pb2.LookupRequest, deadline: float | None

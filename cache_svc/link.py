@@ -18,6 +18,8 @@ from typing import Any
 import grpc
 
 from cache_svc.handlers import ShardHandlers
+from cache_svc.metrics import TRACER
+from semcache.runtime import tracing
 from semcache.runtime.admission import AdmissionControl
 from semcache.runtime.mux import serve_stream
 from semcache.runtime.status import CallError
@@ -75,19 +77,25 @@ class ShardLinkServicer(link_pb2_grpc.ShardLinkServicer):
         deadline = None if timeout is None else time.monotonic() + timeout
         if admission is not None:
             admission.in_flight += 1
-        try:
-            async with asyncio.timeout(timeout):
-                response = await self.handlers[kind](getattr(request, kind), deadline)
-        except CallError as e:
-            return error_answer(request.id, e)
-        except TimeoutError:
-            return error_answer(
-                request.id, CallError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
-            )
-        except Exception:  # what a unary call would end with: UNKNOWN, never a dead stream
-            log.exception("forwarded call failed", extra={"call": kind})
-            return error_answer(request.id, CallError(grpc.StatusCode.UNKNOWN, "Unexpected error"))
-        finally:
-            if admission is not None:
-                admission.in_flight -= 1
+        with TRACER.server_span(f"ShardLink/{kind.capitalize()}", request.trace_context):
+            try:
+                async with asyncio.timeout(timeout):
+                    response = await self.handlers[kind](getattr(request, kind), deadline)
+            except CallError as e:
+                return self._failed(request.id, e)
+            except TimeoutError:
+                error = CallError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+                return self._failed(request.id, error)
+            except Exception:  # what a unary call would end with: UNKNOWN, never a dead stream
+                log.exception("forwarded call failed", extra={"call": kind})
+                error = CallError(grpc.StatusCode.UNKNOWN, "Unexpected error")
+                return self._failed(request.id, error)
+            finally:
+                if admission is not None:
+                    admission.in_flight -= 1
         return link_pb2.ForwardResponse(id=request.id, **{kind: response})
+
+    @staticmethod
+    def _failed(request_id: int, error: CallError) -> link_pb2.ForwardResponse:
+        tracing.failed(error.code.value[0], error.message)
+        return error_answer(request_id, error)

@@ -1,6 +1,10 @@
-"""Prometheus metrics of a cache shard."""
+"""Prometheus metrics of a cache shard, and its tracer (`semcache.runtime.tracing`)."""
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from semcache.runtime.tracing import Tracer
+
+TRACER = Tracer("cache_svc")
 
 LOOKUPS = Counter(
     "semcache_lookups",

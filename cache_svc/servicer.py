@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 
 from cache_svc.handlers import ShardHandlers
+from cache_svc.metrics import TRACER
 from cache_svc.shard import Shard
 from semcache.runtime.status import CallError
 from semcache.v1 import cache_pb2, cache_pb2_grpc
@@ -28,51 +29,57 @@ class CacheServicer(cache_pb2_grpc.SemanticCacheServicer):
     async def Lookup(
         self, request: cache_pb2.LookupRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.LookupResponse:
-        try:
-            return await self.handlers.lookup(request, deadline(context))
-        except CallError as e:
-            await e.abort(context)
+        with TRACER.server_span("SemanticCache/Lookup", context.invocation_metadata()):
+            try:
+                return await self.handlers.lookup(request, deadline(context))
+            except CallError as e:
+                await e.abort(context)
 
     async def Store(
         self, request: cache_pb2.StoreRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.StoreResponse:
-        try:
-            return await self.handlers.store(request, deadline(context))
-        except CallError as e:
-            await e.abort(context)
+        with TRACER.server_span("SemanticCache/Store", context.invocation_metadata()):
+            try:
+                return await self.handlers.store(request, deadline(context))
+            except CallError as e:
+                await e.abort(context)
 
     async def Complete(
         self, request: cache_pb2.CompleteRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.CompleteResponse:
-        try:
-            return await self.handlers.complete(request, deadline(context))
-        except CallError as e:
-            await e.abort(context)
+        with TRACER.server_span("SemanticCache/Complete", context.invocation_metadata()):
+            try:
+                return await self.handlers.complete(request, deadline(context))
+            except CallError as e:
+                await e.abort(context)
 
     async def StreamComplete(
         self, request: cache_pb2.CompleteRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[cache_pb2.CompleteChunk]:
-        try:
-            async for chunk in self.handlers.stream_complete(request, deadline(context)):
-                yield chunk
-        except CallError as e:
-            await e.abort(context)
+        with TRACER.server_span("SemanticCache/StreamComplete", context.invocation_metadata()):
+            try:
+                async for chunk in self.handlers.stream_complete(request, deadline(context)):
+                    yield chunk
+            except CallError as e:
+                await e.abort(context)
 
     async def Invalidate(
         self, request: cache_pb2.InvalidateRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.InvalidateResponse:
-        try:
-            return await self.handlers.invalidate(request)
-        except CallError as e:
-            await e.abort(context)
+        with TRACER.server_span("SemanticCache/Invalidate", context.invocation_metadata()):
+            try:
+                return await self.handlers.invalidate(request)
+            except CallError as e:
+                await e.abort(context)
 
     async def Feedback(
         self, request: cache_pb2.FeedbackRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.FeedbackResponse:
-        try:
-            return await self.handlers.feedback(request)
-        except CallError as e:
-            await e.abort(context)
+        with TRACER.server_span("SemanticCache/Feedback", context.invocation_metadata()):
+            try:
+                return await self.handlers.feedback(request)
+            except CallError as e:
+                await e.abort(context)
 
 
 class AdminServicer(cache_pb2_grpc.AdminServicer):

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,11 +25,13 @@ from cache_svc.eviction import Eviction
 from cache_svc.graphs import GraphSnapshots
 from cache_svc.index import IndexParams
 from cache_svc.llm import Delta, Done, LLMBackend, LLMRequest, UpstreamError
+from cache_svc.metrics import TRACER
 from cache_svc.namespace import Namespace
 from cache_svc.singleflight import SingleFlight
 from cache_svc.store import StoreUnavailableError, WriteThroughStore
 from semcache import keys
 from semcache.quality.policy import Decision, PolicySet, detect_category
+from semcache.runtime import tracing
 from semcache.runtime.periodic import Periodic
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,16 @@ class Outcome:
         elapsed = time.perf_counter() - started
         self.timings[stage] = self.timings.get(stage, 0.0) + elapsed
         metrics.STAGE_SECONDS.labels(stage).observe(elapsed)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Times a stage of the request (its timing, metric and span)."""
+        started = time.perf_counter()
+        with TRACER.span(name):
+            try:
+                yield
+            finally:
+                self.timed(name, started)
 
 
 class EntryNotFoundError(LookupError):
@@ -197,24 +209,25 @@ class Shard:
         return ns
 
     async def _hydrate(self, key: str) -> Namespace:
-        ns = self._namespaces.get(key)
-        try:
-            if ns is None:
-                return await self._load(key)
-            entries = await self.store.load_namespace(key, time.time())
-        except StoreUnavailableError:
-            if ns is None:
-                ns = Namespace(key, self.settings.index, self._model_for([]))
-                self._namespaces[key] = ns
-                self._unhydrated.add(key)
-                metrics.NAMESPACES.set(len(self._namespaces))
-            return ns
-        # Made while Redis was down: merge what Redis had.
-        for entry in entries:
-            if ns.get(entry.id) is None and ns.exact(entry.prompt_key, time.time()) is None:
-                ns.add(entry)
-                self.eviction.added(entry.id, entry.size_bytes)
-        return self._loaded(ns)
+        with TRACER.span("hydrate", {"namespace": key}):
+            ns = self._namespaces.get(key)
+            try:
+                if ns is None:
+                    return await self._load(key)
+                entries = await self.store.load_namespace(key, time.time())
+            except StoreUnavailableError:
+                if ns is None:
+                    ns = Namespace(key, self.settings.index, self._model_for([]))
+                    self._namespaces[key] = ns
+                    self._unhydrated.add(key)
+                    metrics.NAMESPACES.set(len(self._namespaces))
+                return ns
+            # Made while Redis was down: merge what Redis had.
+            for entry in entries:
+                if ns.get(entry.id) is None and ns.exact(entry.prompt_key, time.time()) is None:
+                    ns.add(entry)
+                    self.eviction.added(entry.id, entry.size_bytes)
+            return self._loaded(ns)
 
     async def _load(self, key: str) -> Namespace:
         """A namespace not in memory, from Redis: from its graph's snapshot when it has one
@@ -333,7 +346,8 @@ class Shard:
             outcome.timed("total", started)
             return outcome
         now = time.time()
-        exact = ns.exact(query.prompt_key, now)
+        with TRACER.span("exact"):
+            exact = ns.exact(query.prompt_key, now)
         if exact is not None and self._fresh(exact, query, now):
             self._hit(outcome, exact, "exact", 1.0)
         else:
@@ -344,20 +358,18 @@ class Shard:
 
     async def _semantic(self, ns: Namespace, query: Query, outcome: Outcome, now: float) -> None:
         outcome.status = "miss"
-        t = time.perf_counter()
         try:
-            vector = outcome.vector = await self.embedder.embed(
-                query.prompt, ns.model, query.deadline
-            )
+            with outcome.stage("embed"):
+                vector = outcome.vector = await self.embedder.embed(
+                    query.prompt, ns.model, query.deadline
+                )
         except EmbedderUnavailableError:
             outcome.degraded.append("embedder_unavailable")
             return
-        finally:
-            outcome.timed("embed", t)
         self._adopt(ns, vector)
-        t = time.perf_counter()
-        candidates = ns.nearest(vector.values, vector.model, now)
-        outcome.timed("search", t)
+        with outcome.stage("search"):
+            candidates = ns.nearest(vector.values, vector.model, now)
+            tracing.annotate(candidates=len(candidates), entries=len(ns))
         if not candidates:
             return
         best = candidates[0]
@@ -365,15 +377,19 @@ class Shard:
         outcome.similarity = best.similarity
         outcome.closest_prompt = best.entry.prompt
         outcome.runner_up = candidates[1].similarity if len(candidates) > 1 else None
-        decision = outcome.decision = self.policies.for_model(vector.model).decide(
-            query.prompt,
-            best.entry.prompt,
-            best.similarity,
-            second=outcome.runner_up,
-            category=outcome.category,
-            tenant=query.tenant,
-            min_similarity=query.min_similarity,
-        )
+        with TRACER.span("policy"):
+            decision = outcome.decision = self.policies.for_model(vector.model).decide(
+                query.prompt,
+                best.entry.prompt,
+                best.similarity,
+                second=outcome.runner_up,
+                category=outcome.category,
+                tenant=query.tenant,
+                min_similarity=query.min_similarity,
+            )
+            tracing.annotate(
+                similarity=best.similarity, hit=decision.hit, guard=decision.guard or "none"
+            )
         outcome.threshold = decision.threshold
         if decision.hit and self._fresh(best.entry, query, now):
             self._hit(outcome, best.entry, "semantic", best.similarity)
@@ -416,7 +432,8 @@ class Shard:
         ns = await self.namespace(query.namespace)
         if vector is None and "embedder_unavailable" not in (degraded or []):
             try:
-                vector = await self.embedder.embed(query.prompt, ns.model, query.deadline)
+                with TRACER.span("embed"):
+                    vector = await self.embedder.embed(query.prompt, ns.model, query.deadline)
             except EmbedderUnavailableError:
                 if degraded is not None:
                     degraded.append("embedder_unavailable")  # stored for exact matching only
@@ -482,28 +499,28 @@ class Shard:
         chunks: list[str] = []
         started = time.perf_counter()
         try:
-            async for event in self.llm.stream(query.llm):
-                if isinstance(event, Delta):
-                    chunks.append(event.text)
-                    yield event
-                else:
-                    outcome.answer = Answer(
-                        "".join(chunks), tuple(chunks), event.finish_reason, event.usage
-                    )
-            if outcome.answer is None:
-                raise UpstreamError(0, "the stream ended without finishing")
+            with TRACER.span("llm", {"model": query.llm.model}):
+                async for event in self.llm.stream(query.llm):
+                    if isinstance(event, Delta):
+                        chunks.append(event.text)
+                        yield event
+                    else:
+                        outcome.answer = Answer(
+                            "".join(chunks), tuple(chunks), event.finish_reason, event.usage
+                        )
+                if outcome.answer is None:
+                    raise UpstreamError(0, "the stream ended without finishing")
         except Exception:
             metrics.LLM_CALLS.labels("error").inc()
             raise
         metrics.LLM_CALLS.labels("ok").inc()
         outcome.timed("llm", started)
         if not query.no_store:
-            started = time.perf_counter()
-            outcome.entry, _ = await self.store_answer(
-                query, outcome.answer, outcome.vector, outcome.degraded
-            )
-            outcome.stored = True
-            outcome.timed("store", started)
+            with outcome.stage("store"):
+                outcome.entry, _ = await self.store_answer(
+                    query, outcome.answer, outcome.vector, outcome.degraded
+                )
+                outcome.stored = True
 
     async def stream_complete(self, query: Query) -> AsyncIterator[Outcome | Delta | Done]:
         """Yields the lookup Outcome, the answer's Deltas, a Done, then the final Outcome.

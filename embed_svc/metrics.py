@@ -1,6 +1,10 @@
-"""Prometheus metrics of the embedding service."""
+"""Prometheus metrics of the embedding service, and its tracer (`semcache.runtime.tracing`)."""
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from semcache.runtime.tracing import Tracer
+
+TRACER = Tracer("embed_svc")
 
 BATCH_SIZE = Histogram(
     "semcache_embed_batch_size",

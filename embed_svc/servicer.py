@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,7 +12,9 @@ from typing import Any
 import grpc
 
 from embed_svc.batcher import BatcherClosedError, QueueFullError
+from embed_svc.metrics import TRACER
 from embed_svc.models import ModelSet
+from semcache.runtime import tracing
 from semcache.runtime.mux import serve_stream
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
 
@@ -60,6 +63,7 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
         if problem := validate_texts(texts, self._limits):
             raise EmbedRequestError(grpc.StatusCode.INVALID_ARGUMENT, problem)
         served, current = self.models.pick(request.model), self.models.current
+        tracing.annotate(texts=len(texts), model=served.model.model_id)
         try:
             embedded = await served.batcher.embed(texts)
         except QueueFullError as e:
@@ -84,11 +88,13 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
     async def Embed(
         self, request: embedder_pb2.EmbedRequest, context: grpc.aio.ServicerContext
     ) -> embedder_pb2.EmbedResponse:
-        try:
-            return await self._embed(request)
-        except EmbedRequestError as e:
-            await context.abort(e.code, e.message)
-            raise AssertionError("unreachable") from e
+        with TRACER.server_span("Embedder/Embed", context.invocation_metadata()):
+            try:
+                return await self._embed(request)
+            except EmbedRequestError as e:
+                tracing.failed(e.code.value[0], e.message)
+                await context.abort(e.code, e.message)
+                raise AssertionError("unreachable") from e
 
     async def EmbedStream(
         self,
@@ -99,17 +105,22 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
         with everyone else's) and writes each answer back as soon as it is ready."""
 
         async def answer(request: embedder_pb2.EmbedStreamRequest) -> Any:
-            try:
-                response = await self._embed(request.request)
-            except EmbedRequestError as e:
-                error = embedder_pb2.EmbedError(code=e.code.value[0], message=e.message)
+            # Traced as part of a caller's trace only: a shard's own background calls
+            # (model probes, re-embedding) are no request of anyone's.
+            traced = TRACER.server_span("Embedder/EmbedStream", request.trace_context)
+            with traced if request.trace_context else contextlib.nullcontext():
+                try:
+                    response = await self._embed(request.request)
+                except EmbedRequestError as e:
+                    error = embedder_pb2.EmbedError(code=e.code.value[0], message=e.message)
+                except Exception:  # what a unary call would end with: UNKNOWN, at once
+                    log.exception("embedding failed")
+                    error = embedder_pb2.EmbedError(
+                        code=grpc.StatusCode.UNKNOWN.value[0], message="Unexpected error"
+                    )
+                else:
+                    return embedder_pb2.EmbedStreamResponse(id=request.id, response=response)
+                tracing.failed(error.code, error.message)
                 return embedder_pb2.EmbedStreamResponse(id=request.id, error=error)
-            except Exception:  # what a unary call would end with: UNKNOWN, at once
-                log.exception("embedding failed")
-                error = embedder_pb2.EmbedError(
-                    code=grpc.StatusCode.UNKNOWN.value[0], message="Unexpected error"
-                )
-                return embedder_pb2.EmbedStreamResponse(id=request.id, error=error)
-            return embedder_pb2.EmbedStreamResponse(id=request.id, response=response)
 
         await serve_stream(requests, context, answer, closing=self.stopping)

@@ -28,7 +28,9 @@ from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from router_svc import chat
+from router_svc.servicer import TRACER
 from semcache.channel import CHANNEL_OPTIONS
+from semcache.runtime import tracing
 from semcache.runtime.status import CallError
 from semcache.tls import TlsFiles, open_channel
 from semcache.v1 import cache_pb2, cache_pb2_grpc
@@ -48,14 +50,31 @@ def _no_constants(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _grpc_error(e: grpc.aio.AioRpcError) -> tuple[int, dict[str, Any]]:
-    """The HTTP status and OpenAI error body for a failed call; an upstream's error keeps
-    the upstream's status."""
+#: Seconds a caller should wait before retrying when the cache itself is overloaded or
+#: has no shard for the call (RESOURCE_EXHAUSTED, UNAVAILABLE): about what a restarted
+#: shard or an ejection takes.
+RETRY_AFTER_SECONDS = 1
+
+
+def _grpc_error(e: grpc.aio.AioRpcError) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """The HTTP status, OpenAI error body and headers for a failed call. An upstream's
+    error keeps what the upstream said: its status, error type, code and param, and its
+    Retry-After; the cache's own overload or outage says when to come back."""
     error = CallError.from_rpc(e)
     status, kind = error.http()
-    if error.upstream_status:  # the upstream answered: its error as it was
-        return status, chat.error(error.message or "upstream error", kind)
-    return status, chat.error(error.message or e.code().name, kind, e.code().name.lower())
+    upstream = error.upstream
+    if upstream is not None and upstream.status:  # the upstream answered: as it was
+        body = chat.error(
+            error.message or "upstream error",
+            upstream.type or kind,
+            upstream.code or None,
+            upstream.param or None,
+        )
+        headers = {"Retry-After": upstream.retry_after} if upstream.retry_after else {}
+        return status, body, headers
+    body = chat.error(error.message or e.code().name, kind, e.code().name.lower())
+    busy = upstream is None and status in (429, 503)
+    return status, body, {"Retry-After": str(RETRY_AFTER_SECONDS)} if busy else {}
 
 
 class ChatFront:
@@ -84,8 +103,10 @@ class ChatFront:
         )
 
     def _metadata(self, request: web.Request) -> tuple[tuple[str, str], ...]:
+        """The caller's token and the trace context (this request's span) for the router."""
         authorization = request.headers.get("Authorization")
-        return (("authorization", authorization),) if authorization else ()
+        token = (("authorization", authorization),) if authorization else ()
+        return token + tracing.metadata()
 
     def _call(self, request: web.Request, body: Any) -> chat.ChatCall:
         tenant = "" if self.auth else request.headers.get("X-Tenant-ID", "default")
@@ -95,6 +116,19 @@ class ChatFront:
         )
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        # The caller's `traceparent` header (W3C) continues its trace through the mesh.
+        with TRACER.span(
+            "POST /v1/chat/completions",
+            {"http.request.method": "POST", "url.path": request.path},
+            kind=tracing.SpanKind.SERVER,
+            parent=request.headers,
+        ) as span:
+            response = await self._chat_completions(request)
+            if span is not None:
+                span.set_attribute("http.response.status_code", response.status)
+            return response
+
+    async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
             body = json.loads(await request.read(), parse_constant=_no_constants)
         except web.HTTPRequestEntityTooLarge:
@@ -114,8 +148,8 @@ class ChatFront:
                 call.request, metadata=self._metadata(request), timeout=self.timeout
             )
         except grpc.aio.AioRpcError as e:
-            status, error = _grpc_error(e)
-            return web.json_response(error, status=status)
+            status, error, headers = _grpc_error(e)
+            return web.json_response(error, status=status, headers=headers)
         return web.json_response(
             chat.completion(call, response), headers=_cache_headers(call, response.cache)
         )
@@ -136,8 +170,8 @@ class ChatFront:
         except StopAsyncIteration:
             early = []
         except grpc.aio.AioRpcError as e:
-            status, error = _grpc_error(e)
-            return web.json_response(error, status=status)
+            status, error, headers = _grpc_error(e)
+            return web.json_response(error, status=status, headers=headers)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -171,7 +205,7 @@ class ChatFront:
                     await send(chat.chunk(call, chunk_id, created, {"content": message.delta}))
         except grpc.aio.AioRpcError as e:
             # Headers are gone: the error travels as an SSE event, then the stream ends.
-            _, error = _grpc_error(e)
+            _, error, _ = _grpc_error(e)
             await send(error)
             return response
         finally:
@@ -214,8 +248,10 @@ async def _chain(first: list[Any], rest: AsyncIterator[Any]) -> AsyncIterator[An
 
 def _cache_headers(call: chat.ChatCall, info: cache_pb2.CacheInfo) -> dict[str, str]:
     headers = {"x-semcache": chat.status_header(call, info)}
-    if info.status == cache_pb2.CACHE_STATUS_HIT:
+    # On a miss too (as LiteLLM's does): how close the best candidate came, for tuning.
+    if info.status == cache_pb2.CACHE_STATUS_HIT or info.matched_prompt:
         headers["x-semcache-similarity"] = f"{info.similarity:.4f}"
+        headers["x-semcache-threshold"] = f"{info.threshold:.4f}"
     if info.entry_id:
         headers["x-semcache-entry"] = info.entry_id
     return headers

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from semcache.runtime import tracing
 from semcache.runtime.mux import RenewingStream, StreamClosedError
 from semcache.runtime.status import CallError, status_code
 from semcache.v1 import cache_pb2, link_pb2, link_pb2_grpc
@@ -47,7 +48,9 @@ class ShardLink:
     async def _forward(self, kind: str, request: Any, seconds: float) -> Any:
         """The shard's answer to `request` within `seconds`; `kind` names the message's
         `call` field."""
-        forward = link_pb2.ForwardRequest(timeout_seconds=seconds, **{kind: request})
+        forward = link_pb2.ForwardRequest(
+            timeout_seconds=seconds, trace_context=tracing.carrier(), **{kind: request}
+        )
         try:
             stream = self._stream.current()
             request_id, answer = stream.send(forward)

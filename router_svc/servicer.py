@@ -18,11 +18,13 @@ import grpc
 
 from router_svc.pool import Member, ShardPool
 from semcache import keys
-from semcache.runtime import auth, validation
+from semcache.runtime import auth, tracing, validation
 from semcache.runtime.status import CallError
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 
 T = TypeVar("T")
+
+TRACER = tracing.Tracer("router_svc")
 
 _AUTH_CODES = {
     auth.UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
@@ -83,10 +85,15 @@ class Router:
         attempt waits on it; any other error ends the call as it is. One helper for unary
         calls and for opening a stream (an attempt then ends at its first message)."""
         last = "no healthy shard"
-        for member in self.pool.order(key):
+        for number, member in enumerate(self.pool.order(key), 1):
             member.in_flight += 1
             try:
-                return await _unless_ejected(member, attempt(member, self.timeout(context)))
+                with TRACER.span(
+                    "forward",
+                    {"shard": member.id, "attempt": number},
+                    kind=tracing.SpanKind.CLIENT,
+                ):
+                    return await _unless_ejected(member, attempt(member, self.timeout(context)))
             except CallError as e:
                 if not e.server_down:
                     raise
@@ -140,41 +147,48 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
 
     async def _read(
         self,
+        method: str,
         request: Any,
         forward: Callable[[Member, float], Awaitable[T]],
         context: grpc.aio.ServicerContext,
     ) -> T:
         """Lookup and Complete: validate, forward to the namespace's shard, add route time."""
         started = time.perf_counter()
-        try:
-            key = await self._checked(request, validation.check_lookup, context)
-            response = await self.router.failover(key, forward, context)
-        except CallError as e:
-            await e.abort(context)
+        with TRACER.server_span(f"SemanticCache/{method}", context.invocation_metadata()):
+            try:
+                key = await self._checked(request, validation.check_lookup, context)
+                response = await self.router.failover(key, forward, context)
+            except CallError as e:
+                await e.abort(context)
+            tracing.annotate_cache(response.cache)  # type: ignore[attr-defined]
         _add_route_time(response.cache, started)  # type: ignore[attr-defined]
         return response
 
     async def Lookup(
         self, request: cache_pb2.LookupRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.LookupResponse:
-        return await self._read(request, lambda m, t: m.link.lookup(request, t), context)
+        return await self._read("Lookup", request, lambda m, t: m.link.lookup(request, t), context)
 
     async def Complete(
         self, request: cache_pb2.CompleteRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.CompleteResponse:
-        return await self._read(request, lambda m, t: m.link.complete(request, t), context)
+        return await self._read(
+            "Complete", request, lambda m, t: m.link.complete(request, t), context
+        )
 
     async def Store(
         self, request: cache_pb2.StoreRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.StoreResponse:
         started = time.perf_counter()
-        try:
-            key = await self._checked(request, validation.check_store, context)
-            response = await self.router.failover(
-                key, lambda m, t: m.link.store(request, t), context
-            )
-        except CallError as e:
-            await e.abort(context)
+        with TRACER.server_span("SemanticCache/Store", context.invocation_metadata()):
+            try:
+                key = await self._checked(request, validation.check_store, context)
+                response = await self.router.failover(
+                    key, lambda m, t: m.link.store(request, t), context
+                )
+            except CallError as e:
+                await e.abort(context)
+            tracing.annotate(namespace=response.namespace, shard=response.shard)
         response.timings.route_ms = max(
             0.0, 1000 * (time.perf_counter() - started) - response.timings.total_ms
         )
@@ -188,27 +202,31 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
         ) -> tuple[Member, grpc.aio.UnaryStreamCall, cache_pb2.CompleteChunk | None]:
             # Until its first message the stream can still go elsewhere (failover): not if
             # the shard froze (ejected) meanwhile.
-            call = member.cache.StreamComplete(request, timeout=seconds)
+            call = member.cache.StreamComplete(
+                request, timeout=seconds, metadata=tracing.metadata()
+            )
             try:
                 return member, call, await _rpc(anext(aiter(call), None))
             except BaseException:
                 call.cancel()  # ended already, or left behind on an ejected shard
                 raise
 
-        try:
-            key = await self._checked(request, validation.check_lookup, context)
-            member, call, first = await self.router.failover(key, open_stream, context)
-            if first is None:
-                return
-            member.in_flight += 1
+        # gRPC drives the generator from the call's one task: the span stays current.
+        with TRACER.server_span("SemanticCache/StreamComplete", context.invocation_metadata()):
             try:
-                yield first
-                async for chunk in _rpc_stream(call):
-                    yield chunk
-            finally:
-                member.in_flight -= 1
-        except CallError as e:
-            await e.abort(context)
+                key = await self._checked(request, validation.check_lookup, context)
+                member, call, first = await self.router.failover(key, open_stream, context)
+                if first is None:
+                    return
+                member.in_flight += 1
+                try:
+                    yield first
+                    async for chunk in _rpc_stream(call):
+                        yield chunk
+                finally:
+                    member.in_flight -= 1
+            except CallError as e:
+                await e.abort(context)
 
     async def Invalidate(
         self, request: cache_pb2.InvalidateRequest, context: grpc.aio.ServicerContext

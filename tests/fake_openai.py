@@ -16,6 +16,11 @@ class Behaviour:
     chunks: list[str] = field(default_factory=lambda: ["Hello", " from", " upstream."])
     status: int = 200
     error: str = "rate limited"
+    # What else an error carries: its body's type, code and param, a Retry-After header.
+    error_type: str | None = None
+    error_code: str | None = None
+    error_param: str | None = None
+    retry_after: str | None = None
     break_after: int | None = None  # close the connection after this many chunks
 
 
@@ -36,8 +41,16 @@ class FakeOpenAI:
                 fake.requests.append(body)
                 b = fake.behaviour
                 if b.status != 200:
-                    payload = json.dumps({"error": {"message": b.error}}).encode()
+                    error = {
+                        "message": b.error,
+                        "type": b.error_type,
+                        "code": b.error_code,
+                        "param": b.error_param,
+                    }
+                    payload = json.dumps({"error": error}).encode()
                     self.send_response(b.status)
+                    if b.retry_after is not None:
+                        self.send_header("retry-after", b.retry_after)
                     self.send_header("content-type", "application/json")
                     self.send_header("content-length", str(len(payload)))
                     self.end_headers()

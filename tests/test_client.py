@@ -34,7 +34,7 @@ from semcache.client import (
     Usage,
 )
 from semcache.dev.probe import free_port
-from semcache.metadata import UPSTREAM_ERROR, UPSTREAM_STATUS
+from semcache.metadata import UpstreamFailure
 from semcache.runtime.config import RouterConfig, ServerConfig
 from semcache.runtime.server import GrpcServer, Service
 from semcache.v1 import cache_pb2, cache_pb2_grpc
@@ -268,7 +268,7 @@ class FakeCache(cache_pb2_grpc.SemanticCacheServicer):
 
     async def _fail(self, context: grpc.aio.ServicerContext) -> None:
         if self.upstream:
-            context.set_trailing_metadata((UPSTREAM_ERROR, (UPSTREAM_STATUS, "503")))
+            context.set_trailing_metadata(UpstreamFailure(503).metadata())
         await context.abort(self.code, "the LLM is down")
 
     async def Complete(  # noqa: N802 - the proto's method name

@@ -108,6 +108,7 @@ async def test_the_openai_sdk_gets_a_miss_then_a_paraphrase_hit(
         hit = second.parse()
         assert second.headers["x-semcache"] == "hit"
         assert float(second.headers["x-semcache-similarity"]) > 0.9
+        assert float(second.headers["x-semcache-threshold"]) <= 0.9
         assert second.headers["x-semcache-entry"] and len(upstream.requests) == 1
         assert hit.choices[0].message.content == "Hello from upstream."
         # The original usage, marked cached, never zeros.
@@ -123,6 +124,13 @@ async def test_the_openai_sdk_gets_a_miss_then_a_paraphrase_hit(
             args = {"model": "gpt-test", "messages": messages(PARAPHRASE), "temperature": 0}
             other = await client.chat.completions.with_raw_response.create(**(args | changed))
             assert other.headers["x-semcache"] == "miss", changed
+        # A miss says how close the best candidate came, and the bar it did not reach.
+        unrelated = await client.chat.completions.with_raw_response.create(
+            model="gpt-test", messages=messages("What is the tallest mountain?"), temperature=0
+        )
+        assert unrelated.headers["x-semcache"] == "miss"
+        similarity = float(unrelated.headers["x-semcache-similarity"])
+        assert 0 < similarity < float(unrelated.headers["x-semcache-threshold"])
         models = await client.models.list()
         assert [m.id for m in models.data] == ["gpt-test"]
 
@@ -207,12 +215,37 @@ async def test_errors_come_in_openai_format_with_the_right_status(
             reply = await http.post("/chat/completions", json=body)
             assert reply.status_code == 400 and reply.json()["error"]["param"] == param, body
 
-        upstream.behaviour = Behaviour(status=429, error="slow down")
+        upstream.behaviour = Behaviour(
+            status=429,
+            error="slow down",
+            error_type="requests",
+            error_code="rate_limit_exceeded",
+            retry_after="7",
+        )
         body = {"model": "gpt-test", "messages": messages("What is the capital of Chile?")}
         for _ in range(2):  # passed through, and never cached: both calls reach upstream
             limited = await http.post("/chat/completions", json=body)
             assert limited.status_code == 429 and "slow down" in limited.json()["error"]["message"]
+            # What the upstream said, as it said it: when to retry, its error's type and code.
+            assert limited.headers["retry-after"] == "7"
+            assert limited.json()["error"] | {"message": ""} == {
+                "message": "",
+                "type": "requests",
+                "code": "rate_limit_exceeded",
+                "param": None,
+            }
         assert len(upstream.requests) == 2
+        upstream.behaviour = Behaviour(
+            status=400,
+            error="temperature is out of range",
+            error_type="invalid_request_error",
+            error_code="invalid_value",
+            error_param="temperature",
+        )
+        refused = await http.post("/chat/completions", json=body)
+        assert refused.status_code == 400 and "retry-after" not in refused.headers
+        assert refused.json()["error"]["param"] == "temperature"
+        assert refused.json()["error"]["code"] == "invalid_value"
         upstream.behaviour = Behaviour(status=500, error="upstream broke")
         broken = await http.post("/chat/completions", json={**body, "stream": True})
         assert broken.status_code == 500 and broken.json()["error"]["type"] == "upstream_error"

@@ -39,9 +39,12 @@ PARAPHRASES = [
 class MeshProcess:
     """`python -m semcache.cli up` on free ports, stopped like Ctrl-C would."""
 
-    def __init__(self, data_dir: Path, shards: int = 2) -> None:
+    def __init__(
+        self, data_dir: Path, shards: int = 2, environ: dict[str, str] | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.shards = shards
+        self.environ = os.environ | (environ or {})
         names = ("router", "router-metrics", "http", "embedder", "embedder-metrics", "redis")
         self.ports = {name: free_port() for name in names}
         # Shard ports are consecutive from --shard-port (and metrics ports from theirs).
@@ -73,7 +76,12 @@ class MeshProcess:
             argv += [f"--{name}-port", str(port)]
         self.lines = []
         self.process = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env=self.environ,
         )
         up = threading.Event()
         threading.Thread(target=self._read, args=(up,), daemon=True).start()
@@ -91,10 +99,11 @@ class MeshProcess:
             if "Ctrl-C stops it" in line:
                 up.set()
 
-    def wait_for_line(self, pattern: str, timeout: float = 60) -> str:
+    def wait_for_line(self, pattern: str, timeout: float = 60, start: int = 0) -> str:
+        """The first line from `start` on that matches `pattern`."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for line in self.lines:
+            for line in self.lines[start:]:
                 if re.search(pattern, line):
                     return line
             time.sleep(0.05)
@@ -109,7 +118,9 @@ class MeshProcess:
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshProcess]:
-    mesh = MeshProcess(tmp_path_factory.mktemp("mesh"))
+    # Traced, every span printed as a line (what a user tries first): the mesh's tests run
+    # with tracing on, and one reads a trace back.
+    mesh = MeshProcess(tmp_path_factory.mktemp("mesh"), environ={"OTEL_TRACES_EXPORTER": "console"})
     mesh.start()
     yield mesh
     mesh.stop()
@@ -163,6 +174,30 @@ def test_cli_ask_miss_then_hit(mesh, tenant) -> None:
     )
     stats = json.loads(run_cli("stats", "--address", mesh.router, "--json").stdout)
     assert len(stats["shards"]) == 2 and stats["total"]["hits"] >= 2
+
+
+def test_one_ask_prints_spans_of_the_three_services_under_one_trace_id(mesh, tenant) -> None:
+    where = ["--address", mesh.router, "--tenant", tenant]
+    for prompt in ("Which planet has the most moons?", "What planet has the most moons?"):
+        seen = len(mesh.lines)
+        assert run_cli("ask", prompt, *where).returncode == 0
+        line = mesh.wait_for_line(r'"name": "semcache.v1.SemanticCache/Complete"', start=seen)
+        trace_id = json.loads(line)["context"]["trace_id"]
+
+        deadline = time.monotonic() + 10  # the spans of other processes print on their own
+        while (found := services_in(mesh.lines[seen:], trace_id)) != {
+            "router_svc",
+            "cache_svc",
+            "embed_svc",
+        }:
+            assert time.monotonic() < deadline, found
+            time.sleep(0.05)
+
+
+def services_in(lines: list[str], trace_id: str) -> set[str]:
+    """The services whose console spans among `lines` belong to the trace."""
+    spans = [json.loads(line) for line in lines if trace_id in line and line.startswith("{")]
+    return {s["resource"]["attributes"]["service.name"] for s in spans}
 
 
 def test_cli_says_clearly_when_nothing_listens() -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import grpc
 
+from semcache.metadata import UpstreamFailure
 from semcache.runtime.status import CallError, grpc_for_http, status_code
 
 
 def test_an_upstream_error_survives_the_trip_through_trailing_metadata() -> None:
-    sent = CallError.from_upstream(429, "slow down")
+    sent = CallError.from_upstream(UpstreamFailure(429), "slow down")
     assert sent.code == grpc.StatusCode.RESOURCE_EXHAUSTED and sent.upstream
     back = CallError.from_metadata(sent.code, sent.message, sent.trailing_metadata())
     assert (back.code, back.message, back.upstream_status) == (sent.code, "slow down", 429)
@@ -19,7 +20,7 @@ def test_only_the_caches_own_unavailable_means_another_shard_may_serve() -> None
     down = CallError(grpc.StatusCode.UNAVAILABLE, "shard stopping")
     assert down.server_down and not down.trailing_metadata()
     assert down.http() == (503, "service_unavailable")
-    silent = CallError.from_upstream(0, "the LLM did not answer")
+    silent = CallError.from_upstream(UpstreamFailure(0), "the LLM did not answer")
     assert silent.code == grpc.StatusCode.UNAVAILABLE and not silent.server_down
     assert silent.http() == (502, "upstream_error")
     assert CallError(grpc.StatusCode.INTERNAL, "bug").http() == (500, "api_error")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from cache_svc.entry import Usage
+from semcache.metadata import UpstreamFailure
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +42,20 @@ class Done:
 class UpstreamError(Exception):
     """The LLM answered with an error (or not at all). Never cached.
 
-    `status` is the upstream HTTP status (0 when there was no answer: connection refused,
-    timeout, a broken stream).
+    `failure.status` is the upstream HTTP status (0 when there was no answer: connection
+    refused, timeout, a broken stream); `failure` also keeps its error's type, code and
+    param and its Retry-After, which the caller gets as the upstream sent them.
     """
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"upstream {status or 'unreachable'}: {message}")
-        self.status = status
+    def __init__(self, status: int | UpstreamFailure, message: str) -> None:
+        failure = status if isinstance(status, UpstreamFailure) else UpstreamFailure(status)
+        super().__init__(f"upstream {failure.status or 'unreachable'}: {message}")
+        self.failure = failure
         self.message = message
+
+    @property
+    def status(self) -> int:
+        return self.failure.status
 
 
 class LLMBackend(Protocol):

@@ -11,6 +11,7 @@ import httpx
 
 from cache_svc.entry import Usage
 from cache_svc.llm.base import Delta, Done, LLMRequest, UpstreamError
+from semcache.metadata import UpstreamFailure
 
 
 class OpenAIBackend:
@@ -56,7 +57,7 @@ class OpenAIBackend:
                 "POST", "/chat/completions", json=self.body(request)
             ) as response:
                 if response.status_code >= 400:
-                    raise UpstreamError(response.status_code, await _error_message(response))
+                    raise await _upstream_error(response)
                 async for line in response.aiter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -92,9 +93,25 @@ class OpenAIBackend:
         await self._client.aclose()
 
 
-async def _error_message(response: httpx.Response) -> str:
+async def _upstream_error(response: httpx.Response) -> UpstreamError:
+    """The upstream's error as it sent it: its status, Retry-After, and from an OpenAI-style
+    body the message, type, code and param (a body of another shape: its first 500 bytes)."""
     body = (await response.aread()).decode("utf-8", "replace")
     try:
-        return str(json.loads(body)["error"]["message"])
+        error = json.loads(body)["error"]
+        message = str(error["message"])
     except (ValueError, KeyError, TypeError):
-        return body[:500] or response.reason_phrase
+        error, message = {}, body[:500] or response.reason_phrase
+
+    def field(name: str) -> str:
+        value = error.get(name)
+        return "" if value is None else str(value)[:200]
+
+    failure = UpstreamFailure(
+        response.status_code,
+        type=field("type"),
+        code=field("code"),
+        param=field("param"),
+        retry_after=response.headers.get("retry-after", "")[:100],
+    )
+    return UpstreamError(failure, message)

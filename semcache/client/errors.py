@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import grpc
 
-from semcache.metadata import upstream_status
+from semcache.metadata import UpstreamFailure
 
 
 class SemcacheError(Exception):
@@ -72,9 +72,14 @@ class NotFoundError(SemcacheError):
 
 class UpstreamError(SemcacheError):
     """The LLM upstream failed (read-through calls); the cache itself is fine.
-    `upstream_status` is the upstream's HTTP status, 0 when it did not answer."""
+    `upstream_status` is the upstream's HTTP status, 0 when it did not answer; `failure`
+    has the rest the upstream said (its error's type, code and param, its Retry-After)."""
 
-    upstream_status: int = 0
+    failure: UpstreamFailure = UpstreamFailure(0)
+
+    @property
+    def upstream_status(self) -> int:
+        return self.failure.status
 
 
 class UnavailableError(SemcacheError):
@@ -102,23 +107,23 @@ _BY_CODE: dict[grpc.StatusCode, type[SemcacheError]] = {
 
 def is_upstream(error: grpc.aio.AioRpcError) -> bool:
     """The server marked the error as the LLM upstream's."""
-    return upstream_status(error.trailing_metadata()) is not None
+    return UpstreamFailure.from_metadata(error.trailing_metadata()) is not None
 
 
 def from_rpc_error(
     error: grpc.aio.AioRpcError, *, address: str, unreachable: bool, attempts: int
 ) -> SemcacheError:
     """The SDK's exception for a failed gRPC call."""
-    code, status = error.code(), upstream_status(error.trailing_metadata())
-    cls = UpstreamError if status is not None else _BY_CODE.get(code, SemcacheError)
+    code, failure = error.code(), UpstreamFailure.from_metadata(error.trailing_metadata())
+    cls = UpstreamError if failure is not None else _BY_CODE.get(code, SemcacheError)
     raised = cls(
         code,
         error.details() or "",
         address=address,
-        upstream=status is not None,
+        upstream=failure is not None,
         unreachable=unreachable,
         attempts=attempts,
     )
-    if isinstance(raised, UpstreamError):
-        raised.upstream_status = status or 0
+    if isinstance(raised, UpstreamError) and failure is not None:
+        raised.failure = failure
     return raised

@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from semcache.channel import CHANNEL_OPTIONS
+from semcache.runtime import tracing
 from semcache.runtime.admission import AdmissionControl
 from semcache.runtime.config import ConfigError, ServerConfig
 from semcache.runtime.telemetry import configure_logging
@@ -186,8 +187,9 @@ def run_main(
     fatal: tuple[type[Exception], ...] = (),
 ) -> None:
     """A service's `__main__`: flags/env/file into a config (exit 2 with the reason when it
-    is bad), JSON logging, then `serve` until SIGINT/SIGTERM. `fatal` errors exit with
-    their message instead of a traceback."""
+    is bad), JSON logging, traces as the `OTEL_*` variables say (`semcache.runtime.tracing`),
+    then `serve` until SIGINT/SIGTERM. `fatal` errors exit with their message instead of a
+    traceback."""
     parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
     config_cls.add_arguments(parser)
     try:
@@ -196,6 +198,12 @@ def run_main(
         parser.exit(2, f"{prog}: configuration error: {e}\n")
     configure_logging(prog, config.log_level)
     try:
+        tracing.configure(prog)
+    except tracing.TracingConfigError as e:
+        parser.exit(2, f"{prog}: configuration error: {e}\n")
+    try:
         asyncio.run(serve(config))
     except fatal as e:
         sys.exit(f"{prog}: {e}")
+    finally:
+        tracing.shutdown()  # what is buffered goes out before the process does

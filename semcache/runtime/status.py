@@ -15,7 +15,8 @@ from typing import NoReturn
 
 import grpc
 
-from semcache.metadata import upstream_metadata, upstream_status
+from semcache.metadata import UpstreamFailure
+from semcache.runtime import tracing
 
 _BY_VALUE = {status.value[0]: status for status in grpc.StatusCode}
 
@@ -54,25 +55,26 @@ def grpc_for_http(status: int) -> grpc.StatusCode:
 
 
 class CallError(Exception):
-    """A call's failure: `code`, `message`, and `upstream_status` when the LLM upstream
-    caused it (its HTTP status; 0 when it did not answer), None when the cache did."""
+    """A call's failure: `code`, `message`, and `upstream` when the LLM upstream caused it
+    (its HTTP status, 0 when it did not answer, and what else it said), None when the
+    cache did."""
 
     def __init__(
-        self, code: grpc.StatusCode, message: str, *, upstream_status: int | None = None
+        self, code: grpc.StatusCode, message: str, *, upstream: UpstreamFailure | None = None
     ) -> None:
         super().__init__(message)
-        self.code, self.message, self.upstream_status = code, message, upstream_status
+        self.code, self.message, self.upstream = code, message, upstream
 
     @classmethod
-    def from_upstream(cls, http_status: int, message: str) -> CallError:
-        return cls(grpc_for_http(http_status), message, upstream_status=http_status)
+    def from_upstream(cls, failure: UpstreamFailure, message: str) -> CallError:
+        return cls(grpc_for_http(failure.status), message, upstream=failure)
 
     @classmethod
     def from_metadata(
         cls, code: grpc.StatusCode, message: str, trailing: Sequence[tuple[str, str | bytes]]
     ) -> CallError:
         """Read back from a call's status and trailing metadata (`trailing_metadata`)."""
-        return cls(code, message, upstream_status=upstream_status(trailing))
+        return cls(code, message, upstream=UpstreamFailure.from_metadata(trailing))
 
     @classmethod
     def from_rpc(cls, error: grpc.aio.AioRpcError) -> CallError:
@@ -81,19 +83,17 @@ class CallError(Exception):
         )
 
     @property
-    def upstream(self) -> bool:
-        return self.upstream_status is not None
+    def upstream_status(self) -> int | None:
+        return None if self.upstream is None else self.upstream.status
 
     @property
     def server_down(self) -> bool:
         """UNAVAILABLE from the cache itself: another server may serve the call (an
         upstream's UNAVAILABLE is the LLM's, and the same anywhere)."""
-        return self.code == grpc.StatusCode.UNAVAILABLE and not self.upstream
+        return self.code == grpc.StatusCode.UNAVAILABLE and self.upstream is None
 
     def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
-        if self.upstream_status is None:
-            return ()
-        return upstream_metadata(self.upstream_status)
+        return () if self.upstream is None else self.upstream.metadata()
 
     def http(self) -> tuple[int, str]:
         """(HTTP status, OpenAI error type): an upstream's error keeps the upstream's status;
@@ -106,6 +106,7 @@ class CallError(Exception):
 
     async def abort(self, context: grpc.aio.ServicerContext) -> NoReturn:
         """Ends a gRPC call with this error: status, details, trailing metadata."""
+        tracing.failed(self.code.value[0], self.message)
         context.set_trailing_metadata(self.trailing_metadata())
         await context.abort(self.code, self.message)
         raise AssertionError("unreachable: abort raises")

@@ -1,6 +1,7 @@
 """Structured logging: one JSON object per line.
 
-Extra fields go in `extra={...}`. Prompt and answer text must only be logged at DEBUG:
+Extra fields go in `extra={...}`; a line logged inside a traced span carries its `trace_id`
+and `span_id` (`semcache.runtime.tracing`). Prompt and answer text must only be logged at DEBUG:
 callers pass them under keys listed in `SENSITIVE_KEYS` and this formatter drops them at
 any other level.
 """
@@ -12,6 +13,8 @@ import logging
 import sys
 import time
 from typing import Any
+
+from semcache.runtime import tracing
 
 SENSITIVE_KEYS = frozenset({"prompt", "answer", "text", "texts"})
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -35,6 +38,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if (ids := tracing.ids()) is not None:
+            entry["trace_id"], entry["span_id"] = ids
         debug = logging.getLogger().isEnabledFor(logging.DEBUG)
         for key, value in vars(record).items():
             if key in _STANDARD_ATTRS or (key in SENSITIVE_KEYS and not debug):

@@ -24,25 +24,29 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asemcache/v1/embedder.proto\x12\x0bsemcache.v1\",\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\"C\n\tEmbedding\x12\x0e\n\x06vector\x18\x01 \x01(\x0c\x12\x13\n\x0btoken_count\x18\x02 \x01(\r\x12\x11\n\ttruncated\x18\x03 \x01(\x08\"\x91\x01\n\rEmbedResponse\x12*\n\nembeddings\x18\x01 \x03(\x0b\x32\x16.semcache.v1.Embedding\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\r\x12\x15\n\rcurrent_model\x18\x04 \x01(\t\x12\x1b\n\x13\x63urrent_model_built\x18\x05 \x01(\x01\"L\n\x12\x45mbedStreamRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12*\n\x07request\x18\x02 \x01(\x0b\x32\x19.semcache.v1.EmbedRequest\"\x85\x01\n\x13\x45mbedStreamResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12.\n\x08response\x18\x02 \x01(\x0b\x32\x1a.semcache.v1.EmbedResponseH\x00\x12(\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x17.semcache.v1.EmbedErrorH\x00\x42\x08\n\x06result\"+\n\nEmbedError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t2\xa0\x01\n\x08\x45mbedder\x12>\n\x05\x45mbed\x12\x19.semcache.v1.EmbedRequest\x1a\x1a.semcache.v1.EmbedResponse\x12T\n\x0b\x45mbedStream\x12\x1f.semcache.v1.EmbedStreamRequest\x1a .semcache.v1.EmbedStreamResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asemcache/v1/embedder.proto\x12\x0bsemcache.v1\",\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\"C\n\tEmbedding\x12\x0e\n\x06vector\x18\x01 \x01(\x0c\x12\x13\n\x0btoken_count\x18\x02 \x01(\r\x12\x11\n\ttruncated\x18\x03 \x01(\x08\"\x91\x01\n\rEmbedResponse\x12*\n\nembeddings\x18\x01 \x03(\x0b\x32\x16.semcache.v1.Embedding\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\r\x12\x15\n\rcurrent_model\x18\x04 \x01(\t\x12\x1b\n\x13\x63urrent_model_built\x18\x05 \x01(\x01\"\xcb\x01\n\x12\x45mbedStreamRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12*\n\x07request\x18\x02 \x01(\x0b\x32\x19.semcache.v1.EmbedRequest\x12H\n\rtrace_context\x18\x03 \x03(\x0b\x32\x31.semcache.v1.EmbedStreamRequest.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x85\x01\n\x13\x45mbedStreamResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12.\n\x08response\x18\x02 \x01(\x0b\x32\x1a.semcache.v1.EmbedResponseH\x00\x12(\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x17.semcache.v1.EmbedErrorH\x00\x42\x08\n\x06result\"+\n\nEmbedError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t2\xa0\x01\n\x08\x45mbedder\x12>\n\x05\x45mbed\x12\x19.semcache.v1.EmbedRequest\x1a\x1a.semcache.v1.EmbedResponse\x12T\n\x0b\x45mbedStream\x12\x1f.semcache.v1.EmbedStreamRequest\x1a .semcache.v1.EmbedStreamResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'semcache.v1.embedder_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_EMBEDSTREAMREQUEST_TRACECONTEXTENTRY']._loaded_options = None
+  _globals['_EMBEDSTREAMREQUEST_TRACECONTEXTENTRY']._serialized_options = b'8\001'
   _globals['_EMBEDREQUEST']._serialized_start=43
   _globals['_EMBEDREQUEST']._serialized_end=87
   _globals['_EMBEDDING']._serialized_start=89
   _globals['_EMBEDDING']._serialized_end=156
   _globals['_EMBEDRESPONSE']._serialized_start=159
   _globals['_EMBEDRESPONSE']._serialized_end=304
-  _globals['_EMBEDSTREAMREQUEST']._serialized_start=306
-  _globals['_EMBEDSTREAMREQUEST']._serialized_end=382
-  _globals['_EMBEDSTREAMRESPONSE']._serialized_start=385
-  _globals['_EMBEDSTREAMRESPONSE']._serialized_end=518
-  _globals['_EMBEDERROR']._serialized_start=520
-  _globals['_EMBEDERROR']._serialized_end=563
-  _globals['_EMBEDDER']._serialized_start=566
-  _globals['_EMBEDDER']._serialized_end=726
+  _globals['_EMBEDSTREAMREQUEST']._serialized_start=307
+  _globals['_EMBEDSTREAMREQUEST']._serialized_end=510
+  _globals['_EMBEDSTREAMREQUEST_TRACECONTEXTENTRY']._serialized_start=459
+  _globals['_EMBEDSTREAMREQUEST_TRACECONTEXTENTRY']._serialized_end=510
+  _globals['_EMBEDSTREAMRESPONSE']._serialized_start=513
+  _globals['_EMBEDSTREAMRESPONSE']._serialized_end=646
+  _globals['_EMBEDERROR']._serialized_start=648
+  _globals['_EMBEDERROR']._serialized_end=691
+  _globals['_EMBEDDER']._serialized_start=694
+  _globals['_EMBEDDER']._serialized_end=854
 # @@protoc_insertion_point(module_scope)

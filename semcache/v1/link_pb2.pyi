@@ -8,20 +8,29 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ForwardRequest(_message.Message):
-    __slots__ = ("id", "timeout_seconds", "lookup", "store", "complete", "cancel")
+    __slots__ = ("id", "timeout_seconds", "lookup", "store", "complete", "cancel", "trace_context")
+    class TraceContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     LOOKUP_FIELD_NUMBER: _ClassVar[int]
     STORE_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
+    TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     id: int
     timeout_seconds: float
     lookup: _cache_pb2.LookupRequest
     store: _cache_pb2.StoreRequest
     complete: _cache_pb2.CompleteRequest
     cancel: ForwardCancel
-    def __init__(self, id: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., lookup: _Optional[_Union[_cache_pb2.LookupRequest, _Mapping]] = ..., store: _Optional[_Union[_cache_pb2.StoreRequest, _Mapping]] = ..., complete: _Optional[_Union[_cache_pb2.CompleteRequest, _Mapping]] = ..., cancel: _Optional[_Union[ForwardCancel, _Mapping]] = ...) -> None: ...
+    trace_context: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., lookup: _Optional[_Union[_cache_pb2.LookupRequest, _Mapping]] = ..., store: _Optional[_Union[_cache_pb2.StoreRequest, _Mapping]] = ..., complete: _Optional[_Union[_cache_pb2.CompleteRequest, _Mapping]] = ..., cancel: _Optional[_Union[ForwardCancel, _Mapping]] = ..., trace_context: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ForwardCancel(_message.Message):
     __slots__ = ()
