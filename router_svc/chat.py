@@ -61,6 +61,15 @@ class ChatCall:
     bypass: bool  # non-text content: straight upstream, not stored
 
 
+def _integer(value: Any) -> int | None:
+    """A JSON integer (1 and 1.0 alike, as JSON Schema reads them), or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    return value
+
+
 def _params(body: dict[str, Any]) -> cache_pb2.GenerationParams:
     params = cache_pb2.GenerationParams()
     for name in keys.FLOAT_PARAMS:
@@ -69,13 +78,15 @@ def _params(body: dict[str, Any]) -> cache_pb2.GenerationParams:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ChatRequestError(f"{name} must be a number", name)
             setattr(params, name, float(value))
-    tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if tokens is not None:
-        if isinstance(tokens, bool) or not isinstance(tokens, int) or not 0 < tokens < 2**32:
-            raise ChatRequestError("max_tokens must be a positive integer", "max_tokens")
-        params.max_tokens = tokens
-    if (seed := body.get("seed")) is not None:
-        if isinstance(seed, bool) or not isinstance(seed, int) or abs(seed) >= 2**63:
+    for name in ("max_tokens", "max_completion_tokens"):  # the second wins when both are set
+        if body.get(name) is not None:
+            tokens = _integer(body[name])
+            if tokens is None or not 0 < tokens < 2**32:
+                raise ChatRequestError(f"{name} must be a positive integer", name)
+            params.max_tokens = tokens
+    if body.get("seed") is not None:
+        seed = _integer(body["seed"])
+        if seed is None or abs(seed) >= 2**63:
             raise ChatRequestError("seed must be an integer", "seed")
         params.seed = seed
     stop = body.get("stop")
@@ -93,16 +104,21 @@ def _params(body: dict[str, Any]) -> cache_pb2.GenerationParams:
 
 
 def _unsupported(body: dict[str, Any]) -> None:
-    """Refuses what the cache cannot answer faithfully: one text answer per request."""
-    if body.get("n") not in (None, 1):
+    """Refuses what the cache cannot answer faithfully: one text answer per request (and
+    the fields that say otherwise, in a shape OpenAI would refuse too)."""
+    if body.get("n") is not None and _integer(body["n"]) != 1:
         raise ChatRequestError("n > 1 is not supported by the semcache front", "n")
+    for name in ("tools", "functions"):
+        if body.get(name) is not None and not isinstance(body[name], list):
+            raise ChatRequestError(f"{name} must be a list", name)
     tools = body.get("tools") or body.get("functions")
     if tools and body.get("tool_choice", "auto") != "none":
         raise ChatRequestError(
             "tool calls are not supported by the semcache front: call the upstream directly",
             "tools",
         )
-    if body.get("logprobs"):
+    logprobs = body.get("logprobs")
+    if logprobs is not None and logprobs is not False:
         raise ChatRequestError("logprobs are not supported by the semcache front", "logprobs")
     if "audio" in (body.get("modalities") or []) or body.get("audio"):
         raise ChatRequestError("audio output is not supported by the semcache front", "modalities")
@@ -123,6 +139,15 @@ def parse(body: Any, tenant: str, *, no_cache: bool = False, no_store: bool = Fa
     result, beyond the cache's size limits) bypass it: they go upstream as sent, nothing is
     looked up or stored.
     """
+    try:
+        return _parse(body, tenant, no_cache=no_cache, no_store=no_store)
+    except UnicodeEncodeError:  # JSON may escape a lone surrogate; protobuf strings refuse it
+        raise ChatRequestError(
+            "text must be valid Unicode: a lone surrogate (\\ud800-\\udfff) is not text"
+        ) from None
+
+
+def _parse(body: Any, tenant: str, *, no_cache: bool, no_store: bool) -> ChatCall:
     if not isinstance(body, dict):
         raise ChatRequestError("the body must be a JSON object")
     _unsupported(body)
@@ -137,9 +162,12 @@ def parse(body: Any, tenant: str, *, no_cache: bool = False, no_store: bool = Fa
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ChatRequestError("stream must be a boolean", "stream")
-    options = body.get("stream_options") or {}
+    options = body.get("stream_options")
+    options = {} if options is None else options
     if not isinstance(options, dict):
         raise ChatRequestError("stream_options must be an object", "stream_options")
+    if not isinstance(options.get("include_usage", False), bool):
+        raise ChatRequestError("stream_options.include_usage must be a boolean", "stream_options")
     params = _params(body)
     if conversation.last_message_fields:  # e.g. the user's name
         params.extra[LAST_MESSAGE_EXTRA] = keys.canonical_json(conversation.last_message_fields)

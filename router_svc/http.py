@@ -1,6 +1,7 @@
 """The OpenAI-compatible HTTP front: `base_url` for the OpenAI SDKs, over the router's API.
 
     POST /v1/chat/completions   (stream or not)     GET /v1/models     GET /healthz
+    GET /openapi.json           (what the front accepts and answers: `router_svc.openapi`)
 
 It runs in the router process (`--http-port`) and calls the router's own `Complete` and
 `StreamComplete` over a loopback channel: auth, validation, admission control, forwarding
@@ -27,7 +28,7 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from router_svc import chat
+from router_svc import chat, openapi
 from router_svc.servicer import TRACER
 from semcache.channel import CHANNEL_OPTIONS
 from semcache.runtime import tracing
@@ -99,6 +100,7 @@ class ChatFront:
                 web.post("/v1/chat/completions", self.chat_completions),
                 web.get("/v1/models", self.list_models),
                 web.get("/healthz", self.healthz),
+                web.get("/openapi.json", self.openapi),
             ]
         )
 
@@ -226,6 +228,9 @@ class ChatFront:
                 ],
             }
         )
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi.document(self.models))
 
     async def healthz(self, request: web.Request) -> web.Response:
         """200 while the router answers SERVING, else 503."""
