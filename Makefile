@@ -5,8 +5,11 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 MODEL_STAMP := $(VENV)/.model-ready
 PROTOS := $(wildcard protos/semcache/v1/*.proto)
+# The wire contract's checks: buf from npm, kept in the venv.
+BUF := $(VENV)/node/node_modules/.bin/buf
+BUF_VERSION := 1.75.0
 
-.PHONY: setup run test lint format protos model bench clean
+.PHONY: setup run test lint format protos model bench clean release-contract
 
 setup: $(INSTALLED) $(MODEL_STAMP)
 
@@ -36,11 +39,21 @@ run: setup
 test: setup model
 	$(BIN)/python -m pytest
 
-lint: $(INSTALLED)
+lint: $(INSTALLED) $(BUF)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+	$(BUF) lint
+	$(BUF) breaking --against protos/released.json
+
+$(BUF): $(INSTALLED)
+	npm install --prefix $(VENV)/node --no-save --ignore-scripts --no-audit --no-fund \
+		@bufbuild/buf@$(BUF_VERSION)
+
+# What clients hold: the contract `buf breaking` guards. Run when a release ships.
+release-contract: $(BUF)
+	$(BUF) build --exclude-source-info -o protos/released.json
 
 format: $(INSTALLED)
 	$(BIN)/ruff check --fix .

@@ -31,6 +31,18 @@ class SemanticCacheStub:
     Look-aside callers that own their LLM client use Lookup then Store.
     Read-through callers use Complete / StreamComplete: on a miss the mesh calls the
     configured LLM backend, stores the answer and returns it.
+
+    Clients call the router; each shard serves the same API for the namespaces it owns.
+    Errors any call may end with:
+    - INVALID_ARGUMENT: a field breaks a limit or range documented here.
+    - UNAUTHENTICATED: the router has API tokens (`--tokens-file`) and the call sent no known
+    `authorization: Bearer <token>` metadata. (Shards check no tokens.)
+    - PERMISSION_DENIED: with API tokens, scope.tenant names a tenant other than the token's.
+    - RESOURCE_EXHAUSTED: the server already has `--max-in-flight` calls in flight (default
+    1024; 0: no limit); retry after a backoff.
+    - UNAVAILABLE: no shard could serve the namespace (each one tried was down or left).
+    - DEADLINE_EXCEEDED: the caller's deadline passed; a call without one gets the router's
+    `--default-timeout-seconds` (default 30).
     """
 
     def __init__(self, channel):
@@ -77,40 +89,88 @@ class SemanticCacheServicer:
     Look-aside callers that own their LLM client use Lookup then Store.
     Read-through callers use Complete / StreamComplete: on a miss the mesh calls the
     configured LLM backend, stores the answer and returns it.
+
+    Clients call the router; each shard serves the same API for the namespaces it owns.
+    Errors any call may end with:
+    - INVALID_ARGUMENT: a field breaks a limit or range documented here.
+    - UNAUTHENTICATED: the router has API tokens (`--tokens-file`) and the call sent no known
+    `authorization: Bearer <token>` metadata. (Shards check no tokens.)
+    - PERMISSION_DENIED: with API tokens, scope.tenant names a tenant other than the token's.
+    - RESOURCE_EXHAUSTED: the server already has `--max-in-flight` calls in flight (default
+    1024; 0: no limit); retry after a backoff.
+    - UNAVAILABLE: no shard could serve the namespace (each one tried was down or left).
+    - DEADLINE_EXCEEDED: the caller's deadline passed; a call without one gets the router's
+    `--default-timeout-seconds` (default 30).
     """
 
     def Lookup(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Looks the prompt up in its scope's namespace; never calls the LLM. A hit returns the
+        stored answer; a miss or a bypass (cache_control.no_cache) returns none. A down
+        embedder (exact match only) or Redis (memory only) degrades the lookup instead of
+        failing it: see CacheInfo.degraded.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Store(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Stores an answer for the prompt in memory and in Redis, replacing an entry of the same
+        normalised prompt in the namespace. INVALID_ARGUMENT also for an empty answer, text and
+        chunks that disagree, or ttl_seconds out of range. A down embedder does not fail it: the
+        entry is matched exactly only until the shard re-embeds it; a down Redis queues the write.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Complete(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Read-through: a Lookup, and on a miss the LLM backend's answer, stored (unless
+        cache_control.no_store) and returned. Concurrent misses on the same normalised prompt in
+        a namespace share one LLM call (CacheInfo.coalesced). Cache faults (embedder, Redis)
+        degrade instead of failing. An LLM upstream error is passed on, never cached and never
+        failed over: its HTTP status as gRPC (400 and 422 INVALID_ARGUMENT, 401 UNAUTHENTICATED,
+        403 PERMISSION_DENIED, 404 NOT_FOUND, 408 DEADLINE_EXCEEDED, 409 ABORTED, 429
+        RESOURCE_EXHAUSTED; any other, or no answer at all (refused, broken off, or past the
+        openai backend's `--llm-timeout`, default 60 s), UNAVAILABLE), with trailing metadata
+        `semcache-error: upstream` and `semcache-upstream-status` (plus `-type`, `-code`,
+        `-param` and `retry-after` when the upstream sent them).
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StreamComplete(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Complete, streamed: one `start` chunk, the answer's `delta`s, one `end` chunk. A hit
+        replays the stored chunks; a miss streams the LLM live and is stored only once the
+        stream has completed. A miss joins a Complete already in flight for the same prompt
+        (coalesced) but never leads one. Errors as Complete; through the router a stream fails
+        over to another shard only before its first chunk, and a later error ends the stream.
+        It takes CompleteRequest, like Complete, on purpose: it is the same call, streamed.
+        buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Invalidate(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Removes entries from memory and Redis: one entry, a namespace or all of a tenant's (see
+        InvalidateRequest.Target). INVALID_ARGUMENT when neither target nor entry_id is set or
+        entry_id is malformed; NOT_FOUND when the entry does not exist or is another tenant's.
+        TARGET_TENANT goes to every healthy shard: if any fails, the call ends with the first
+        failure's status.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Feedback(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Reports how a hit turned out (see FeedbackRequest). INVALID_ARGUMENT without a verdict
+        or with a missing or malformed entry_id; NOT_FOUND when the entry does not exist (any
+        more) or is another tenant's.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -162,6 +222,18 @@ class SemanticCache:
     Look-aside callers that own their LLM client use Lookup then Store.
     Read-through callers use Complete / StreamComplete: on a miss the mesh calls the
     configured LLM backend, stores the answer and returns it.
+
+    Clients call the router; each shard serves the same API for the namespaces it owns.
+    Errors any call may end with:
+    - INVALID_ARGUMENT: a field breaks a limit or range documented here.
+    - UNAUTHENTICATED: the router has API tokens (`--tokens-file`) and the call sent no known
+    `authorization: Bearer <token>` metadata. (Shards check no tokens.)
+    - PERMISSION_DENIED: with API tokens, scope.tenant names a tenant other than the token's.
+    - RESOURCE_EXHAUSTED: the server already has `--max-in-flight` calls in flight (default
+    1024; 0: no limit); retry after a backoff.
+    - UNAVAILABLE: no shard could serve the namespace (each one tried was down or left).
+    - DEADLINE_EXCEEDED: the caller's deadline passed; a call without one gets the router's
+    `--default-timeout-seconds` (default 30).
     """
 
     @staticmethod
@@ -328,7 +400,9 @@ class SemanticCache:
 
 
 class AdminStub:
-    """Admin shows what the cache holds and how it is spread.
+    """Admin shows what the cache holds and how it is spread. On a router with API tokens
+    (`--tokens-file`) it needs an operator token (tenant `*`): UNAUTHENTICATED without a known
+    token, PERMISSION_DENIED with a tenant's token.
     """
 
     def __init__(self, channel):
@@ -350,17 +424,24 @@ class AdminStub:
 
 
 class AdminServicer:
-    """Admin shows what the cache holds and how it is spread.
+    """Admin shows what the cache holds and how it is spread. On a router with API tokens
+    (`--tokens-file`) it needs an operator token (tenant `*`): UNAUTHENTICATED without a known
+    token, PERMISSION_DENIED with a tenant's token.
     """
 
     def Stats(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Every shard's state and counters, and their sum. The router asks each shard, waiting at
+        most 2 s (less when the caller's deadline is nearer), and lists one that does not answer
+        as unreachable. A shard answers for itself alone.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Ring(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The router's hash ring: its members, their shares and, for a given scope, its owners.
+        A shard has no ring: UNIMPLEMENTED.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -387,7 +468,9 @@ def add_AdminServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Admin:
-    """Admin shows what the cache holds and how it is spread.
+    """Admin shows what the cache holds and how it is spread. On a router with API tokens
+    (`--tokens-file`) it needs an operator token (tenant `*`): UNAUTHENTICATED without a known
+    token, PERMISSION_DENIED with a tenant's token.
     """
 
     @staticmethod

@@ -26,7 +26,15 @@ if _version_not_supported:
 
 
 class EmbedderStub:
-    """Missing associated documentation comment in .proto file."""
+    """Errors an Embed call (or an EmbedStream request, as its EmbedError) commonly ends with:
+    - INVALID_ARGUMENT: no texts, too many, or a text empty or too long (see EmbedRequest);
+    the message names the offending index and the limit.
+    - RESOURCE_EXHAUSTED: the texts waiting to be embedded, from all callers, would pass
+    `--max-queue` (default 4096); or, for Embed, the service already has `--max-in-flight`
+    calls in flight (default 1024; 0: no limit). Retry after a backoff.
+    - UNAVAILABLE: the service is shutting down, or the model was retired while the texts
+    waited; retry (on the current model).
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -47,7 +55,15 @@ class EmbedderStub:
 
 
 class EmbedderServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Errors an Embed call (or an EmbedStream request, as its EmbedError) commonly ends with:
+    - INVALID_ARGUMENT: no texts, too many, or a text empty or too long (see EmbedRequest);
+    the message names the offending index and the limit.
+    - RESOURCE_EXHAUSTED: the texts waiting to be embedded, from all callers, would pass
+    `--max-queue` (default 4096); or, for Embed, the service already has `--max-in-flight`
+    calls in flight (default 1024; 0: no limit). Retry after a backoff.
+    - UNAVAILABLE: the service is shutting down, or the model was retired while the texts
+    waited; retry (on the current model).
+    """
 
     def Embed(self, request, context):
         """Embeds each text. Calls from all callers are batched together.
@@ -60,6 +76,8 @@ class EmbedderServicer:
         """The same on one long-lived stream, for callers that embed all the time (the shards):
         each request is answered by one response with its id, in the order they finish.
         A message on an open stream costs a fraction of a unary call, in time and CPU.
+        A failed request is answered with an EmbedError and the stream goes on. A stream has at
+        most 1024 requests pending; past that the service stops reading until answers are written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -87,7 +105,15 @@ def add_EmbedderServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Embedder:
-    """Missing associated documentation comment in .proto file."""
+    """Errors an Embed call (or an EmbedStream request, as its EmbedError) commonly ends with:
+    - INVALID_ARGUMENT: no texts, too many, or a text empty or too long (see EmbedRequest);
+    the message names the offending index and the limit.
+    - RESOURCE_EXHAUSTED: the texts waiting to be embedded, from all callers, would pass
+    `--max-queue` (default 4096); or, for Embed, the service already has `--max-in-flight`
+    calls in flight (default 1024; 0: no limit). Retry after a backoff.
+    - UNAVAILABLE: the service is shutting down, or the model was retired while the texts
+    waited; retry (on the current model).
+    """
 
     @staticmethod
     def Embed(request,

@@ -53,7 +53,11 @@ class ShardLinkServicer:
     """
 
     def Forward(self, request_iterator, context):
-        """Missing associated documentation comment in .proto file."""
+        """Each request runs as its unary call would: same validation, same errors (answered as a
+        ForwardError, the stream going on), one count against the shard's `--max-in-flight`
+        (default 1024, 0: no limit; past it: RESOURCE_EXHAUSTED). A stream has at most 1024
+        requests pending; past that the shard stops reading until answers are written.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
