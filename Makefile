@@ -5,11 +5,19 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 MODEL_STAMP := $(VENV)/.model-ready
 PROTOS := $(wildcard protos/semcache/v1/*.proto)
+# System packages install with apt-get as root (CI), through sudo otherwise.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The wire contract's checks: buf from npm, kept in the venv.
 BUF := $(VENV)/node/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
+# Client examples in other languages (tests/test_examples.py builds and runs them): Node
+# from npm; Go from Debian's toolchain and library sources (no Go module proxy here).
+NODE_EXAMPLE := examples/node/node_modules/.package-lock.json
+GO_DEBS := golang-go golang-google-grpc-dev golang-google-protobuf-dev \
+	golang-github-golang-protobuf-1-5-dev protobuf-compiler
+GOCODE := /usr/share/gocode/src
 
-.PHONY: setup run test lint format protos model bench clean release-contract
+.PHONY: setup run test lint format protos model bench clean examples go-toolchain release-contract
 
 setup: $(INSTALLED) $(MODEL_STAMP)
 
@@ -36,8 +44,20 @@ protos: $(INSTALLED)
 run: setup
 	$(BIN)/python -m semcache.cli up
 
-test: setup model
+test: setup model examples
 	$(BIN)/python -m pytest
+
+examples: $(NODE_EXAMPLE) go-toolchain
+
+$(NODE_EXAMPLE): examples/node/package.json examples/node/package-lock.json
+	npm ci --prefix examples/node --ignore-scripts --no-audit --no-fund
+
+go-toolchain:
+	@command -v go >/dev/null && command -v protoc >/dev/null \
+		&& test -f $(GOCODE)/google.golang.org/grpc/version.go \
+		&& test -f $(GOCODE)/github.com/golang/protobuf/proto/registry.go \
+		|| { $(SUDO) apt-get update -qq \
+		&& $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(GO_DEBS); }
 
 lint: $(INSTALLED) $(BUF)
 	$(BIN)/ruff check .
