@@ -10,6 +10,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The wire contract's checks: buf from npm, kept in the venv.
 BUF := $(VENV)/node/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
+# promtool checks deploy/prometheus: taken from Debian's prometheus package (the binary
+# alone, into the venv; no server installed or started).
+PROMTOOL := $(BIN)/promtool
 # Client examples in other languages (tests/test_examples.py builds and runs them): Node
 # from npm; Go from Debian's toolchain and library sources (no Go module proxy here).
 NODE_EXAMPLE := examples/node/node_modules/.package-lock.json
@@ -44,7 +47,7 @@ protos: $(INSTALLED)
 run: setup
 	$(BIN)/python -m semcache.cli up
 
-test: setup model examples
+test: setup model examples $(PROMTOOL)
 	$(BIN)/python -m pytest
 
 examples: $(NODE_EXAMPLE) go-toolchain
@@ -58,6 +61,14 @@ go-toolchain:
 		&& test -f $(GOCODE)/github.com/golang/protobuf/proto/registry.go \
 		|| { $(SUDO) apt-get update -qq \
 		&& $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(GO_DEBS); }
+
+$(PROMTOOL): $(INSTALLED)
+	@if command -v promtool >/dev/null; then ln -sf "$$(command -v promtool)" $@; else \
+		tmp=$$(mktemp -d) && cd $$tmp \
+		&& { apt-get download -qq prometheus 2>/dev/null \
+			|| { $(SUDO) apt-get update -qq && apt-get download -qq prometheus; }; } \
+		&& dpkg-deb --fsys-tarfile prometheus_*.deb | tar -x ./usr/bin/promtool \
+		&& cd - >/dev/null && mv $$tmp/usr/bin/promtool $@ && rm -rf $$tmp; fi
 
 lint: $(INSTALLED) $(BUF)
 	$(BIN)/ruff check .
