@@ -18,6 +18,7 @@ and 32 callers (grpc.aio, one process) for each kind of call:
 
 Also: the embedder's throughput while the semantic load runs, and each process's memory.
 Everything runs on one machine, the load generator included. Results: bench/results/mesh.json.
+What tracing costs on this workload (off, and on at 100 %): `python -m bench tracing`.
 
     python -m bench mesh      (SEMCACHE_BENCH_SECONDS=5 per measurement)
 
