@@ -149,6 +149,18 @@ async def closed_loop(call: Call, prompts: list[str], concurrency: int) -> dict[
     }
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) the processes have used so far: the services' cost of a
+    measurement, which the load generator on the same cores does not blur as it does
+    throughput."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / ticks
+
+
 def _metric(port: int, name: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
         for line in reply.read().decode().splitlines():
@@ -294,11 +306,16 @@ async def _semcache(
             ("semantic_new", lookup_new),
             ("miss", miss),
         )
+        services = [c.process.pid for c in mesh.children if c.process is not None]
         for kind, call in kinds:
             results[kind] = {}
             for concurrency in CONCURRENCY:
                 before = _metric(mesh.ports.embedder_metrics, "semcache_embed_texts_total")
+                cpu = cpu_seconds(services)
                 row = await closed_loop(call, prompts.get(kind, ["-"]), concurrency)
+                row["services_cpu_ms_per_call"] = (
+                    1000 * (cpu_seconds(services) - cpu) / row["calls"]
+                )
                 if kind == "semantic_new" and concurrency == max(CONCURRENCY):
                     texts = _metric(mesh.ports.embedder_metrics, "semcache_embed_texts_total")
                     embedder_rate = (texts - before) / SECONDS
@@ -313,7 +330,8 @@ async def _semcache(
                 print(
                     f"  semcache {kind:8} x{concurrency:<3} {row['per_s']:7.0f}/s  "
                     f"p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:7.2f} ms  "
-                    f"hits {row['hit_rate']:.0%}",
+                    f"hits {row['hit_rate']:.0%}  "
+                    f"services' CPU {row['services_cpu_ms_per_call']:.2f} ms/call",
                     flush=True,
                 )
     return {
