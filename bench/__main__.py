@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import embed, faults, mesh, scale, simulate, tracing, transport, verifier
+from bench import embed, faults, mesh, scale, simulate, trace, tracing, transport, verifier
 
 BENCHMARKS = {
     "embed": embed.main,
@@ -12,6 +12,7 @@ BENCHMARKS = {
     "mesh": mesh.main,
     "scale": scale.main,
     "simulate": simulate.main,
+    "trace": trace.main,
     "tracing": tracing.main,
     "transport": transport.main,
     "verifier": verifier.main,

@@ -453,8 +453,9 @@ class Shard:
             vector=vector.values if vector else None,
             model=vector.model if vector else "",
         )
+        neighbours = self._neighbours(ns, entry, query.tenant, now)
         replaced = ns.add(entry)
-        self.eviction.added(entry.id, entry.size_bytes)
+        self.eviction.added(entry.id, entry.size_bytes, neighbours)
         if replaced is not None:
             self.eviction.removed(replaced.id)
         await self.store.put(entry)
@@ -463,6 +464,20 @@ class Shard:
         self._evict_over_capacity()
         self._update_gauges()
         return entry, replaced is not None
+
+    def _neighbours(self, ns: Namespace, entry: Entry, tenant: str, now: float) -> list[str]:
+        """The cached entries the hit policy would serve for `entry`'s prompt (its
+        duplicates), for an eviction policy that weighs them (one search; none otherwise)."""
+        if entry.vector is None or not self.eviction.uses_neighbours:
+            return []
+        policy = self.policies.for_model(entry.model)
+        return [
+            c.entry.id
+            for c in ns.nearest(entry.vector, entry.model, now)
+            if policy.decide(
+                entry.prompt, c.entry.prompt, c.similarity, category=entry.category, tenant=tenant
+            ).hit
+        ]
 
     # -- read-through -------------------------------------------------------------------
 

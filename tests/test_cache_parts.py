@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from cache_svc.embedder import EmbedderClient, EmbedderUnavailableError
-from cache_svc.eviction import LFU, LRU, Capacity, make_eviction
+from cache_svc.eviction import LFU, LRU, Capacity, Semantic, make_eviction
 from cache_svc.index import IndexParams, NamespaceIndex
 from cache_svc.singleflight import SingleFlight
 from embed_svc.service import running_embedder
@@ -85,8 +85,46 @@ def test_lfu_evicts_the_least_used_and_counts_bytes() -> None:
     assert lfu.victims() == [] and lfu.bytes == 20
 
 
+def test_semantic_eviction_takes_a_redundant_paraphrase_before_a_lone_entry() -> None:
+    semantic = Semantic(Capacity(max_entries=3, max_bytes=10**9))
+    lfu = LFU(Capacity(max_entries=3, max_bytes=10**9))
+    # a, b and c answer each other's questions; "new" answers only its own.
+    for policy in (semantic, lfu):
+        policy.added("a", 10)
+        policy.added("b", 10, neighbours=["a"])
+        policy.added("c", 10, neighbours=["a", "b"])
+        for entry_id, uses in (("a", 2), ("b", 1), ("c", 3)):
+            for _ in range(uses):
+                policy.used(entry_id)
+        policy.added("new", 10)
+    # LFU takes the unused newcomer; the semantic policy a paraphrase whose questions its
+    # two neighbours still answer (worth 2/3 against the newcomer's 1).
+    assert lfu.victims() == ["new"]
+    assert semantic.victims() == ["b"]
+    semantic.removed("b")
+    # Now a and c share by two (worth 3/2 and 4/2): the next slot goes to the newcomer.
+    semantic.added("newer", 10)
+    assert semantic.victims() == ["new"]
+
+
+def test_semantic_eviction_rescores_a_neighbourhood_as_it_takes_from_it() -> None:
+    semantic = Semantic(Capacity(max_entries=3, max_bytes=10**9))
+    semantic.added("a", 10)
+    semantic.added("b", 10, neighbours=["a"])
+    semantic.added("c", 10, neighbours=["a", "b"])
+    semantic.added("d", 10)
+    semantic.added("e", 10)
+    # Two must go. a, b and c are worth 1/3 each while all are cached; with a taken, b and
+    # c share by two (1/2), still below the loners (1): b goes; c, alone now, would not.
+    assert semantic.victims() == ["a", "b"]
+    for victim in ("a", "b"):
+        semantic.removed(victim)
+    semantic.added("f", 10)
+    assert semantic.victims() == ["c"]  # worth 1 as the loners now; the oldest goes
+
+
 def test_unknown_eviction_policy_is_refused() -> None:
-    with pytest.raises(ValueError, match="lru, lfu"):
+    with pytest.raises(ValueError, match="lru, lfu, semantic"):
         make_eviction("random", Capacity())
 
 

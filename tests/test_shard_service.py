@@ -288,6 +288,37 @@ async def test_eviction_at_capacity_removes_everywhere(
         assert first.cache.status == MISS
 
 
+async def test_semantic_eviction_takes_the_duplicate_of_a_busy_entry_first(
+    embedder_address, redis_server, tenant
+) -> None:
+    """A look-aside caller stored a paraphrase of a cached prompt (B of A): the shard found
+    A as its neighbour, so A's traffic is shared with B, busier; at capacity A goes, not the
+    unused newcomer (without the neighbours it would be the newcomer; LFU takes it too)."""
+    scope = cache_pb2.Scope(tenant=tenant, model="m")
+
+    def store(prompt: str) -> cache_pb2.StoreRequest:
+        answer = cache_pb2.Answer(text="Renew it online with form DS-82.")
+        return cache_pb2.StoreRequest(scope=scope, prompt=prompt, answer=answer)
+
+    async with serving(
+        embedder_address, redis_server.url, max_entries=2, eviction="semantic"
+    ) as running:
+        a = await running.stub.Store(store("How do I renew my passport?"))
+        assert (await running.stub.Lookup(lookup(tenant, "How do I renew my passport?"))).answer
+        b = await running.stub.Store(store("How can I renew my passport?"))
+        for _ in range(3):
+            assert (
+                await running.stub.Lookup(lookup(tenant, "How can I renew my passport?"))
+            ).answer
+        c = await running.stub.Store(store("What is the boiling point of water?"))
+        kept = {
+            (await running.stub.Lookup(lookup(tenant, prompt))).cache.entry_id
+            for prompt in ("How can I renew my passport?", "What is the boiling point of water?")
+        }
+        assert kept == {b.entry_id, c.entry_id}
+        assert a.entry_id not in kept
+
+
 async def test_invalidate_entry_namespace_and_tenant(shard, tenant) -> None:
     a = await shard.stub.Complete(complete(tenant, "First question about invoices"))
     other_scope = cache_pb2.Scope(tenant=tenant, model="other")

@@ -256,7 +256,9 @@ class ShardConfig(ServerConfig):
     default_ttl_seconds: float = 24 * 3600.0
     max_entries: int = 100_000
     max_bytes: int = 1024 * 1024 * 1024
-    eviction: str = "lru"
+    #: Which entries go when the shard is full: semantic (recent traffic shared among
+    #: duplicates; docs/cache.md), lru or lfu.
+    eviction: str = "semantic"
     hnsw_m: int = 16
     hnsw_ef_construction: int = 200
     #: The query ef up to 10,000 entries in a namespace; beyond, it doubles with every
@@ -322,9 +324,9 @@ class ShardConfig(ServerConfig):
             )
         self.policies  # noqa: B018 - reads and checks the file once
         _check(
-            self.eviction in ("lru", "lfu"),
+            self.eviction in ("lru", "lfu", "semantic"),
             "eviction",
-            f"must be lru or lfu, got {self.eviction!r}",
+            f"must be lru, lfu or semantic, got {self.eviction!r}",
         )
         _check(self.llm in ("echo", "openai"), "llm", f"must be echo or openai, got {self.llm!r}")
         _check(self.vector_cache_entries >= 0, "vector_cache_entries", "must be >= 0 (0: off)")
