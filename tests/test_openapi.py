@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import httpx
+import pytest
 
 from cache_svc.service import running_shard
 from router_svc.http import running_http_front
@@ -47,6 +48,7 @@ async def echo_front(embedder_address: str, redis_url: str):  # type: ignore[no-
         yield f"http://127.0.0.1:{port}"
 
 
+@pytest.mark.timeout(300)  # schemathesis stops itself at --max-time; the mesh starts first
 async def test_the_front_serves_its_description_and_holds_to_it(
     embedder_address, redis_server, tmp_path: Path
 ) -> None:
@@ -70,7 +72,7 @@ async def test_the_front_serves_its_description_and_holds_to_it(
             "--seed",
             str(SEED),
             "--max-time",
-            "120",
+            "90",
             "--request-timeout",
             "20",
             "--warnings",
