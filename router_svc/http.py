@@ -29,7 +29,7 @@ from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from router_svc import chat, openapi
-from router_svc.servicer import TRACER
+from router_svc.metrics import TRACER
 from semcache.channel import CHANNEL_OPTIONS
 from semcache.runtime import tracing
 from semcache.runtime.status import CallError

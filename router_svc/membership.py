@@ -5,17 +5,12 @@ from __future__ import annotations
 import logging
 import time
 
-from prometheus_client import Gauge
-
+from router_svc.metrics import REGISTRY_READABLE
 from router_svc.pool import ShardPool
 from semcache.runtime import redisclient, registry
 from semcache.runtime.periodic import Periodic
 
 log = logging.getLogger(__name__)
-
-REGISTRY_READABLE = Gauge(
-    "semcache_registry_readable", "1 when the last read of the membership registry succeeded."
-)
 
 
 def static_members(addresses: list[str]) -> dict[str, str]:

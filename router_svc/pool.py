@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client import Counter, Gauge
 
 from router_svc.link import ShardLink
+from router_svc.metrics import EJECTIONS, HEALTHY_SHARDS, RING_CHANGES
 from semcache.channel import CHANNEL_OPTIONS
 from semcache.runtime.periodic import Periodic
 from semcache.runtime.ring import HashRing
@@ -33,14 +33,6 @@ from semcache.tls import TlsFiles, open_channel
 from semcache.v1 import cache_pb2_grpc
 
 log = logging.getLogger(__name__)
-
-RING_CHANGES = Counter("semcache_ring_changes", "Shards leaving or joining the ring.", ["change"])
-HEALTHY_SHARDS = Gauge("semcache_ring_healthy_shards", "Shards in the ring.")
-EJECTIONS = Counter(
-    "semcache_shard_ejections",
-    "Shards taken out of the ring because their health checks timed out (frozen); calls "
-    "waiting on them went elsewhere.",
-)
 
 
 @dataclass

@@ -10,12 +10,14 @@ only before its first message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
 
+from router_svc.metrics import REQUEST_SECONDS, REQUESTS, TRACER
 from router_svc.pool import Member, ShardPool
 from semcache import keys
 from semcache.runtime import auth, tracing, validation
@@ -23,8 +25,6 @@ from semcache.runtime.status import CallError
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 
 T = TypeVar("T")
-
-TRACER = tracing.Tracer("router_svc")
 
 _AUTH_CODES = {
     auth.UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
@@ -123,6 +123,27 @@ async def _unless_ejected(member: Member, call: Awaitable[T]) -> T:
         await asyncio.gather(answer, ejected, return_exceptions=True)
 
 
+@contextlib.contextmanager
+def _answered(method: str, context: grpc.aio.ServicerContext) -> Iterator[None]:
+    """A public call's span, and what its caller saw of it in the metrics: its status code
+    (an aborted call's, as it was set) and how long it took."""
+    started = time.perf_counter()
+    code = "OK"
+    try:
+        with TRACER.server_span(f"SemanticCache/{method}", context.invocation_metadata()):
+            yield
+    except asyncio.CancelledError:
+        code = "CANCELLED"
+        raise
+    except BaseException:
+        status = context.code()
+        code = status.name if isinstance(status, grpc.StatusCode) else "UNKNOWN"
+        raise
+    finally:
+        REQUESTS.labels(method, code).inc()
+        REQUEST_SECONDS.labels(method).observe(time.perf_counter() - started)
+
+
 def _add_route_time(info: cache_pb2.CacheInfo, started: float) -> None:
     total_ms = 1000 * (time.perf_counter() - started)
     info.timings.route_ms = max(0.0, total_ms - info.timings.total_ms)
@@ -154,7 +175,7 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
     ) -> T:
         """Lookup and Complete: validate, forward to the namespace's shard, add route time."""
         started = time.perf_counter()
-        with TRACER.server_span(f"SemanticCache/{method}", context.invocation_metadata()):
+        with _answered(method, context):
             try:
                 key = await self._checked(request, validation.check_lookup, context)
                 response = await self.router.failover(key, forward, context)
@@ -180,7 +201,7 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
         self, request: cache_pb2.StoreRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.StoreResponse:
         started = time.perf_counter()
-        with TRACER.server_span("SemanticCache/Store", context.invocation_metadata()):
+        with _answered("Store", context):
             try:
                 key = await self._checked(request, validation.check_store, context)
                 response = await self.router.failover(
@@ -212,7 +233,7 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
                 raise
 
         # gRPC drives the generator from the call's one task: the span stays current.
-        with TRACER.server_span("SemanticCache/StreamComplete", context.invocation_metadata()):
+        with _answered("StreamComplete", context):
             try:
                 key = await self._checked(request, validation.check_lookup, context)
                 member, call, first = await self.router.failover(key, open_stream, context)
@@ -231,25 +252,26 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
     async def Invalidate(
         self, request: cache_pb2.InvalidateRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.InvalidateResponse:
-        await self.router.authorize(request.scope, context)
-        target = request.target
-        try:
-            validation.check_scope(request.scope, self.limits)
-            if target == cache_pb2.InvalidateRequest.TARGET_TENANT:
-                return await self._invalidate_everywhere(request, context)
-            if target == cache_pb2.InvalidateRequest.TARGET_NAMESPACE:
-                key = keys.namespace_key(request.scope)
-            elif request.entry_id or target == cache_pb2.InvalidateRequest.TARGET_ENTRY:
-                key = validation.check_entry_id(request.entry_id)
-            else:
-                raise validation.InvalidRequestError(
-                    "target: set target (ENTRY, NAMESPACE or TENANT) or entry_id"
+        with _answered("Invalidate", context):
+            await self.router.authorize(request.scope, context)
+            target = request.target
+            try:
+                validation.check_scope(request.scope, self.limits)
+                if target == cache_pb2.InvalidateRequest.TARGET_TENANT:
+                    return await self._invalidate_everywhere(request, context)
+                if target == cache_pb2.InvalidateRequest.TARGET_NAMESPACE:
+                    key = keys.namespace_key(request.scope)
+                elif request.entry_id or target == cache_pb2.InvalidateRequest.TARGET_ENTRY:
+                    key = validation.check_entry_id(request.entry_id)
+                else:
+                    raise validation.InvalidRequestError(
+                        "target: set target (ENTRY, NAMESPACE or TENANT) or entry_id"
+                    )
+                return await self.router.failover(
+                    key, lambda m, t: _rpc(m.cache.Invalidate(request, timeout=t)), context
                 )
-            return await self.router.failover(
-                key, lambda m, t: _rpc(m.cache.Invalidate(request, timeout=t)), context
-            )
-        except CallError as e:
-            await e.abort(context)
+            except CallError as e:
+                await e.abort(context)
 
     async def _invalidate_everywhere(
         self, request: cache_pb2.InvalidateRequest, context: grpc.aio.ServicerContext
@@ -272,15 +294,16 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
     async def Feedback(
         self, request: cache_pb2.FeedbackRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.FeedbackResponse:
-        try:
-            await self.router.authorize(request.scope, context)
-            validation.check_scope(request.scope, self.limits)
-            key = validation.check_entry_id(request.entry_id)
-            return await self.router.failover(
-                key, lambda m, t: _rpc(m.cache.Feedback(request, timeout=t)), context
-            )
-        except CallError as e:
-            await e.abort(context)
+        with _answered("Feedback", context):
+            try:
+                await self.router.authorize(request.scope, context)
+                validation.check_scope(request.scope, self.limits)
+                key = validation.check_entry_id(request.entry_id)
+                return await self.router.failover(
+                    key, lambda m, t: _rpc(m.cache.Feedback(request, timeout=t)), context
+                )
+            except CallError as e:
+                await e.abort(context)
 
 
 async def _rpc_stream(call: grpc.aio.UnaryStreamCall) -> AsyncIterator[Any]:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import REGISTRY
 
 from cache_svc.llm import EchoBackend, LLMBackend, LLMRequest, UpstreamError
 from cache_svc.service import running_shard
@@ -122,14 +123,28 @@ async def test_losing_a_shard_fails_no_request(embedder_address, redis_server, t
         assert sorted(mem.healthy for mem in ring.members) == [False, True]
 
 
+def answered(method: str, code: str) -> float:
+    """Calls the router counted as answered with `code` (the metric every router exports)."""
+    return (
+        REGISTRY.get_sample_value("semcache_requests_total", {"method": method, "code": code})
+        or 0.0
+    )
+
+
 async def test_bad_input_is_refused_at_the_router(embedder_address, redis_server) -> None:
     async with mesh(embedder_address, redis_server.url) as m:
+        refused, ok = answered("Lookup", "INVALID_ARGUMENT"), answered("Lookup", "OK")
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await m["cache"].Lookup(cache_pb2.LookupRequest(prompt="hi", min_similarity=2))
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await m["cache"].Feedback(cache_pb2.FeedbackRequest(entry_id="x"))
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        await m["cache"].Lookup(cache_pb2.LookupRequest(prompt="hi"))
+        # What callers saw, by method and status code.
+        assert answered("Lookup", "INVALID_ARGUMENT") == refused + 1
+        assert answered("Lookup", "OK") == ok + 1
+        assert answered("Feedback", "INVALID_ARGUMENT") >= 1
 
 
 class DownUpstream(EchoBackend):
