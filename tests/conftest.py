@@ -20,7 +20,7 @@ from embed_svc.model import OnnxEmbedder, Tokens
 from embed_svc.service import running_embedder
 from semcache.dev.localredis import LocalRedis
 from semcache.dev.probe import free_port
-from semcache.runtime.config import EmbedderConfig, ShardConfig
+from semcache.runtime.config import EmbedderConfig, RouterConfig, ShardConfig
 from semcache.runtime.server import GrpcServer
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
 
@@ -118,6 +118,18 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedi
 def tenant() -> str:
     """A tenant of this test's own: tests share one Redis and stay out of each other's way."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def router_config(**overrides: object) -> RouterConfig:
+    """A router for an in-process test: port 0, no metrics port, no grace, fast health
+    checks; `shards=` or `registry=` says where its shards are."""
+    settings: dict[str, object] = {
+        "port": 0,
+        "metrics_port": -1,
+        "grace_seconds": 0,
+        "health_interval_seconds": 0.1,
+    }
+    return RouterConfig(**(settings | overrides))
 
 
 def shard_config(**overrides: object) -> ShardConfig:

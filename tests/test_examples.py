@@ -27,8 +27,7 @@ from embed_svc.build.recipe import cache_root
 from router_svc.service import running_router
 from semcache.client import AsyncClient
 from semcache.dev.probe import free_port
-from semcache.runtime.config import RouterConfig
-from tests.conftest import shard_config
+from tests.conftest import router_config, shard_config
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO = ROOT / "protos" / "semcache" / "v1" / "cache.proto"
@@ -185,16 +184,10 @@ async def mesh(
     """A shard (echo LLM) and a router in this event loop; yields the router's address."""
     async with (
         running_shard(shard_config(embedder=embedder_address, redis=redis_url)) as (shard, _),
-        running_router(
-            RouterConfig(
-                port=0,
-                metrics_port=-1,
-                grace_seconds=0,
-                shards=shard.address,
-                health_interval_seconds=0.1,
-                tokens_file=tokens_file,
-            )
-        ) as (router, _),
+        running_router(router_config(shards=shard.address, tokens_file=tokens_file)) as (
+            router,
+            _,
+        ),
     ):
         yield router.address
 

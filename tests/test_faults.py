@@ -22,11 +22,10 @@ from router_svc.service import running_router
 from semcache.client import AsyncClient
 from semcache.dev.localredis import LocalRedis
 from semcache.dev.probe import free_port, wait_until_serving
-from semcache.runtime.config import RouterConfig
 from semcache.v1 import cache_pb2
 from semcache.v1.cache_pb2_grpc import SemanticCacheStub
 from tests import test_shard_service as single
-from tests.conftest import eventually
+from tests.conftest import eventually, router_config
 from tests.test_router import complete, mesh
 
 TOPICS = [
@@ -316,11 +315,8 @@ async def test_a_frozen_embedder_costs_a_caller_half_its_deadline_at_most(
                 assert "embedder_unavailable" in reply.cache.degraded
                 assert reply.cache.timings.embed_ms <= 600
                 # Through a router too: its forwarded message carries its own deadline.
-                config = RouterConfig(
-                    port=0, metrics_port=-1, grace_seconds=0, shards=shard.address
-                )
                 async with (
-                    running_router(config) as (router, _pool),
+                    running_router(router_config(shards=shard.address)) as (router, _pool),
                     grpc.aio.insecure_channel(router.address) as channel,
                 ):
                     routed = await SemanticCacheStub(channel).Lookup(
@@ -331,10 +327,7 @@ async def test_a_frozen_embedder_costs_a_caller_half_its_deadline_at_most(
 
 @contextlib.asynccontextmanager
 async def router_on(port: int, shards: str) -> AsyncIterator[None]:
-    config = RouterConfig(
-        port=port, metrics_port=-1, grace_seconds=0, shards=shards, health_interval_seconds=0.1
-    )
-    async with running_router(config):
+    async with running_router(router_config(port=port, shards=shards)):
         yield
 
 

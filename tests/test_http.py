@@ -18,10 +18,9 @@ from router_svc import chat
 from router_svc.http import running_http_front
 from router_svc.service import running_router
 from semcache.client import AsyncClient, scope_from_messages
-from semcache.runtime.config import RouterConfig
 from semcache.runtime.validation import RequestLimits
 from semcache.v1 import cache_pb2, cache_pb2_grpc
-from tests.conftest import shard_config
+from tests.conftest import router_config, shard_config
 from tests.fake_openai import Behaviour, FakeOpenAI
 
 QUESTION = "How do I renew my passport?"
@@ -50,16 +49,7 @@ async def router_and_front(
             )
         )
         router, _ = await stack.enter_async_context(
-            running_router(
-                RouterConfig(
-                    port=0,
-                    metrics_port=-1,
-                    grace_seconds=0,
-                    shards=shard.address,
-                    health_interval_seconds=0.1,
-                    tokens_file=tokens_file,
-                )
-            )
+            running_router(router_config(shards=shard.address, tokens_file=tokens_file))
         )
         port = await stack.enter_async_context(
             running_http_front(router.address, auth=tokens_file is not None, models=["gpt-test"])

@@ -36,10 +36,9 @@ from cache_svc.llm import EchoBackend
 from cache_svc.service import running_shard
 from router_svc.service import running_router
 from semcache.dev.localredis import LocalRedis
-from semcache.runtime.config import RouterConfig
 from semcache.runtime.server import GrpcServer
 from semcache.v1 import cache_pb2, cache_pb2_grpc
-from tests.conftest import shard_config
+from tests.conftest import router_config, shard_config
 from tests.manifests import render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,15 +196,7 @@ async def exported(embedder_server: GrpcServer, redis_server: LocalRedis) -> Exp
             )
         )
         router, _ = await stack.enter_async_context(
-            running_router(
-                RouterConfig(
-                    port=0,
-                    metrics_port=0,
-                    grace_seconds=0,
-                    shards=shard.address,
-                    health_interval_seconds=0.1,
-                )
-            )
+            running_router(router_config(shards=shard.address, metrics_port=0))
         )
         channel = await stack.enter_async_context(grpc.aio.insecure_channel(router.address))
         cache = cache_pb2_grpc.SemanticCacheStub(channel)

@@ -16,8 +16,7 @@ import pytest
 from cache_svc.service import running_shard
 from router_svc.http import running_http_front
 from router_svc.service import running_router
-from semcache.runtime.config import RouterConfig
-from tests.conftest import shard_config
+from tests.conftest import router_config, shard_config
 
 #: A fixed seed: the same cases every run (a failure reproduces); more examples or other
 #: seeds by hand: `st run http://HOST:PORT/openapi.json --seed N --max-examples M`.
@@ -32,15 +31,7 @@ async def echo_front(embedder_address: str, redis_url: str):  # type: ignore[no-
             running_shard(shard_config(embedder=embedder_address, redis=redis_url))
         )
         router, _ = await stack.enter_async_context(
-            running_router(
-                RouterConfig(
-                    port=0,
-                    metrics_port=-1,
-                    grace_seconds=0,
-                    shards=shard.address,
-                    health_interval_seconds=0.1,
-                )
-            )
+            running_router(router_config(shards=shard.address))
         )
         port = await stack.enter_async_context(
             running_http_front(router.address, models=["gpt-test"])

@@ -15,9 +15,8 @@ from cache_svc.llm import EchoBackend, LLMBackend, LLMRequest, UpstreamError
 from cache_svc.service import running_shard
 from router_svc.service import running_router
 from semcache.metadata import UPSTREAM_ERROR
-from semcache.runtime.config import RouterConfig
 from semcache.v1 import cache_pb2, cache_pb2_grpc, link_pb2, link_pb2_grpc
-from tests.conftest import eventually, shard_config
+from tests.conftest import eventually, router_config, shard_config
 
 HIT, MISS = cache_pb2.CACHE_STATUS_HIT, cache_pb2.CACHE_STATUS_MISS
 
@@ -40,14 +39,8 @@ async def mesh(
                 )
             )
             servers.append(server)
-        config = RouterConfig(
-            port=0,
-            metrics_port=-1,
-            grace_seconds=0,
-            shards=",".join(s.address for s in servers),
-            health_interval_seconds=0.1,
-            unhealthy_after=2,
-            **router_settings,
+        config = router_config(
+            shards=",".join(s.address for s in servers), unhealthy_after=2, **router_settings
         )
         router, pool = await stack.enter_async_context(running_router(config))
         channel = await stack.enter_async_context(grpc.aio.insecure_channel(router.address))
@@ -291,10 +284,9 @@ async def test_a_stopping_shard_answers_what_it_took_and_ends_its_link(
         server, _ = await stack.enter_async_context(
             running_shard(config, llm=EchoBackend(delay=1.0))
         )
-        router_config = RouterConfig(
-            port=0, metrics_port=-1, grace_seconds=0, shards=server.address
+        router, _ = await stack.enter_async_context(
+            running_router(router_config(shards=server.address))
         )
-        router, _ = await stack.enter_async_context(running_router(router_config))
         channel = await stack.enter_async_context(grpc.aio.insecure_channel(router.address))
         cache = cache_pb2_grpc.SemanticCacheStub(channel)
         slow = asyncio.ensure_future(cache.Complete(complete(tenant, "Asked just before the stop")))

@@ -18,10 +18,10 @@ from embed_svc.service import running_embedder
 from router_svc.http import https_context, running_http_front
 from router_svc.service import running_router
 from semcache.client import AsyncClient, SemcacheError
-from semcache.runtime.config import ConfigError, RouterConfig
+from semcache.runtime.config import ConfigError
 from semcache.tls import TlsFiles
 from tests.certs import Authority
-from tests.conftest import embedder_config, shard_config
+from tests.conftest import embedder_config, router_config, shard_config
 
 
 @pytest.fixture(scope="module")
@@ -62,17 +62,7 @@ async def tls_mesh(model, pki: dict[str, Path]) -> AsyncIterator[dict]:
             running_shard(shard_config(embedder=embedder.address, **tls))
         )
         router, _pool = await stack.enter_async_context(
-            running_router(
-                RouterConfig(
-                    port=0,
-                    metrics_port=-1,
-                    grace_seconds=0,
-                    health_port=0,
-                    shards=shard.address,
-                    health_interval_seconds=0.1,
-                    **tls,
-                )
-            )
+            running_router(router_config(health_port=0, shards=shard.address, **tls))
         )
         yield {"router": router, "shard": shard, "embedder": embedder}
 
