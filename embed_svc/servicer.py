@@ -107,8 +107,11 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
         async def answer(request: embedder_pb2.EmbedStreamRequest) -> Any:
             # Traced as part of a caller's trace only: a shard's own background calls
             # (model probes, re-embedding) are no request of anyone's.
-            traced = TRACER.server_span("Embedder/EmbedStream", request.trace_context)
-            with traced if request.trace_context else contextlib.nullcontext():
+            with (
+                TRACER.server_span("Embedder/EmbedStream", request.trace_context)
+                if request.trace_context
+                else contextlib.nullcontext()
+            ):
                 try:
                     response = await self._embed(request.request)
                 except EmbedRequestError as e:

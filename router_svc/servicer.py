@@ -132,7 +132,7 @@ def _answered(method: str, context: grpc.aio.ServicerContext) -> Iterator[None]:
     try:
         with TRACER.server_span(f"SemanticCache/{method}", context.invocation_metadata()):
             yield
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, GeneratorExit):  # the caller went away (a stream: closed)
         code = "CANCELLED"
         raise
     except BaseException:
