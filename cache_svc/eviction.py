@@ -12,9 +12,9 @@ import heapq
 import itertools
 import math
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -105,43 +105,61 @@ class LRU(_Tracker):
         return chosen
 
 
+Row = TypeVar("Row", bound=tuple[object, ...])
+
+
+def _compact(heap: list[Row], live: int, rows: Callable[[], Iterable[Row]]) -> list[Row]:
+    """`heap`, or, once its stale rows (an entry's earlier rows, skipped when popped)
+    outnumber the live entries four to one, a heap of each live entry's current row: an
+    entry hit again and again would otherwise grow it without bound."""
+    if len(heap) <= 4 * live + 1024:
+        return heap
+    current = list(rows())
+    heapq.heapify(current)
+    return current
+
+
 class LFU(_Tracker):
     """Evicts the least frequently used entries first; ties go to the older entry."""
 
     def __init__(self, capacity: Capacity) -> None:
         super().__init__(capacity)
-        self._uses: dict[str, int] = {}
+        self._rows: dict[str, tuple[int, int, str]] = {}  # each entry's current heap row
         self._heap: list[tuple[int, int, str]] = []  # (uses, tiebreak, id); stale rows skipped
         self._tiebreak = itertools.count()
 
+    def _push(self, entry_id: str, uses: int) -> None:
+        row = self._rows[entry_id] = (uses, next(self._tiebreak), entry_id)
+        heapq.heappush(self._heap, row)
+        self._heap = _compact(self._heap, len(self._rows), self._rows.values)
+
     def added(self, entry_id: str, size: int, neighbours: Iterable[str] = ()) -> None:
         if self._track(entry_id, size):
-            self._uses[entry_id] = 0
-            heapq.heappush(self._heap, (0, next(self._tiebreak), entry_id))
+            self._push(entry_id, 0)
 
     def used(self, entry_id: str) -> None:
-        if entry_id in self._uses:
-            self._uses[entry_id] += 1
-            heapq.heappush(self._heap, (self._uses[entry_id], next(self._tiebreak), entry_id))
+        if entry_id in self._rows:
+            self._push(entry_id, self._rows[entry_id][0] + 1)
 
     def removed(self, entry_id: str) -> None:
         if self._untrack(entry_id):
-            del self._uses[entry_id]
+            del self._rows[entry_id]
 
     def victims(self) -> list[str]:
         chosen: list[str] = []
         freed_entries = freed_bytes = 0
         taken: set[str] = set()
         while self._heap and self._over(freed_entries, freed_bytes):
-            uses, _, entry_id = heapq.heappop(self._heap)
-            if self._uses.get(entry_id) != uses or entry_id in taken:
+            row = heapq.heappop(self._heap)
+            entry_id = row[2]
+            if self._rows.get(entry_id) != row or entry_id in taken:
                 continue  # a stale row: the entry was used again or is gone
             chosen.append(entry_id)
             taken.add(entry_id)
             freed_entries += 1
             freed_bytes += self._sizes[entry_id]
         for entry_id in chosen:  # the caller removes them; keep the heap consistent until then
-            heapq.heappush(self._heap, (self._uses[entry_id], next(self._tiebreak), entry_id))
+            heapq.heappush(self._heap, self._rows[entry_id])
         return chosen
 
 
@@ -187,9 +205,11 @@ class Semantic(_Tracker):
 
     def _push(self, entry_id: str) -> None:
         heapq.heappush(self._heap, (self._worth(entry_id), self._touched[entry_id], entry_id))
-        if len(self._heap) > 4 * len(self._traffic) + 1024:  # mostly stale rows: rebuild
-            self._heap = [(self._worth(e), self._touched[e], e) for e in self._traffic]
-            heapq.heapify(self._heap)
+        self._heap = _compact(
+            self._heap,
+            len(self._traffic),
+            lambda: ((self._worth(e), self._touched[e], e) for e in self._traffic),
+        )
 
     def _event(self, entry_id: str) -> float:
         """Records an event on the entry; returns its weight (log2, scaled)."""

@@ -123,6 +123,23 @@ def test_semantic_eviction_rescores_a_neighbourhood_as_it_takes_from_it() -> Non
     assert semantic.victims() == ["c"]  # worth 1 as the loners now; the oldest goes
 
 
+# LFU keeps "quiet" (used once, "new" never). The semantic policy's traffic halves every 8
+# events here (4 x capacity): quiet's store 20,000 events ago weighs nothing any more, its
+# use one event before new's store 2^(-1/8) of that store: "quiet" goes.
+@pytest.mark.parametrize(("policy", "victim"), [(LFU, "new"), (Semantic, "quiet")])
+def test_an_entry_hit_again_and_again_does_not_grow_the_eviction_heap(policy, victim) -> None:
+    tracker = policy(Capacity(max_entries=2, max_bytes=10**9))
+    tracker.added("busy", 10)
+    tracker.added("quiet", 10)
+    for _ in range(20_000):
+        tracker.used("busy")
+    tracker.used("quiet")
+    # Each use pushed a row; stale ones are dropped once they outnumber the live 4 to 1.
+    assert len(tracker._heap) <= 4 * 2 + 1024 + 1
+    tracker.added("new", 10)
+    assert tracker.victims() == [victim]  # the compacted heap still orders by worth
+
+
 def test_unknown_eviction_policy_is_refused() -> None:
     with pytest.raises(ValueError, match="lru, lfu, semantic"):
         make_eviction("random", Capacity())
