@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from bench import embed, faults, mesh, scale, simulate, trace, tracing, transport, verifier
+from bench import (
+    embed,
+    faults,
+    mesh,
+    scale,
+    simulate,
+    trace,
+    tracing,
+    transport,
+    verifier,
+    warm,
+)
 
 BENCHMARKS = {
     "embed": embed.main,
@@ -16,6 +27,7 @@ BENCHMARKS = {
     "tracing": tracing.main,
     "transport": transport.main,
     "verifier": verifier.main,
+    "warm": warm.main,
 }
 
 

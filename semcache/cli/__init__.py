@@ -4,6 +4,7 @@
     semcache ask "How do I reset my password?"        complete: cached answer or the LLM's
     semcache lookup PROMPT | store PROMPT ANSWER | invalidate | stats | ring
     semcache eval --pairs FILE.jsonl     hit quality of a hit policy on labelled pairs
+    semcache warm --log FILE.jsonl --budget N   answer a query log's most-asked questions
 
 Calls go to `--address` ($SEMCACHE_ADDRESS, default 127.0.0.1:50051) with `--token`
 ($SEMCACHE_TOKEN) when the router has auth on. Output is for people; `--json` prints one
@@ -16,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from semcache.cli import calls, quality, up
+from semcache.cli import calls, quality, up, warm
 from semcache.cli.common import parents
 from semcache.client import SemcacheError
 
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     shared = parents()
-    for module in (calls, up, quality):
+    for module in (calls, up, quality, warm):
         module.register(commands, shared)
     return parser
 
