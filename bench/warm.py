@@ -32,9 +32,14 @@ BUDGETS = (50, 200, 800)
 FIRST = (500, 2000)
 
 
+def empty_cache(data: trace.Corpus, policy: HitPolicy) -> trace.Cache:
+    """A cache that holds every prompt (warm-up is measured here, not eviction)."""
+    return trace.Cache(data, policy, make_eviction("lru", Capacity(max_entries=10**6)))
+
+
 def warmed(data: trace.Corpus, policy: HitPolicy, history: np.ndarray, budget: int):
     """A cache warmed by the plan of `history` (text indices) within `budget` misses."""
-    cache = trace.Cache(data, policy, make_eviction("lru", Capacity(max_entries=10**6)))
+    cache = empty_cache(data, policy)
     counts = warmup.count_prompts(data.texts[i] for i in history)
     index = {text: i for i, text in enumerate(data.texts)}
     vectors = data.vectors[[index[p] for p in counts]]
@@ -74,7 +79,7 @@ def main() -> None:
                 log = trace.stream(data, seed)
                 history, later = log[: len(log) // 2], log[len(log) // 2 :][:first]
                 cache, spent = warmed(data, policy, history, budget)
-                empty = trace.Cache(data, policy, make_eviction("lru", Capacity(max_entries=10**6)))
+                empty = empty_cache(data, policy)
                 runs.append((replay(cache, later), replay(empty, later), spent))
             rows[f"first {first}"] = {
                 "hit_rate_warmed": float(np.mean([w[0] for w, _, _ in runs])),
