@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bench import (
+    bulk,
     embed,
     faults,
     mesh,
@@ -18,6 +19,7 @@ from bench import (
 )
 
 BENCHMARKS = {
+    "bulk": bulk.main,
     "embed": embed.main,
     "faults": faults.main,
     "mesh": mesh.main,

@@ -32,7 +32,7 @@ from typing import Any
 import grpc
 
 from bench.embed import machine
-from bench.mesh import RESULTS, _free_ports
+from bench.mesh import RESULTS, free_ports
 from semcache.dev.mesh import LocalMesh
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 
@@ -177,7 +177,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as data:
         mesh = LocalMesh(
-            shards=2, ports=_free_ports(), data_dir=Path(data), echo_delay_ms=LLM_DELAY_MS
+            shards=2, ports=free_ports(), data_dir=Path(data), echo_delay_ms=LLM_DELAY_MS
         )
         mesh.start()
         try:

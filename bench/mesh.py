@@ -169,7 +169,7 @@ def _metric(port: int, name: str) -> float:
     raise KeyError(name)
 
 
-def _free_ports() -> MeshPorts:
+def free_ports() -> MeshPorts:
     return MeshPorts(
         router=free_port(),
         router_metrics=free_port(),
@@ -244,7 +244,7 @@ def select_queries(work: dict[str, Any]) -> dict[str, Any]:
 def _with_mesh(session: Callable[[LocalMesh], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as data:
         mesh = LocalMesh(
-            shards=2, ports=_free_ports(), data_dir=Path(data), echo_delay_ms=LLM_DELAY_MS
+            shards=2, ports=free_ports(), data_dir=Path(data), echo_delay_ms=LLM_DELAY_MS
         )
         mesh.start()
         try:

@@ -28,10 +28,10 @@ import numpy as np
 from cache_svc import metrics
 from cache_svc.models import ModelTracker
 from semcache.channel import CHANNEL_OPTIONS
+from semcache.metadata import status_code
 from semcache.runtime import tracing
 from semcache.runtime.breaker import CircuitBreaker
 from semcache.runtime.mux import STREAM_MAX_AGE_SECONDS, RenewingStream, StreamClosedError
-from semcache.runtime.status import status_code
 from semcache.tls import TlsFiles, open_channel
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
 

@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
 
-from cache_svc.entry import Answer, Usage
+from cache_svc.entry import Answer, Entry, Usage
+from cache_svc.export import Selection
 from cache_svc.llm import Delta, Done, LLMRequest, UpstreamError
 from cache_svc.llm.base import Turn
 from cache_svc.shard import EntryNotFoundError, Outcome, Query, Shard
+from cache_svc.store import StoreUnavailableError
 from semcache import keys
 from semcache.enums import KIND_VALUES, STATUS_VALUES
 from semcache.runtime import tracing, validation
-from semcache.runtime.status import CallError
+from semcache.runtime.status import CallError, import_failed
 from semcache.v1 import cache_pb2
 
 _Targets = cache_pb2.InvalidateRequest
@@ -41,6 +44,8 @@ def _as_call_errors() -> Iterator[None]:
         raise CallError(grpc.StatusCode.NOT_FOUND, str(e)) from None
     except UpstreamError as e:  # the shard is fine; the upstream's own status goes along
         raise CallError.from_upstream(e.failure, str(e)) from None
+    except StoreUnavailableError as e:
+        raise CallError(grpc.StatusCode.UNAVAILABLE, f"redis: {e}") from None
 
 
 def llm_request(request: cache_pb2.CompleteRequest | cache_pb2.LookupRequest) -> LLMRequest:
@@ -81,6 +86,10 @@ def to_query(
         max_age=control.max_age_seconds if control.HasField("max_age_seconds") else None,
         ttl=control.ttl_seconds if control.HasField("ttl_seconds") else None,
         deadline=deadline,
+        # What a read-through miss stores with its namespace (a lookup stores nothing).
+        scope=request.scope.SerializeToString(deterministic=True)
+        if isinstance(request, cache_pb2.CompleteRequest) and not control.no_store
+        else b"",
     )
 
 
@@ -113,6 +122,30 @@ def answer_from_proto(answer: cache_pb2.Answer) -> Answer:
         ),
         metadata=dict(answer.metadata),
     )
+
+
+#: Entries in one ExportResponse at most, and the bytes past which a batch is sent sooner
+#: (an answer may be 1 MiB; a message, 64 MiB).
+EXPORT_BATCH = 256
+EXPORT_BATCH_BYTES = 4 * 1024 * 1024
+
+
+def exported_to_proto(entry: Entry, scope: bytes | None, now: float) -> cache_pb2.ExportedEntry:
+    message = cache_pb2.ExportedEntry(
+        entry_id=entry.id,
+        namespace=entry.namespace,
+        tenant=entry.tenant,
+        prompt=entry.prompt,
+        answer=answer_to_proto(entry.answer),
+        category=entry.category,
+        created_unix_seconds=entry.created,
+        ttl_seconds=max(1, math.ceil(entry.expires - now)),
+        hits=entry.hits,
+    )
+    if scope is not None:
+        message.scope.ParseFromString(scope)
+        message.scope.tenant = entry.tenant
+    return message
 
 
 class ShardHandlers:
@@ -177,15 +210,28 @@ class ShardHandlers:
             category=request.category,
             ttl=request.ttl_seconds if request.HasField("ttl_seconds") else None,
             deadline=deadline,
+            scope=request.scope.SerializeToString(deterministic=True),
         )
-        entry, replaced = await self.shard.store_answer(query, answer_from_proto(request.answer))
+        entry, stored = await self.shard.store_answer(query, answer_from_proto(request.answer))
         return cache_pb2.StoreResponse(
             entry_id=entry.id,
             shard=self.shard.shard_id,
             namespace=namespace,
-            replaced=replaced,
+            replaced=stored == "replaced",
+            unchanged=stored == "unchanged",
             timings=cache_pb2.Timings(total_ms=1000 * (time.perf_counter() - started)),
         )
+
+    async def import_entry(
+        self, request: cache_pb2.ImportRequest, deadline: float | None
+    ) -> cache_pb2.ImportResponse:
+        """One entry of an Import stream: stored as Store would, its failure answered."""
+        try:
+            return cache_pb2.ImportResponse(
+                id=request.id, store=await self.store(request.store, deadline)
+            )
+        except CallError as e:
+            return import_failed(request.id, e)
 
     async def complete(
         self, request: cache_pb2.CompleteRequest, deadline: float | None
@@ -228,6 +274,32 @@ class ShardHandlers:
                             cache=self.cache_info(event, query.namespace),
                         )
                     )
+
+    async def export(
+        self, request: cache_pb2.ExportRequest, part: int = 0, parts: int = 1
+    ) -> AsyncIterator[cache_pb2.ExportResponse]:
+        """The selected entries (this shard's `part` of `parts`), a batch at a time."""
+        with _as_call_errors():
+            validation.check_export(request, self.limits)
+            if parts and part >= parts:
+                raise validation.InvalidRequestError(f"part: {part} is not below parts {parts}")
+            selection = Selection(
+                tenant=None if request.all_tenants else request.tenant or keys.DEFAULT_TENANT,
+                namespace=request.namespace,
+                part=part,
+                parts=parts,
+            )
+            response, size = cache_pb2.ExportResponse(), 0
+            async for batch in self.shard.export(selection):
+                now = time.time()
+                for entry in batch.entries:
+                    response.entries.append(exported_to_proto(entry, batch.scope, now))
+                    size += entry.size_bytes + len(batch.scope or b"")
+                    if len(response.entries) == EXPORT_BATCH or size >= EXPORT_BATCH_BYTES:
+                        yield response
+                        response, size = cache_pb2.ExportResponse(), 0
+            if response.entries:
+                yield response
 
     async def invalidate(
         self, request: cache_pb2.InvalidateRequest

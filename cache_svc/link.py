@@ -47,6 +47,7 @@ class ShardLinkServicer(link_pb2_grpc.ShardLinkServicer):
             "store": handlers.store,
             "complete": handlers.complete,
         }
+        self.export = handlers.export
         #: The server's in-flight limit, shared with its unary calls, and its stopping
         #: signal (both set once the server exists).
         self.admission: AdmissionControl | None = None
@@ -62,6 +63,16 @@ class ShardLinkServicer(link_pb2_grpc.ShardLinkServicer):
             closing=self.stopping,
             cancelled=lambda r: r.WhichOneof("call") == "cancel",
         )
+
+    async def ExportPart(  # noqa: N802 - the proto's method name
+        self, request: link_pb2.ExportPartRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[link_pb2.ExportPartResponse]:
+        with TRACER.server_span("ShardLink/ExportPart", context.invocation_metadata()):
+            try:
+                async for batch in self.export(request.export, request.part, request.parts):
+                    yield link_pb2.ExportPartResponse(batch=batch)
+            except CallError as e:
+                await e.abort(context)
 
     async def answer(self, request: link_pb2.ForwardRequest) -> link_pb2.ForwardResponse:
         kind = request.WhichOneof("call")

@@ -46,6 +46,8 @@ class Namespace:
         self._vectors_of: Counter[str] = Counter()
         #: Adds to and removals from the index since its graph was last saved.
         self.changes = 0
+        #: The scope (serialised) this process last saved for it in Redis; None: none yet.
+        self.scope: bytes | None = None
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -12,6 +12,7 @@ import grpc
 from cache_svc.handlers import ShardHandlers
 from cache_svc.metrics import TRACER
 from cache_svc.shard import Shard
+from semcache.runtime.mux import IMPORT_WINDOW, serve_stream
 from semcache.runtime.status import CallError
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 
@@ -69,6 +70,29 @@ class CacheServicer(cache_pb2_grpc.SemanticCacheServicer):
         with TRACER.server_span("SemanticCache/Invalidate", context.invocation_metadata()):
             try:
                 return await self.handlers.invalidate(request)
+            except CallError as e:
+                await e.abort(context)
+
+    async def Import(
+        self,
+        requests: AsyncIterator[cache_pb2.ImportRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        with TRACER.server_span("SemanticCache/Import", context.invocation_metadata()):
+            await serve_stream(
+                requests,
+                context,
+                lambda request: self.handlers.import_entry(request, deadline(context)),
+                max_pending=IMPORT_WINDOW,
+            )
+
+    async def Export(
+        self, request: cache_pb2.ExportRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[cache_pb2.ExportResponse]:
+        with TRACER.server_span("SemanticCache/Export", context.invocation_metadata()):
+            try:
+                async for batch in self.handlers.export(request):
+                    yield batch
             except CallError as e:
                 await e.abort(context)
 

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from cache_svc import metrics
+from cache_svc import export, metrics
 from cache_svc.embedder import EmbedderClient, EmbedderUnavailableError, Vector
 from cache_svc.entry import Answer, Entry
 from cache_svc.eviction import Eviction
@@ -37,6 +37,9 @@ from semcache.runtime.periodic import Periodic
 log = logging.getLogger(__name__)
 
 Status = Literal["hit", "miss", "bypass"]
+#: What a store did: a new entry, one replacing an older answer, or none (the same answer
+#: was there already).
+Stored = Literal["new", "replaced", "unchanged"]
 #: Seconds between two rounds of re-embedding (each takes rate x tick prompts).
 REEMBED_TICK = 0.5
 #: An idle shard asks the embedder for its current model this often (it learns it from
@@ -64,6 +67,9 @@ class Query:
     ttl: float | None = None
     #: The caller's deadline, a `time.monotonic()` instant (None: no deadline).
     deadline: float | None = None
+    #: The request's scope, serialised (`semcache.v1.Scope`), kept with the namespace for
+    #: export; empty where the caller has none to give.
+    scope: bytes = b""
 
     @property
     def prompt_key(self) -> str:
@@ -423,13 +429,30 @@ class Shard:
         answer: Answer,
         vector: Vector | None = None,
         degraded: list[str] | None = None,
-    ) -> tuple[Entry, bool]:
-        """Stores `answer` for the query's prompt; returns (entry, replaced an older one).
+    ) -> tuple[Entry, Stored]:
+        """Stores `answer` for the query's prompt; returns the entry and what was done.
 
-        Without a vector it embeds the prompt, unless `degraded` already says the embedder
-        is unavailable (then the entry is matched exactly until stored again).
+        The same prompt with the same answer and category keeps its entry (its expiry moved
+        to the later of the two): storing it again, as a re-run import does, embeds and
+        doubles nothing. Without a vector it embeds the prompt, unless `degraded` already
+        says the embedder is unavailable (then the entry is matched exactly until stored
+        again).
         """
         ns = await self.namespace(query.namespace)
+        now = time.time()
+        category = query.category or detect_category(query.prompt)
+        expires = now + (query.ttl or self.settings.default_ttl)
+        same = ns.exact(query.prompt_key, now)
+        if (
+            same is not None
+            and same.vector is not None
+            and (same.prompt, same.answer, same.category) == (query.prompt, answer, category)
+        ):
+            if expires > same.expires:
+                same.expires = expires
+                await self.store.put(same)
+            await self._save_scope(ns, query.scope)
+            return same, "unchanged"
         if vector is None and "embedder_unavailable" not in (degraded or []):
             try:
                 with TRACER.span("embed"):
@@ -439,7 +462,6 @@ class Shard:
                     degraded.append("embedder_unavailable")  # stored for exact matching only
         if vector is not None:
             self._adopt(ns, vector)
-        now = time.time()
         entry = Entry(
             id=keys.new_entry_id(query.namespace),
             namespace=query.namespace,
@@ -447,9 +469,9 @@ class Shard:
             prompt=query.prompt,
             prompt_key=query.prompt_key,
             answer=answer,
-            category=query.category or detect_category(query.prompt),
+            category=category,
             created=now,
-            expires=now + (query.ttl or self.settings.default_ttl),
+            expires=expires,
             vector=vector.values if vector else None,
             model=vector.model if vector else "",
         )
@@ -461,9 +483,18 @@ class Shard:
         await self.store.put(entry)
         if replaced is not None:
             await self.store.delete(query.namespace, [replaced.id])
+        await self._save_scope(ns, query.scope)
         self._evict_over_capacity()
         self._update_gauges()
-        return entry, replaced is not None
+        return entry, "new" if replaced is None else "replaced"
+
+    async def _save_scope(self, ns: Namespace, scope: bytes) -> None:
+        """Keeps the namespace's scope in Redis (once per namespace and process; every put
+        extends its life to its entry's)."""
+        if scope and ns.scope != scope:
+            ns.scope = scope
+            expires = max((e.expires for e in ns), default=time.time())
+            await self.store.save_scope(ns.key, scope, expires)
 
     def _neighbours(self, ns: Namespace, entry: Entry, tenant: str, now: float) -> list[str]:
         """The cached entries the hit policy would serve for `entry`'s prompt (its
@@ -565,6 +596,11 @@ class Shard:
         yield Done(outcome.answer.finish_reason, outcome.answer.usage)
         outcome.timings["total"] = time.perf_counter() - started
         yield outcome
+
+    def export(self, selection: export.Selection) -> AsyncIterator[export.Batch]:
+        """The selected live entries, in batches (`cache_svc.export`). Raises
+        StoreUnavailableError while Redis is down."""
+        return export.batches(self.store, self._namespaces, selection)
 
     # -- removal ------------------------------------------------------------------------
 
@@ -696,6 +732,9 @@ class Shard:
             extra={"entries": len(entries)},
         )
         await self.store.put_many(entries)
+        for ns in list(self._namespaces.values()):
+            if ns.scope is not None and len(ns):
+                await self.store.save_scope(ns.key, ns.scope, max(e.expires for e in ns))
         self.counters["redis_written_back"] += len(entries)
         metrics.REDIS_WRITTEN_BACK.inc(len(entries))
         return len(entries)

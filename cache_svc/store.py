@@ -6,6 +6,9 @@ Layout (the `{ns}` hash tag keeps a namespace in one Redis Cluster slot):
                                     category, created, expires, hits, vector (float32 LE)
                                     with a Redis expiry at `expires`
     semcache:{<ns>}:ids            set of the namespace's entry ids
+    semcache:{<ns>}:scope          the scope its entries were stored in (a serialised
+                                    `semcache.v1.Scope`, for export), expiring with the
+                                    namespace's last entry
     semcache:{<ns>}:dropped:<uuid> the ids of a namespace being dropped (renamed from :ids)
     semcache:{<ns>}:graph          hash: the namespace's graph snapshot (version, model,
                                     chunks, graph_bytes, entries: `cache_svc.snapshot`)
@@ -131,8 +134,15 @@ def graph_chunk_key(namespace: str, version: str, chunk: int) -> str:
     return f"semcache:{{{namespace}}}:graph:{version}:{chunk}"
 
 
+def scope_key(namespace: str) -> str:
+    return f"semcache:{{{namespace}}}:scope"
+
+
+_TENANT_PREFIX = "semcache:tenant:"
+
+
 def tenant_key(tenant: str) -> str:
-    return f"semcache:tenant:{tenant}"
+    return f"{_TENANT_PREFIX}{tenant}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +174,14 @@ class _DropNamespace:
     namespace: str
 
 
-_Op = _Put | _Revector | _Delete | _Hit | _DropNamespace
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    namespace: str
+    scope: bytes
+    expires: float
+
+
+_Op = _Put | _Revector | _Delete | _Hit | _DropNamespace | _Scope
 
 
 class WriteThroughStore:
@@ -307,6 +324,11 @@ class WriteThroughStore:
         self._hits = {k: v for k, v in self._hits.items() if k[0] != namespace}
         await self._submit(_DropNamespace(namespace))
 
+    async def save_scope(self, namespace: str, scope: bytes, expires: float) -> None:
+        """Keeps the namespace's scope until `expires` (its last entry's expiry: every put
+        of a later one extends it)."""
+        await self._submit(_Scope(namespace, scope, expires))
+
     async def _submit(self, op: _Op) -> None:
         # A caller that goes away mid-write must not leave memory and Redis apart: the
         # write completes (or is queued) regardless.
@@ -357,6 +379,8 @@ class WriteThroughStore:
                     pipe.pexpireat(key, int(entry.expires * 1000))
                     pipe.sadd(ids_key(entry.namespace), entry.id)
                     pipe.sadd(tenant_key(entry.tenant), entry.namespace)
+                    # GT: only ever later (and a no-op until the scope is saved).
+                    pipe.pexpireat(scope_key(entry.namespace), int(entry.expires * 1000), gt=True)
                 case _Revector(entry) if entry.vector is not None:
                     key = entry_key(entry.namespace, entry.id)
                     vector = entry.vector.astype("<f4", copy=False).tobytes()
@@ -374,6 +398,8 @@ class WriteThroughStore:
                 case _DropNamespace(namespace):
                     await pipe.execute()
                     await self._drop(namespace)
+                case _Scope(namespace, scope, expires):
+                    pipe.set(scope_key(namespace), scope, pxat=int(expires * 1000))
         await pipe.execute()
 
     async def _drop(self, namespace: str) -> None:
@@ -382,6 +408,7 @@ class WriteThroughStore:
         survives, and one put before it is in the renamed set and is deleted."""
         assert self._client is not None
         await self._delete_snapshot(namespace)
+        await self._client.delete(scope_key(namespace))
         dropped = dropped_ids_key(namespace)
         try:
             await self._client.rename(ids_key(namespace), dropped)
@@ -568,6 +595,54 @@ class WriteThroughStore:
             return entries
         except _FAILURES as e:
             metrics.REDIS_ERRORS.inc()
+            self._set_state("down", e)
+            raise StoreUnavailableError(str(e)) from e
+
+    async def entries_of(self, namespace: str, now: float) -> AsyncIterator[list[Entry]]:
+        """The namespace's live entries, `_LOAD_CHUNK` at a time (an export: the whole
+        namespace is never in memory at once). Raises StoreUnavailableError."""
+        assert self._client is not None
+        try:
+            ids = sorted(_text(i) for i in await self._client.smembers(ids_key(namespace)))
+            batch: list[Entry] = []
+            async for _, fields in self._hashes(namespace, ids):
+                if b"id" not in fields:  # expired, or only a hit counter left
+                    continue
+                entry = Entry.from_redis(namespace, fields)
+                if not entry.expired(now):
+                    batch.append(entry)
+                if len(batch) == _LOAD_CHUNK:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+        except _FAILURES as e:
+            self._set_state("down", e)
+            raise StoreUnavailableError(str(e)) from e
+
+    async def scope_of(self, namespace: str) -> bytes | None:
+        """The namespace's saved scope; None when none was saved. Raises
+        StoreUnavailableError."""
+        assert self._client is not None
+        try:
+            scope = await self._client.get(scope_key(namespace))
+            return scope.encode() if isinstance(scope, str) else scope
+        except _FAILURES as e:
+            self._set_state("down", e)
+            raise StoreUnavailableError(str(e)) from e
+
+    async def tenants(self) -> list[str]:
+        """Every tenant with a namespace set in Redis (a scan: every node of a cluster).
+        Raises StoreUnavailableError."""
+        assert self._client is not None
+        try:
+            return sorted(
+                {
+                    _text(key).removeprefix(_TENANT_PREFIX)
+                    async for key in self._client.scan_iter(match=f"{_TENANT_PREFIX}*", count=1000)
+                }
+            )
+        except _FAILURES as e:
             self._set_state("down", e)
             raise StoreUnavailableError(str(e)) from e
 

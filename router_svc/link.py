@@ -10,13 +10,15 @@ and a caller who goes away cancels the shard's work on its request.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
+from semcache.metadata import status_code
 from semcache.runtime import tracing
 from semcache.runtime.mux import RenewingStream, StreamClosedError
-from semcache.runtime.status import CallError, status_code
+from semcache.runtime.status import CallError
 from semcache.v1 import cache_pb2, link_pb2, link_pb2_grpc
 
 #: How long past its deadline a request waits for the shard's own DEADLINE_EXCEEDED answer.
@@ -28,7 +30,8 @@ class ShardLink:
     a shard's connection age limit could cut it."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
-        self._stream = RenewingStream(link_pb2_grpc.ShardLinkStub(channel).Forward)
+        self._stub = link_pb2_grpc.ShardLinkStub(channel)
+        self._stream = RenewingStream(self._stub.Forward)
 
     async def lookup(
         self, request: cache_pb2.LookupRequest, seconds: float
@@ -72,6 +75,39 @@ class ShardLink:
                 status_code(reply.error.code), reply.error.message, trailing
             )
         return getattr(reply, kind)
+
+    async def export_part(
+        self,
+        request: cache_pb2.ExportRequest,
+        part: int,
+        parts: int,
+        seconds: float | None,
+        idle_seconds: float,
+    ) -> AsyncIterator[cache_pb2.ExportResponse]:
+        """The shard's part of an export (a call of its own: it streams) within `seconds`
+        (None: no deadline), each batch within `idle_seconds` of the last (a frozen shard
+        is UNAVAILABLE, not a hang); a failure is raised as the `CallError` it carries."""
+        call = self._stub.ExportPart(
+            link_pb2.ExportPartRequest(export=request, part=part, parts=parts),
+            timeout=seconds,
+            metadata=tracing.metadata(),
+        )
+        answers = aiter(call)
+        try:
+            while True:
+                async with asyncio.timeout(idle_seconds):
+                    answer = await anext(answers, None)
+                if answer is None:
+                    return
+                yield answer.batch
+        except grpc.aio.AioRpcError as e:
+            raise CallError.from_rpc(e) from None
+        except TimeoutError:
+            raise CallError(
+                grpc.StatusCode.UNAVAILABLE, f"the shard sent nothing for {idle_seconds:g} s"
+            ) from None
+        finally:
+            call.cancel()
 
     def finish(self) -> None:
         """Requests on their way still get answers; nothing new is sent."""

@@ -21,7 +21,8 @@ from router_svc.metrics import REQUEST_SECONDS, REQUESTS, TRACER
 from router_svc.pool import Member, ShardPool
 from semcache import keys
 from semcache.runtime import auth, tracing, validation
-from semcache.runtime.status import CallError
+from semcache.runtime.mux import IMPORT_WINDOW, serve_stream
+from semcache.runtime.status import CallError, import_failed
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 
 T = TypeVar("T")
@@ -50,8 +51,8 @@ class Router:
         self.default_timeout = default_timeout
         self.tokens = tokens
 
-    async def authorize(self, scope: cache_pb2.Scope, context: grpc.aio.ServicerContext) -> None:
-        """With tokens on, sets `scope.tenant` to the caller's tenant, or aborts the call
+    def authorize(self, scope: cache_pb2.Scope, context: grpc.aio.ServicerContext) -> None:
+        """With tokens on, sets `scope.tenant` to the caller's tenant, or raises CallError
         (UNAUTHENTICATED without a known token, PERMISSION_DENIED naming another tenant)."""
         if self.tokens is None:
             return
@@ -59,15 +60,16 @@ class Router:
         try:
             scope.tenant = self.tokens.tenant_of_request(token, scope.tenant)
         except auth.AuthError as e:
-            await context.abort(_AUTH_CODES[type(e)], str(e))
+            raise CallError(_AUTH_CODES[type(e)], str(e)) from None
 
-    async def authorize_operator(self, context: grpc.aio.ServicerContext) -> None:
+    def authorize_operator(self, context: grpc.aio.ServicerContext) -> None:
+        """With tokens on, raises CallError unless the caller's token is an operator's."""
         if self.tokens is None:
             return
         try:
             self.tokens.require_operator(auth.bearer_token(context.invocation_metadata() or ()))
         except auth.AuthError as e:
-            await context.abort(_AUTH_CODES[type(e)], str(e))
+            raise CallError(_AUTH_CODES[type(e)], str(e)) from None
 
     def timeout(self, context: grpc.aio.ServicerContext) -> float:
         """Seconds a forwarded call may take: what is left of the caller's deadline."""
@@ -162,7 +164,7 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
         self, request: Any, check: Callable[[Any, validation.RequestLimits], Any], context: Any
     ) -> str:
         """Authorizes and validates a request; returns its namespace key."""
-        await self.router.authorize(request.scope, context)
+        self.router.authorize(request.scope, context)
         check(request, self.limits)  # InvalidRequestError: a CallError
         return keys.namespace_key(request.scope)
 
@@ -253,9 +255,9 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
         self, request: cache_pb2.InvalidateRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.InvalidateResponse:
         with _answered("Invalidate", context):
-            await self.router.authorize(request.scope, context)
             target = request.target
             try:
+                self.router.authorize(request.scope, context)
                 validation.check_scope(request.scope, self.limits)
                 if target == cache_pb2.InvalidateRequest.TARGET_TENANT:
                     return await self._invalidate_everywhere(request, context)
@@ -291,12 +293,56 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
             removed=sum(r.removed for r in replies if not isinstance(r, BaseException))
         )
 
+    async def Import(
+        self,
+        requests: AsyncIterator[cache_pb2.ImportRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        async def store(request: cache_pb2.ImportRequest) -> cache_pb2.ImportResponse:
+            try:
+                key = await self._checked(request.store, validation.check_store, context)
+                response = await self.router.failover(
+                    key, lambda m, t: m.link.store(request.store, t), context
+                )
+            except CallError as e:
+                return import_failed(request.id, e)
+            return cache_pb2.ImportResponse(id=request.id, store=response)
+
+        with _answered("Import", context):
+            await serve_stream(requests, context, store, max_pending=IMPORT_WINDOW)
+
+    async def Export(
+        self, request: cache_pb2.ExportRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[cache_pb2.ExportResponse]:
+        with _answered("Export", context):
+            try:
+                validation.check_export(request, self.limits)
+                if request.all_tenants:
+                    self.router.authorize_operator(context)
+                else:
+                    scope = cache_pb2.Scope(tenant=request.tenant)
+                    self.router.authorize(scope, context)
+                    request.tenant = scope.tenant
+                members = [m for m in self.router.pool.members.values() if m.healthy]
+                if not members:
+                    raise CallError(grpc.StatusCode.UNAVAILABLE, "no healthy shard to export from")
+                # A stream may take long; a shard may not go quiet for long.
+                remaining, idle = context.time_remaining(), self.router.default_timeout
+                parts = [
+                    m.link.export_part(request, i, len(members), remaining, idle)
+                    for i, m in enumerate(members)
+                ]
+                async for batch in _merged(parts):
+                    yield batch
+            except CallError as e:
+                await e.abort(context)
+
     async def Feedback(
         self, request: cache_pb2.FeedbackRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.FeedbackResponse:
         with _answered("Feedback", context):
             try:
-                await self.router.authorize(request.scope, context)
+                self.router.authorize(request.scope, context)
                 validation.check_scope(request.scope, self.limits)
                 key = validation.check_entry_id(request.entry_id)
                 return await self.router.failover(
@@ -304,6 +350,43 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
                 )
             except CallError as e:
                 await e.abort(context)
+
+
+async def _merged(streams: list[AsyncIterator[T]]) -> AsyncIterator[T]:
+    """The streams' messages as they come, read side by side (a few ahead of the caller at
+    most); the first failure ends it, and the others are stopped."""
+    queue: asyncio.Queue[tuple[T | None, BaseException | None]] = asyncio.Queue(maxsize=4)
+
+    async def pump(stream: AsyncIterator[T]) -> None:
+        try:
+            async for message in stream:
+                await queue.put((message, None))
+            await queue.put((None, None))  # this one is done
+        except Exception as e:  # handed to the reader, which raises it
+            await queue.put((None, e))
+
+    pumps = [asyncio.create_task(pump(s)) for s in streams]
+    try:
+        running = len(pumps)
+        while running:
+            message, error = await queue.get()
+            if error is not None:
+                raise error
+            if message is None:
+                running -= 1
+            else:
+                yield message
+    finally:
+        for task in pumps:
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+
+
+async def _as_operator(router: Router, context: grpc.aio.ServicerContext) -> None:
+    try:
+        router.authorize_operator(context)
+    except CallError as e:
+        await e.abort(context)
 
 
 async def _rpc_stream(call: grpc.aio.UnaryStreamCall) -> AsyncIterator[Any]:
@@ -341,7 +424,7 @@ class RouterAdminServicer(cache_pb2_grpc.AdminServicer):
     async def Stats(
         self, request: cache_pb2.StatsRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.StatsResponse:
-        await self.router.authorize_operator(context)
+        await _as_operator(self.router, context)
         members = list(self.router.pool.members.values())
         timeout = min(self.router.timeout(context), 2.0)
         replies = await asyncio.gather(
@@ -363,7 +446,7 @@ class RouterAdminServicer(cache_pb2_grpc.AdminServicer):
     async def Ring(
         self, request: cache_pb2.RingRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.RingResponse:
-        await self.router.authorize_operator(context)
+        await _as_operator(self.router, context)
         pool = self.router.pool
         shares = pool.ring.shares()
         response = cache_pb2.RingResponse(vnodes=pool.ring.vnodes, load_factor=pool.load_factor)

@@ -20,6 +20,7 @@ from semcache.v1 import cache_pb2
 DEFAULT_TENANT = "default"
 KEY_HEX_CHARS = 32  # 128-bit keys
 _ENTRY_ID = re.compile(r"^([0-9a-f]{32})\.([0-9a-f]{16})$")
+_NAMESPACE_KEY = re.compile(r"[0-9a-f]{32}")
 #: The generation parameters with a field of their own that may be unset (temperature,
 #: top_p, ...), from the proto itself.
 OPTIONAL_PARAMS = tuple(
@@ -102,3 +103,8 @@ def namespace_of(entry_id: str) -> str:
             f"entry_id: {entry_id[:80]!r} is not an entry id (<32 hex namespace>.<16 hex>)"
         )
     return match.group(1)
+
+
+def is_namespace_key(text: str) -> bool:
+    """Whether `text` has a namespace key's form (32 lowercase hex chars)."""
+    return _NAMESPACE_KEY.fullmatch(text) is not None

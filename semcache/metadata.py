@@ -1,9 +1,20 @@
-"""gRPC metadata the services exchange (and the SDK reads)."""
+"""gRPC metadata and statuses the services exchange (and the SDK reads)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+import grpc
+
+_BY_VALUE = {status.value[0]: status for status in grpc.StatusCode}
+
+
+def status_code(value: int) -> grpc.StatusCode:
+    """The StatusCode of its integer value, as a message carries it (UNKNOWN for a value
+    gRPC does not define)."""
+    return _BY_VALUE.get(value, grpc.StatusCode.UNKNOWN)
+
 
 #: Trailing metadata on an error that came from the LLM upstream, not from the shard: the
 #: router passes such an error on instead of failing over to another shard.

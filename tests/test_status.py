@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import grpc
 
-from semcache.metadata import UpstreamFailure
-from semcache.runtime.status import CallError, grpc_for_http, status_code
+from semcache.metadata import UpstreamFailure, status_code
+from semcache.runtime.status import CallError, grpc_for_http
 
 
 def test_an_upstream_error_survives_the_trip_through_trailing_metadata() -> None:

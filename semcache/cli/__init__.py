@@ -5,6 +5,7 @@
     semcache lookup PROMPT | store PROMPT ANSWER | invalidate | stats | ring
     semcache eval --pairs FILE.jsonl     hit quality of a hit policy on labelled pairs
     semcache warm --log FILE.jsonl --budget N   answer a query log's most-asked questions
+    semcache import FILE.jsonl | semcache export > FILE.jsonl   entries in bulk
 
 Calls go to `--address` ($SEMCACHE_ADDRESS, default 127.0.0.1:50051) with `--token`
 ($SEMCACHE_TOKEN) when the router has auth on. Output is for people; `--json` prints one
@@ -17,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from semcache.cli import calls, quality, up, warm
+from semcache.cli import bulk, calls, quality, up, warm
 from semcache.cli.common import parents
 from semcache.client import SemcacheError
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     shared = parents()
-    for module in (calls, up, quality, warm):
+    for module in (calls, up, quality, warm, bulk):
         module.register(commands, shared)
     return parser
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from semcache.client import DEFAULT_ADDRESS, Client
+from semcache.client import DEFAULT_ADDRESS, AsyncClient, Client, ClientOptions
 from semcache.tls import TlsFiles
 
 
@@ -73,6 +73,15 @@ def parents() -> Parents:
 
 
 def client(args: argparse.Namespace) -> Client:
+    return Client(args.address, **client_options(args))
+
+
+def async_client(args: argparse.Namespace) -> AsyncClient:
+    """As `client`, for commands that stream (make it inside the loop that uses it)."""
+    return AsyncClient(args.address, **client_options(args))
+
+
+def client_options(args: argparse.Namespace) -> ClientOptions:
     tenant = getattr(args, "tenant", "")  # `stats` takes no scope
     credentials = None
     if args.tls_ca or args.tls_cert or args.tls_key:
@@ -81,8 +90,8 @@ def client(args: argparse.Namespace) -> Client:
         except ValueError as e:
             sys.exit(f"semcache: {e}")
         credentials = tls.channel_credentials()
-    return Client(
-        args.address, token=args.token, tenant=tenant, timeout=args.timeout, credentials=credentials
+    return ClientOptions(
+        token=args.token, tenant=tenant, timeout=args.timeout, credentials=credentials
     )
 
 

@@ -165,7 +165,6 @@ def ask_in_turn(
 def warm(args: argparse.Namespace) -> None:
     try:
         import sklearn  # noqa: F401
-        import tqdm  # noqa: F401
     except ImportError as e:
         sys.exit(f"semcache warm needs {e.name}: pip install 'semcache[warm]'")
     counts, problems = read_log(args.log)

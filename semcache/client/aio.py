@@ -8,16 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Self, TypeVar, Unpack
 
 import grpc
 
-from semcache.client.errors import SemcacheError, from_rpc_error, is_upstream
+from semcache import bulk
+from semcache.client.errors import (
+    InvalidRequestError,
+    SemcacheError,
+    UnavailableError,
+    from_rpc_error,
+    from_status,
+    is_upstream,
+)
 from semcache.client.options import DEFAULT_ADDRESS, ClientOptions, Settings
 from semcache.client.requests import ScopeArgs, control_message, scope_message
-from semcache.client.results import Completion, Ring, Stats, Stored
+from semcache.client.results import Completion, Imported, Ring, Stats, Stored
 from semcache.client.streams import AsyncCompletionStream
+from semcache.metadata import status_code
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 
 T = TypeVar("T")
@@ -180,6 +189,109 @@ class AsyncClient:
 
         return await self._with_retries(open_stream, timeout)
 
+    async def import_entries(
+        self,
+        entries: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+        *,
+        window: int = 128,
+    ) -> AsyncIterator[Imported]:
+        """Stores entries in the bulk format (`semcache.bulk`) on one Import stream, at
+        most `window` in flight; yields each one's `Imported` as its answer comes (not in
+        input order: see `index`). An entry the client cannot read, or the server refuses,
+        comes back with its `error`; the others go on. Storing what is stored already
+        changes nothing (`Stored.unchanged`), so a run cut short can simply run again.
+        Raises SemcacheError when the stream itself fails."""
+        if window < 1:
+            raise ValueError("window: at least 1")
+        call = self._cache.Import(metadata=self._metadata)
+        results: asyncio.Queue[Imported | None] = asyncio.Queue()
+        slots = asyncio.Semaphore(window)
+        unanswered = 0  # sent, not answered yet
+
+        async def send() -> None:
+            nonlocal unanswered
+            index = 0
+            async for entry in _each(entries):
+                try:
+                    store = bulk.store_request(entry, self.tenant)
+                except bulk.EntryFormatError as e:
+                    error = InvalidRequestError(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+                    results.put_nowait(Imported(index, None, error))
+                else:
+                    await slots.acquire()
+                    unanswered += 1
+                    await call.write(cache_pb2.ImportRequest(id=index + 1, store=store))
+                index += 1
+            await call.done_writing()
+
+        async def receive() -> None:
+            nonlocal unanswered
+            async for answer in call:
+                unanswered -= 1
+                slots.release()
+                results.put_nowait(self._imported(answer))
+
+        sender = asyncio.create_task(send())
+        receiver = asyncio.create_task(receive())
+        # The answers end after the last request's; a sender that fails (the entries
+        # could not be read) ends them too.
+        receiver.add_done_callback(lambda _: results.put_nowait(None))
+        sender.add_done_callback(lambda t: t.cancelled() or (t.exception() and call.cancel()))
+        try:
+            while (result := await results.get()) is not None:
+                yield result
+            failed = sender.exception() if sender.done() and not sender.cancelled() else None
+            if failed is not None and not isinstance(failed, grpc.RpcError | grpc.aio.UsageError):
+                raise failed  # the caller's entries, not the call
+            await receiver  # the call's own failure, if it failed
+            if unanswered or not sender.done():
+                raise UnavailableError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "the import stream ended before every entry was answered",
+                    address=self.address,
+                )
+        except grpc.aio.AioRpcError as e:
+            raise self._error(e, 1, before_reply=False) from None
+        finally:
+            for task in (sender, receiver):
+                task.cancel()
+            call.cancel()
+            await asyncio.gather(sender, receiver, return_exceptions=True)
+
+    def _imported(self, answer: cache_pb2.ImportResponse) -> Imported:
+        if answer.HasField("error"):
+            code = status_code(answer.error.code)
+            error = from_status(code, answer.error.message, address=self.address)
+            return Imported(answer.id - 1, None, error)
+        return Imported(answer.id - 1, Stored.from_proto(answer.store))
+
+    async def export(
+        self,
+        *,
+        tenant: str | None = None,
+        namespace: str = "",
+        all_tenants: bool = False,
+        timeout: float | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every stored entry of `tenant` (the client's by default), of one `namespace`
+        of it, or of every tenant (`all_tenants`: operator tokens only), in the bulk format
+        (`semcache.bulk`), as the mesh streams them. Raises SemcacheError when the export
+        cannot be whole (a shard or its Redis down): it never ends early silently."""
+        request = cache_pb2.ExportRequest(
+            tenant=self.tenant if tenant is None else tenant,
+            namespace=namespace,
+            all_tenants=all_tenants,
+        )
+        call = self._cache.Export(request, timeout=timeout, metadata=self._metadata)
+        try:
+            async for batch in call:
+                for exported in batch.entries:
+                    yield bulk.entry_of(exported)
+        except grpc.aio.AioRpcError as e:
+            raise self._error(e, 1, before_reply=False) from None
+        finally:
+            call.cancel()
+
     async def invalidate(
         self,
         *,
@@ -312,3 +424,12 @@ class AsyncClient:
             lambda remaining: method(request, timeout=remaining, metadata=self._metadata),
             timeout,
         )
+
+
+async def _each(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item

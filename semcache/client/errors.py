@@ -110,6 +110,12 @@ def is_upstream(error: grpc.aio.AioRpcError) -> bool:
     return UpstreamFailure.from_metadata(error.trailing_metadata()) is not None
 
 
+def from_status(code: grpc.StatusCode, details: str, *, address: str = "") -> SemcacheError:
+    """The SDK's exception for a status a server answered with inside a message (an
+    Import entry's)."""
+    return _BY_CODE.get(code, SemcacheError)(code, details, address=address)
+
+
 def from_rpc_error(
     error: grpc.aio.AioRpcError, *, address: str, unreachable: bool, attempts: int
 ) -> SemcacheError:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from semcache.client.errors import SemcacheError
 from semcache.enums import KIND_NAMES, STATUS_NAMES
 from semcache.v1 import cache_pb2
 
@@ -143,13 +144,15 @@ class Completion:
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """Where `store` put the answer; `replaced`: an entry for the same prompt was replaced."""
+    """Where `store` put the answer; `replaced`: an entry for the same prompt was replaced;
+    `unchanged`: the same prompt and answer were there already (kept, nothing re-embedded)."""
 
     entry_id: str
     shard: str
     namespace: str
     replaced: bool
     timings: Timings
+    unchanged: bool = False
 
     @classmethod
     def from_proto(cls, message: cache_pb2.StoreResponse) -> Stored:
@@ -237,3 +240,13 @@ class Ring:
             namespace=message.namespace,
             owners=tuple(message.owners),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """One entry of `import_entries`: its position in the input (from 0) and where it went,
+    or why it was not stored (`error`: refused by the client or the server)."""
+
+    index: int
+    stored: Stored | None
+    error: SemcacheError | None = None

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 #: Requests of one stream being answered or waiting to be written back; past it the server
 #: stops reading, and HTTP/2 flow control holds back a caller that sends without reading.
 MAX_PENDING = 1024
+#: A bulk Import stream's entries being stored at once (router and shard alike): enough to
+#: keep the embedder's batches full, few enough that one importer cannot crowd out calls.
+IMPORT_WINDOW = 256
 
 
 _CLOSING = object()  # in a server's answer queue: the server is stopping

@@ -17,8 +17,7 @@ import grpc
 
 from semcache.metadata import UpstreamFailure
 from semcache.runtime import tracing
-
-_BY_VALUE = {status.value[0]: status for status in grpc.StatusCode}
+from semcache.v1 import cache_pb2
 
 #: An upstream's HTTP status -> the gRPC status the call ends with (anything else, and no
 #: answer at all: UNAVAILABLE).
@@ -42,11 +41,6 @@ _HTTP_FOR_GRPC = {
     grpc.StatusCode.DEADLINE_EXCEEDED: (504, "timeout_error"),
     grpc.StatusCode.UNAVAILABLE: (503, "service_unavailable"),
 }
-
-
-def status_code(value: int) -> grpc.StatusCode:
-    """The StatusCode of its integer value (UNKNOWN for a value gRPC does not define)."""
-    return _BY_VALUE.get(value, grpc.StatusCode.UNKNOWN)
 
 
 def grpc_for_http(status: int) -> grpc.StatusCode:
@@ -110,3 +104,11 @@ class CallError(Exception):
         context.set_trailing_metadata(self.trailing_metadata())
         await context.abort(self.code, self.message)
         raise AssertionError("unreachable: abort raises")
+
+
+def import_failed(request_id: int, error: CallError) -> cache_pb2.ImportResponse:
+    """Import's answer to a request that was not stored: the status Store would end with."""
+    return cache_pb2.ImportResponse(
+        id=request_id,
+        error=cache_pb2.ImportFailure(code=error.code.value[0], message=error.message),
+    )

@@ -185,3 +185,11 @@ def check_store(request: cache_pb2.StoreRequest, limits: RequestLimits) -> None:
         raise InvalidRequestError("answer: text and chunks disagree; chunks must join to text")
     if request.HasField("ttl_seconds"):
         _check_ttl("ttl_seconds", request.ttl_seconds, limits)
+
+
+def check_export(request: cache_pb2.ExportRequest, limits: RequestLimits) -> None:
+    _check_name("tenant", request.tenant, limits)
+    if request.namespace and not keys.is_namespace_key(request.namespace):
+        raise InvalidRequestError(
+            f"namespace: {request.namespace[:80]!r} is not a namespace key (32 lowercase hex)"
+        )

@@ -214,18 +214,86 @@ class StoreRequest(_message.Message):
     def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., prompt: _Optional[str] = ..., answer: _Optional[_Union[Answer, _Mapping]] = ..., category: _Optional[str] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
 
 class StoreResponse(_message.Message):
-    __slots__ = ("entry_id", "shard", "namespace", "replaced", "timings")
+    __slots__ = ("entry_id", "shard", "namespace", "replaced", "timings", "unchanged")
     ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
     SHARD_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     REPLACED_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     entry_id: str
     shard: str
     namespace: str
     replaced: bool
     timings: Timings
-    def __init__(self, entry_id: _Optional[str] = ..., shard: _Optional[str] = ..., namespace: _Optional[str] = ..., replaced: _Optional[bool] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
+    unchanged: bool
+    def __init__(self, entry_id: _Optional[str] = ..., shard: _Optional[str] = ..., namespace: _Optional[str] = ..., replaced: _Optional[bool] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., unchanged: _Optional[bool] = ...) -> None: ...
+
+class ImportRequest(_message.Message):
+    __slots__ = ("id", "store")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    store: StoreRequest
+    def __init__(self, id: _Optional[int] = ..., store: _Optional[_Union[StoreRequest, _Mapping]] = ...) -> None: ...
+
+class ImportResponse(_message.Message):
+    __slots__ = ("id", "store", "error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    store: StoreResponse
+    error: ImportFailure
+    def __init__(self, id: _Optional[int] = ..., store: _Optional[_Union[StoreResponse, _Mapping]] = ..., error: _Optional[_Union[ImportFailure, _Mapping]] = ...) -> None: ...
+
+class ImportFailure(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ExportRequest(_message.Message):
+    __slots__ = ("tenant", "namespace", "all_tenants")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ALL_TENANTS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    namespace: str
+    all_tenants: bool
+    def __init__(self, tenant: _Optional[str] = ..., namespace: _Optional[str] = ..., all_tenants: _Optional[bool] = ...) -> None: ...
+
+class ExportResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[ExportedEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[ExportedEntry, _Mapping]]] = ...) -> None: ...
+
+class ExportedEntry(_message.Message):
+    __slots__ = ("entry_id", "namespace", "scope", "prompt", "answer", "category", "created_unix_seconds", "ttl_seconds", "hits", "tenant")
+    ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    entry_id: str
+    namespace: str
+    scope: Scope
+    prompt: str
+    answer: Answer
+    category: str
+    created_unix_seconds: float
+    ttl_seconds: int
+    hits: int
+    tenant: str
+    def __init__(self, entry_id: _Optional[str] = ..., namespace: _Optional[str] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., prompt: _Optional[str] = ..., answer: _Optional[_Union[Answer, _Mapping]] = ..., category: _Optional[str] = ..., created_unix_seconds: _Optional[float] = ..., ttl_seconds: _Optional[int] = ..., hits: _Optional[int] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class CompleteRequest(_message.Message):
     __slots__ = ("scope", "prompt", "category", "min_similarity", "cache_control", "upstream_request_json")

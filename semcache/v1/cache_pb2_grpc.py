@@ -81,6 +81,16 @@ class SemanticCacheStub:
                 request_serializer=semcache_dot_v1_dot_cache__pb2.FeedbackRequest.SerializeToString,
                 response_deserializer=semcache_dot_v1_dot_cache__pb2.FeedbackResponse.FromString,
                 _registered_method=True)
+        self.Import = channel.stream_stream(
+                '/semcache.v1.SemanticCache/Import',
+                request_serializer=semcache_dot_v1_dot_cache__pb2.ImportRequest.SerializeToString,
+                response_deserializer=semcache_dot_v1_dot_cache__pb2.ImportResponse.FromString,
+                _registered_method=True)
+        self.Export = channel.unary_stream(
+                '/semcache.v1.SemanticCache/Export',
+                request_serializer=semcache_dot_v1_dot_cache__pb2.ExportRequest.SerializeToString,
+                response_deserializer=semcache_dot_v1_dot_cache__pb2.ExportResponse.FromString,
+                _registered_method=True)
 
 
 class SemanticCacheServicer:
@@ -175,6 +185,31 @@ class SemanticCacheServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Import(self, request_iterator, context):
+        """Stores many entries on one stream (bulk import): each request's `store` is stored as
+        Store would store it, and answered with the request's id, in the order answers are
+        ready. A request that fails gets its status in its answer (`error`) and the stream goes
+        on; only a failure of the stream itself (auth aside: each request is authorized on its
+        own) ends it. At most 256 requests are in flight per stream: past that the server stops
+        reading until answers are read. Storing the same prompt, scope and answer again keeps
+        the entry (StoreResponse.unchanged), so an import run again doubles nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Export(self, request, context):
+        """Streams the stored entries of a tenant (all its namespaces, or one) or of every tenant,
+        in batches, read from Redis (the source of truth; memory-only shards send what they
+        hold). Entries that expire while the stream runs may or may not be in it. UNAVAILABLE
+        when a shard or its Redis is down: an export that cannot be whole is not started or is
+        ended with an error, never silently cut short. With API tokens, a tenant's token
+        exports its own tenant only (PERMISSION_DENIED for another or for all_tenants).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SemanticCacheServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -207,6 +242,16 @@ def add_SemanticCacheServicer_to_server(servicer, server):
                     servicer.Feedback,
                     request_deserializer=semcache_dot_v1_dot_cache__pb2.FeedbackRequest.FromString,
                     response_serializer=semcache_dot_v1_dot_cache__pb2.FeedbackResponse.SerializeToString,
+            ),
+            'Import': grpc.stream_stream_rpc_method_handler(
+                    servicer.Import,
+                    request_deserializer=semcache_dot_v1_dot_cache__pb2.ImportRequest.FromString,
+                    response_serializer=semcache_dot_v1_dot_cache__pb2.ImportResponse.SerializeToString,
+            ),
+            'Export': grpc.unary_stream_rpc_method_handler(
+                    servicer.Export,
+                    request_deserializer=semcache_dot_v1_dot_cache__pb2.ExportRequest.FromString,
+                    response_serializer=semcache_dot_v1_dot_cache__pb2.ExportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -388,6 +433,60 @@ class SemanticCache:
             '/semcache.v1.SemanticCache/Feedback',
             semcache_dot_v1_dot_cache__pb2.FeedbackRequest.SerializeToString,
             semcache_dot_v1_dot_cache__pb2.FeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Import(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/semcache.v1.SemanticCache/Import',
+            semcache_dot_v1_dot_cache__pb2.ImportRequest.SerializeToString,
+            semcache_dot_v1_dot_cache__pb2.ImportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Export(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/semcache.v1.SemanticCache/Export',
+            semcache_dot_v1_dot_cache__pb2.ExportRequest.SerializeToString,
+            semcache_dot_v1_dot_cache__pb2.ExportResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,6 +7,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ExportPartRequest(_message.Message):
+    __slots__ = ("export", "part", "parts")
+    EXPORT_FIELD_NUMBER: _ClassVar[int]
+    PART_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
+    export: _cache_pb2.ExportRequest
+    part: int
+    parts: int
+    def __init__(self, export: _Optional[_Union[_cache_pb2.ExportRequest, _Mapping]] = ..., part: _Optional[int] = ..., parts: _Optional[int] = ...) -> None: ...
+
+class ExportPartResponse(_message.Message):
+    __slots__ = ("batch",)
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    batch: _cache_pb2.ExportResponse
+    def __init__(self, batch: _Optional[_Union[_cache_pb2.ExportResponse, _Mapping]] = ...) -> None: ...
+
 class ForwardRequest(_message.Message):
     __slots__ = ("id", "timeout_seconds", "lookup", "store", "complete", "cancel", "trace_context")
     class TraceContextEntry(_message.Message):

@@ -43,6 +43,11 @@ class ShardLinkStub:
                 request_serializer=semcache_dot_v1_dot_link__pb2.ForwardRequest.SerializeToString,
                 response_deserializer=semcache_dot_v1_dot_link__pb2.ForwardResponse.FromString,
                 _registered_method=True)
+        self.ExportPart = channel.unary_stream(
+                '/semcache.v1.ShardLink/ExportPart',
+                request_serializer=semcache_dot_v1_dot_link__pb2.ExportPartRequest.SerializeToString,
+                response_deserializer=semcache_dot_v1_dot_link__pb2.ExportPartResponse.FromString,
+                _registered_method=True)
 
 
 class ShardLinkServicer:
@@ -62,6 +67,14 @@ class ShardLinkServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportPart(self, request, context):
+        """One part of an export: the router asks each shard for one part, so that together they
+        send every entry once. Answers as SemanticCache.Export.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardLinkServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -69,6 +82,11 @@ def add_ShardLinkServicer_to_server(servicer, server):
                     servicer.Forward,
                     request_deserializer=semcache_dot_v1_dot_link__pb2.ForwardRequest.FromString,
                     response_serializer=semcache_dot_v1_dot_link__pb2.ForwardResponse.SerializeToString,
+            ),
+            'ExportPart': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportPart,
+                    request_deserializer=semcache_dot_v1_dot_link__pb2.ExportPartRequest.FromString,
+                    response_serializer=semcache_dot_v1_dot_link__pb2.ExportPartResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -102,6 +120,33 @@ class ShardLink:
             '/semcache.v1.ShardLink/Forward',
             semcache_dot_v1_dot_link__pb2.ForwardRequest.SerializeToString,
             semcache_dot_v1_dot_link__pb2.ForwardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportPart(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/semcache.v1.ShardLink/ExportPart',
+            semcache_dot_v1_dot_link__pb2.ExportPartRequest.SerializeToString,
+            semcache_dot_v1_dot_link__pb2.ExportPartResponse.FromString,
             options,
             channel_credentials,
             insecure,
