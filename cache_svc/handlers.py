@@ -197,8 +197,9 @@ class ShardHandlers:
         return response
 
     async def store(
-        self, request: cache_pb2.StoreRequest, deadline: float | None
+        self, request: cache_pb2.StoreRequest, deadline: float | None, *, bulk: bool = False
     ) -> cache_pb2.StoreResponse:
+        """Store; `bulk`: one of an import's (`Query.bulk`)."""
         with _as_call_errors():
             validation.check_store(request, self.limits)
         started = time.perf_counter()
@@ -211,6 +212,7 @@ class ShardHandlers:
             ttl=request.ttl_seconds if request.HasField("ttl_seconds") else None,
             deadline=deadline,
             scope=request.scope.SerializeToString(deterministic=True),
+            bulk=bulk,
         )
         entry, stored = await self.shard.store_answer(query, answer_from_proto(request.answer))
         return cache_pb2.StoreResponse(
@@ -228,7 +230,7 @@ class ShardHandlers:
         """One entry of an Import stream: stored as Store would, its failure answered."""
         try:
             return cache_pb2.ImportResponse(
-                id=request.id, store=await self.store(request.store, deadline)
+                id=request.id, store=await self.store(request.store, deadline, bulk=True)
             )
         except CallError as e:
             return import_failed(request.id, e)

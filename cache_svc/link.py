@@ -47,6 +47,7 @@ class ShardLinkServicer(link_pb2_grpc.ShardLinkServicer):
             "store": handlers.store,
             "complete": handlers.complete,
         }
+        self.store = handlers.store
         self.export = handlers.export
         #: The server's in-flight limit, shared with its unary calls, and its stopping
         #: signal (both set once the server exists).
@@ -91,7 +92,11 @@ class ShardLinkServicer(link_pb2_grpc.ShardLinkServicer):
         with TRACER.server_span(f"ShardLink/{kind.capitalize()}", request.trace_context):
             try:
                 async with asyncio.timeout(timeout):
-                    response = await self.handlers[kind](getattr(request, kind), deadline)
+                    response: Any
+                    if request.bulk and kind == "store":  # an import's: waits for the embedder
+                        response = await self.store(request.store, deadline, bulk=True)
+                    else:
+                        response = await self.handlers[kind](getattr(request, kind), deadline)
             except CallError as e:
                 return self._failed(request.id, e)
             except TimeoutError:

@@ -49,6 +49,11 @@ MODEL_PROBE_SECONDS = 5.0
 REDIS_CHECK_SECONDS = 1.0
 #: How often big namespaces' graphs are checked for enough changes to save them again.
 SNAPSHOT_CHECK_SECONDS = 60.0
+#: A bulk import's embeddings in flight per shard. An import that sent all it may (256 a
+#: stream) to the embedder at once would queue there past the embed timeout: its stores
+#: and the lookups beside them would time out, open the circuit and store entries without
+#: vectors. Two shards' 16 make about one of the embedder's batches (32 texts).
+BULK_EMBEDS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +75,8 @@ class Query:
     #: The request's scope, serialised (`semcache.v1.Scope`), kept with the namespace for
     #: export; empty where the caller has none to give.
     scope: bytes = b""
+    #: A store of a bulk import: its embedding waits its turn (`BULK_EMBEDS`).
+    bulk: bool = False
 
     @property
     def prompt_key(self) -> str:
@@ -149,6 +156,7 @@ class Shard:
         self._hydrations: SingleFlight[str, Namespace] = SingleFlight()
         self._flights: SingleFlight[tuple[str, str], Answer] = SingleFlight()
         self._background: set[asyncio.Task[object]] = set()
+        self._bulk_embeds = asyncio.Semaphore(BULK_EMBEDS)
         self.counters = {
             name: 0
             for name in (
@@ -455,8 +463,9 @@ class Shard:
             return same, "unchanged"
         if vector is None and "embedder_unavailable" not in (degraded or []):
             try:
-                with TRACER.span("embed"):
-                    vector = await self.embedder.embed(query.prompt, ns.model, query.deadline)
+                async with self._bulk_embeds if query.bulk else contextlib.nullcontext():
+                    with TRACER.span("embed"):
+                        vector = await self.embedder.embed(query.prompt, ns.model, query.deadline)
             except EmbedderUnavailableError:
                 if degraded is not None:
                     degraded.append("embedder_unavailable")  # stored for exact matching only

@@ -39,20 +39,21 @@ class ShardLink:
         return await self._forward("lookup", request, seconds)
 
     async def store(
-        self, request: cache_pb2.StoreRequest, seconds: float
+        self, request: cache_pb2.StoreRequest, seconds: float, *, bulk: bool = False
     ) -> cache_pb2.StoreResponse:
-        return await self._forward("store", request, seconds)
+        """A Store; `bulk`: one of an Import's, which waits its turn for the embedder."""
+        return await self._forward("store", request, seconds, bulk=bulk)
 
     async def complete(
         self, request: cache_pb2.CompleteRequest, seconds: float
     ) -> cache_pb2.CompleteResponse:
         return await self._forward("complete", request, seconds)
 
-    async def _forward(self, kind: str, request: Any, seconds: float) -> Any:
+    async def _forward(self, kind: str, request: Any, seconds: float, bulk: bool = False) -> Any:
         """The shard's answer to `request` within `seconds`; `kind` names the message's
         `call` field."""
         forward = link_pb2.ForwardRequest(
-            timeout_seconds=seconds, trace_context=tracing.carrier(), **{kind: request}
+            timeout_seconds=seconds, trace_context=tracing.carrier(), bulk=bulk, **{kind: request}
         )
         try:
             stream = self._stream.current()

@@ -302,7 +302,7 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
             try:
                 key = await self._checked(request.store, validation.check_store, context)
                 response = await self.router.failover(
-                    key, lambda m, t: m.link.store(request.store, t), context
+                    key, lambda m, t: m.link.store(request.store, t, bulk=True), context
                 )
             except CallError as e:
                 return import_failed(request.id, e)

@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from cache_svc.service import running_shard
+from cache_svc.shard import BULK_EMBEDS
 from semcache import bulk, keys
 from semcache.client import AsyncClient, PermissionDeniedError, UnavailableError
 from semcache.dev.localredis import LocalRedis
@@ -243,3 +244,30 @@ async def test_a_shard_exports_what_it_holds_without_redis_and_refuses_while_red
                     [e async for e in client.export()]
     finally:
         redis.stop()
+
+
+async def test_an_import_waits_its_turn_for_the_embedder(embedder_address, tenant) -> None:
+    """However many entries an import has in flight, a shard embeds a few at a time: a
+    flood would queue at the embedder past its timeout and store entries without vectors."""
+    async with running_shard(shard_config(embedder=embedder_address)) as (server, shard):
+        embed, running, most = shard.embedder.embed, 0, 0
+
+        async def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            try:
+                return await embed(*args, **kwargs)
+            finally:
+                running -= 1
+
+        shard.embedder.embed = counted  # type: ignore[method-assign]
+        many = [
+            {"tenant": tenant, "prompt": f"Which moon of Jupiter is number {i}?", "answer": str(i)}
+            for i in range(4 * BULK_EMBEDS)
+        ]
+        async with AsyncClient(server.address, tenant=tenant) as client:
+            results = [r async for r in client.import_entries(many, window=len(many))]
+        assert all(r.error is None for r in results)
+        assert 1 < most <= BULK_EMBEDS
+        assert shard.reembed_pending() == 0  # every entry has its vector

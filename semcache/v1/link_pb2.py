@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from semcache.v1 import cache_pb2 as semcache_dot_v1_dot_cache__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16semcache/v1/link.proto\x12\x0bsemcache.v1\x1a\x17semcache/v1/cache.proto\"\\\n\x11\x45xportPartRequest\x12*\n\x06\x65xport\x18\x01 \x01(\x0b\x32\x1a.semcache.v1.ExportRequest\x12\x0c\n\x04part\x18\x02 \x01(\r\x12\r\n\x05parts\x18\x03 \x01(\r\"@\n\x12\x45xportPartResponse\x12*\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x1b.semcache.v1.ExportResponse\"\xf2\x02\n\x0e\x46orwardRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\x01\x12,\n\x06lookup\x18\x03 \x01(\x0b\x32\x1a.semcache.v1.LookupRequestH\x00\x12*\n\x05store\x18\x04 \x01(\x0b\x32\x19.semcache.v1.StoreRequestH\x00\x12\x30\n\x08\x63omplete\x18\x05 \x01(\x0b\x32\x1c.semcache.v1.CompleteRequestH\x00\x12,\n\x06\x63\x61ncel\x18\x06 \x01(\x0b\x32\x1a.semcache.v1.ForwardCancelH\x00\x12\x44\n\rtrace_context\x18\x07 \x03(\x0b\x32-.semcache.v1.ForwardRequest.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x06\n\x04\x63\x61ll\"\x0f\n\rForwardCancel\"\xe2\x01\n\x0f\x46orwardResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12-\n\x06lookup\x18\x02 \x01(\x0b\x32\x1b.semcache.v1.LookupResponseH\x00\x12+\n\x05store\x18\x03 \x01(\x0b\x32\x1a.semcache.v1.StoreResponseH\x00\x12\x31\n\x08\x63omplete\x18\x04 \x01(\x0b\x32\x1d.semcache.v1.CompleteResponseH\x00\x12*\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x19.semcache.v1.ForwardErrorH\x00\x42\x08\n\x06result\"d\n\x0c\x46orwardError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x35\n\x11trailing_metadata\x18\x03 \x03(\x0b\x32\x1a.semcache.v1.MetadataEntry\"+\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t2\xa6\x01\n\tShardLink\x12H\n\x07\x46orward\x12\x1b.semcache.v1.ForwardRequest\x1a\x1c.semcache.v1.ForwardResponse(\x01\x30\x01\x12O\n\nExportPart\x12\x1e.semcache.v1.ExportPartRequest\x1a\x1f.semcache.v1.ExportPartResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16semcache/v1/link.proto\x12\x0bsemcache.v1\x1a\x17semcache/v1/cache.proto\"\\\n\x11\x45xportPartRequest\x12*\n\x06\x65xport\x18\x01 \x01(\x0b\x32\x1a.semcache.v1.ExportRequest\x12\x0c\n\x04part\x18\x02 \x01(\r\x12\r\n\x05parts\x18\x03 \x01(\r\"@\n\x12\x45xportPartResponse\x12*\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x1b.semcache.v1.ExportResponse\"\x80\x03\n\x0e\x46orwardRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\x01\x12,\n\x06lookup\x18\x03 \x01(\x0b\x32\x1a.semcache.v1.LookupRequestH\x00\x12*\n\x05store\x18\x04 \x01(\x0b\x32\x19.semcache.v1.StoreRequestH\x00\x12\x30\n\x08\x63omplete\x18\x05 \x01(\x0b\x32\x1c.semcache.v1.CompleteRequestH\x00\x12,\n\x06\x63\x61ncel\x18\x06 \x01(\x0b\x32\x1a.semcache.v1.ForwardCancelH\x00\x12\x44\n\rtrace_context\x18\x07 \x03(\x0b\x32-.semcache.v1.ForwardRequest.TraceContextEntry\x12\x0c\n\x04\x62ulk\x18\x08 \x01(\x08\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x06\n\x04\x63\x61ll\"\x0f\n\rForwardCancel\"\xe2\x01\n\x0f\x46orwardResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12-\n\x06lookup\x18\x02 \x01(\x0b\x32\x1b.semcache.v1.LookupResponseH\x00\x12+\n\x05store\x18\x03 \x01(\x0b\x32\x1a.semcache.v1.StoreResponseH\x00\x12\x31\n\x08\x63omplete\x18\x04 \x01(\x0b\x32\x1d.semcache.v1.CompleteResponseH\x00\x12*\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x19.semcache.v1.ForwardErrorH\x00\x42\x08\n\x06result\"d\n\x0c\x46orwardError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x35\n\x11trailing_metadata\x18\x03 \x03(\x0b\x32\x1a.semcache.v1.MetadataEntry\"+\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t2\xa6\x01\n\tShardLink\x12H\n\x07\x46orward\x12\x1b.semcache.v1.ForwardRequest\x1a\x1c.semcache.v1.ForwardResponse(\x01\x30\x01\x12O\n\nExportPart\x12\x1e.semcache.v1.ExportPartRequest\x1a\x1f.semcache.v1.ExportPartResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,17 +39,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXPORTPARTRESPONSE']._serialized_start=158
   _globals['_EXPORTPARTRESPONSE']._serialized_end=222
   _globals['_FORWARDREQUEST']._serialized_start=225
-  _globals['_FORWARDREQUEST']._serialized_end=595
-  _globals['_FORWARDREQUEST_TRACECONTEXTENTRY']._serialized_start=536
-  _globals['_FORWARDREQUEST_TRACECONTEXTENTRY']._serialized_end=587
-  _globals['_FORWARDCANCEL']._serialized_start=597
-  _globals['_FORWARDCANCEL']._serialized_end=612
-  _globals['_FORWARDRESPONSE']._serialized_start=615
-  _globals['_FORWARDRESPONSE']._serialized_end=841
-  _globals['_FORWARDERROR']._serialized_start=843
-  _globals['_FORWARDERROR']._serialized_end=943
-  _globals['_METADATAENTRY']._serialized_start=945
-  _globals['_METADATAENTRY']._serialized_end=988
-  _globals['_SHARDLINK']._serialized_start=991
-  _globals['_SHARDLINK']._serialized_end=1157
+  _globals['_FORWARDREQUEST']._serialized_end=609
+  _globals['_FORWARDREQUEST_TRACECONTEXTENTRY']._serialized_start=550
+  _globals['_FORWARDREQUEST_TRACECONTEXTENTRY']._serialized_end=601
+  _globals['_FORWARDCANCEL']._serialized_start=611
+  _globals['_FORWARDCANCEL']._serialized_end=626
+  _globals['_FORWARDRESPONSE']._serialized_start=629
+  _globals['_FORWARDRESPONSE']._serialized_end=855
+  _globals['_FORWARDERROR']._serialized_start=857
+  _globals['_FORWARDERROR']._serialized_end=957
+  _globals['_METADATAENTRY']._serialized_start=959
+  _globals['_METADATAENTRY']._serialized_end=1002
+  _globals['_SHARDLINK']._serialized_start=1005
+  _globals['_SHARDLINK']._serialized_end=1171
 # @@protoc_insertion_point(module_scope)

@@ -24,7 +24,7 @@ class ExportPartResponse(_message.Message):
     def __init__(self, batch: _Optional[_Union[_cache_pb2.ExportResponse, _Mapping]] = ...) -> None: ...
 
 class ForwardRequest(_message.Message):
-    __slots__ = ("id", "timeout_seconds", "lookup", "store", "complete", "cancel", "trace_context")
+    __slots__ = ("id", "timeout_seconds", "lookup", "store", "complete", "cancel", "trace_context", "bulk")
     class TraceContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class ForwardRequest(_message.Message):
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    BULK_FIELD_NUMBER: _ClassVar[int]
     id: int
     timeout_seconds: float
     lookup: _cache_pb2.LookupRequest
@@ -46,7 +47,8 @@ class ForwardRequest(_message.Message):
     complete: _cache_pb2.CompleteRequest
     cancel: ForwardCancel
     trace_context: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., lookup: _Optional[_Union[_cache_pb2.LookupRequest, _Mapping]] = ..., store: _Optional[_Union[_cache_pb2.StoreRequest, _Mapping]] = ..., complete: _Optional[_Union[_cache_pb2.CompleteRequest, _Mapping]] = ..., cancel: _Optional[_Union[ForwardCancel, _Mapping]] = ..., trace_context: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    bulk: bool
+    def __init__(self, id: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., lookup: _Optional[_Union[_cache_pb2.LookupRequest, _Mapping]] = ..., store: _Optional[_Union[_cache_pb2.StoreRequest, _Mapping]] = ..., complete: _Optional[_Union[_cache_pb2.CompleteRequest, _Mapping]] = ..., cancel: _Optional[_Union[ForwardCancel, _Mapping]] = ..., trace_context: _Optional[_Mapping[str, str]] = ..., bulk: _Optional[bool] = ...) -> None: ...
 
 class ForwardCancel(_message.Message):
     __slots__ = ()
