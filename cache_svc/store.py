@@ -580,15 +580,12 @@ class WriteThroughStore:
             return []
         assert self._client is not None
         try:
-            ids = sorted(_text(i) for i in await self._client.smembers(ids_key(namespace)))
             entries, stale = [], []
             with _cyclic_gc_paused():
-                async for entry_id, fields in self._hashes(namespace, ids):
-                    if b"id" not in fields:  # expired, or only a hit counter left
+                async for entry_id, entry in self._stored(namespace):
+                    if entry is None:
                         stale.append(entry_id)
-                        continue
-                    entry = Entry.from_redis(namespace, fields)
-                    if not entry.expired(now):
+                    elif not entry.expired(now):
                         entries.append(entry)
             if stale:
                 await self._client.srem(ids_key(namespace), *stale)
@@ -601,15 +598,10 @@ class WriteThroughStore:
     async def entries_of(self, namespace: str, now: float) -> AsyncIterator[list[Entry]]:
         """The namespace's live entries, `_LOAD_CHUNK` at a time (an export: the whole
         namespace is never in memory at once). Raises StoreUnavailableError."""
-        assert self._client is not None
         try:
-            ids = sorted(_text(i) for i in await self._client.smembers(ids_key(namespace)))
             batch: list[Entry] = []
-            async for _, fields in self._hashes(namespace, ids):
-                if b"id" not in fields:  # expired, or only a hit counter left
-                    continue
-                entry = Entry.from_redis(namespace, fields)
-                if not entry.expired(now):
+            async for _, entry in self._stored(namespace):
+                if entry is not None and not entry.expired(now):
                     batch.append(entry)
                 if len(batch) == _LOAD_CHUNK:
                     yield batch
@@ -617,8 +609,17 @@ class WriteThroughStore:
             if batch:
                 yield batch
         except _FAILURES as e:
+            metrics.REDIS_ERRORS.inc()
             self._set_state("down", e)
             raise StoreUnavailableError(str(e)) from e
+
+    async def _stored(self, namespace: str) -> AsyncIterator[tuple[str, Entry | None]]:
+        """Each id of the namespace's set with its entry; None where only the id is left
+        (the entry expired, or only a hit counter remains)."""
+        assert self._client is not None
+        ids = sorted(_text(i) for i in await self._client.smembers(ids_key(namespace)))
+        async for entry_id, fields in self._hashes(namespace, ids):
+            yield entry_id, Entry.from_redis(namespace, fields) if b"id" in fields else None
 
     async def scope_of(self, namespace: str) -> bytes | None:
         """The namespace's saved scope; None when none was saved. Raises
