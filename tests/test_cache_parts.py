@@ -85,48 +85,155 @@ def test_lfu_evicts_the_least_used_and_counts_bytes() -> None:
     assert lfu.victims() == [] and lfu.bytes == 20
 
 
-def test_semantic_eviction_takes_a_redundant_paraphrase_before_a_lone_entry() -> None:
-    semantic = Semantic(Capacity(max_entries=3, max_bytes=10**9))
-    lfu = LFU(Capacity(max_entries=3, max_bytes=10**9))
-    # a, b and c answer each other's questions; "new" answers only its own.
+def test_semantic_eviction_gives_a_newcomer_probation_before_taking_it() -> None:
+    # Never forgetting, the semantic policy ranks as LFU does; its probation holds 2 here.
+    semantic = Semantic(Capacity(max_entries=20, max_bytes=10**9), half_lives=[None])
+    lfu = LFU(Capacity(max_entries=20, max_bytes=10**9))
+    for policy in (semantic, lfu):
+        for i in range(20):
+            policy.added(f"old{i}", 10)
+            policy.used(f"old{i}")
+        policy.added("first", 10)
+        assert policy.victims() == ["first"]  # the lowest, with nothing on probation before it
+        policy.removed("first")
+        policy.added("second", 10)
+    # LFU takes every newcomer before anything hit once; the semantic policy the longest on
+    # probation: "second" has till the next eviction to be asked again.
+    assert lfu.victims() == ["second"]
+    assert semantic.victims() == ["old0"]
+    semantic.removed("old0")
+    semantic.used("second")  # asked again: off probation, worth two now
+    semantic.added("third", 10)
+    assert semantic.victims() == ["third"]
+    semantic.removed("third")
+    semantic.added("fourth", 10)
+    assert semantic.victims() == ["old1"]  # the next least recently used of the twos
+
+
+def test_semantic_eviction_takes_beyond_probation_when_more_must_go() -> None:
+    semantic = Semantic(Capacity(max_entries=100, max_bytes=25), half_lives=[None])
+    for entry_id in ("a", "b", "c", "d"):
+        semantic.added(entry_id, 10)
+    semantic.used("a")
+    # Probation holds one (a tenth of the four held, at least one); 20 bytes must go: b, c.
+    assert semantic.victims() == ["b", "c"]
+    for victim in ("b", "c"):
+        semantic.removed(victim)
+    assert semantic.victims() == [] and semantic.bytes == 20 and semantic.entries == 2
+
+
+def _store(policy: Semantic, entry_id: str) -> None:
+    policy.added(entry_id, 10)
+    for victim in policy.victims():
+        policy.removed(victim)
+
+
+def test_semantic_eviction_forgets_once_plain_frequency_misjudges() -> None:
+    semantic = Semantic(Capacity(max_entries=20, max_bytes=10**9), half_lives=[8, None])
+    assert semantic.half_life is None  # it follows the last ranking until another does better
+    for i in range(20):
+        semantic.added(f"old{i}", 10)
+        for _ in range(3):
+            semantic.used(f"old{i}")
+    # What users ask changes: each new entry is asked again right after it is stored. Plain
+    # frequency has the newcomers on probation, the forgetting ranking the idle old entries:
+    # each hit on a newcomer still held is a misjudgement of plain frequency.
+    for i in range(2):
+        _store(semantic, f"new{i}")
+        semantic.used(f"new{i}")
+    assert semantic.half_life is None  # one misjudgement (new1's hit) is within chance
+    for i in range(2, 4):
+        _store(semantic, f"new{i}")
+        semantic.used(f"new{i}")
+    assert semantic.half_life == 8  # two against none: more than one standard deviation
+    # Misjudgements fade by half every 8 x capacity events (a store or a hit each).
+    frequency = semantic._rankings[1]
+    before = frequency.misjudged
+    for _ in range(8 * 20):
+        semantic.used("new3")
+    assert frequency.misjudged == pytest.approx(before / 2)
+
+
+def test_semantic_eviction_stops_forgetting_once_that_misjudges() -> None:
+    semantic = Semantic(Capacity(max_entries=20, max_bytes=10**9), half_lives=[None, 8])
+    assert semantic.half_life == 8
+    for i in range(15):
+        semantic.added(f"hot{i}", 10)
+        semantic.used(f"hot{i}")
+    for i in range(5):
+        semantic.added(f"cold{i}", 10)
+    # A steady stream: fifteen questions asked two at a time in turn, a miss between each
+    # two never asked again. Forgetting fast has the least recently asked on probation:
+    # the next ones asked.
+    for i in range(2):
+        _store(semantic, f"once{i}")
+        semantic.used(f"hot{2 * i}")
+        semantic.used(f"hot{2 * i + 1}")
+        assert semantic.half_life == (8 if i == 0 else None)
+
+
+def test_semantic_eviction_shares_an_entrys_traffic_with_its_newer_paraphrases() -> None:
+    semantic = Semantic(Capacity(max_entries=2, max_bytes=10**9), half_lives=[None])
+    lfu = LFU(Capacity(max_entries=2, max_bytes=10**9))
     for policy in (semantic, lfu):
         policy.added("a", 10)
-        policy.added("b", 10, neighbours=["a"])
-        policy.added("c", 10, neighbours=["a", "b"])
-        for entry_id, uses in (("a", 2), ("b", 1), ("c", 3)):
-            for _ in range(uses):
-                policy.used(entry_id)
-        policy.added("new", 10)
-    # LFU takes the unused newcomer; the semantic policy a paraphrase whose questions its
-    # two neighbours still answer (worth 2/3 against the newcomer's 1).
-    assert lfu.victims() == ["new"]
-    assert semantic.victims() == ["b"]
-    semantic.removed("b")
-    # Now a and c share by two (worth 3/2 and 4/2): the next slot goes to the newcomer.
-    semantic.added("newer", 10)
-    assert semantic.victims() == ["new"]
-
-
-def test_semantic_eviction_rescores_a_neighbourhood_as_it_takes_from_it() -> None:
-    semantic = Semantic(Capacity(max_entries=3, max_bytes=10**9))
+        policy.used("a")
+        policy.added("b", 10, neighbours=["a"])  # a would answer b's prompt: a paraphrase
+        policy.added("c", 10)
+        policy.used("c")
+    # LFU takes b, never hit. The semantic policy shares a's two events with b (worth 1,
+    # as b's own store: the newer one's is not shared): of the two, the least recently used.
+    assert lfu.victims() == ["b"]
+    assert semantic.victims() == ["a"]
+    # Once b is gone (invalidated, say), a has its traffic to itself again: worth 2.
+    semantic = Semantic(Capacity(max_entries=2, max_bytes=10**9), half_lives=[None])
     semantic.added("a", 10)
     semantic.added("b", 10, neighbours=["a"])
-    semantic.added("c", 10, neighbours=["a", "b"])
+    semantic.used("a")
+    semantic.removed("b")
+    _store(semantic, "c")
     semantic.added("d", 10)
+    assert semantic.victims() == ["c"]
+    semantic.removed("c")
     semantic.added("e", 10)
-    # Two must go. a, b and c are worth 1/3 each while all are cached; with a taken, b and
-    # c share by two (1/2), still below the loners (1): b goes; c, alone now, would not.
-    assert semantic.victims() == ["a", "b"]
-    for victim in ("a", "b"):
-        semantic.removed(victim)
-    semantic.added("f", 10)
-    assert semantic.victims() == ["c"]  # worth 1 as the loners now; the oldest goes
+    for entry_id in ("d", "e", "d", "e"):  # worth 3 each, above a's 2: a goes now
+        semantic.used(entry_id)
+    assert semantic.victims() == ["a"]
 
 
-# LFU keeps "quiet" (used once, "new" never). The semantic policy's traffic halves every 8
-# events here (4 x capacity): quiet's store 20,000 events ago weighs nothing any more, its
-# use one event before new's store 2^(-1/8) of that store: "quiet" goes.
-@pytest.mark.parametrize(("policy", "victim"), [(LFU, "new"), (Semantic, "quiet")])
+def test_semantic_eviction_moves_each_rankings_probation_as_far() -> None:
+    semantic = Semantic(Capacity(max_entries=20, max_bytes=10**9), half_lives=[None, 8])
+    for i in range(20):
+        semantic.added(f"old{i}", 10)
+        semantic.used(f"old{i}")
+    semantic.added("new", 10)
+    frequency = semantic._rankings[0]
+    # The followed ranking (forgetting) takes the longest on its probation; plain frequency,
+    # not followed, had "new" longest on its own: it lets it go as far, so that each is
+    # judged on the entries it would still hold.
+    assert semantic.victims() == ["old0"]
+    assert "new" not in frequency.probation and "old0" in frequency.probation
+
+
+def test_semantic_eviction_refuses_a_half_life_that_is_not_positive() -> None:
+    with pytest.raises(ValueError, match="half_lives"):
+        Semantic(Capacity(), half_lives=[0, None])
+    with pytest.raises(ValueError, match="half_lives"):
+        Semantic(Capacity(), half_lives=[])
+
+
+# LFU keeps "quiet" (used once, "new" never), as does the semantic policy when it never
+# forgets. Halving every 8 events instead, quiet's store 20,000 events ago weighs nothing
+# any more, its use one event before new's store 2^(-1/8) of that store: "quiet" goes.
+@pytest.mark.parametrize(
+    ("policy", "victim"),
+    [
+        (LFU, "new"),
+        (lambda capacity: Semantic(capacity, half_lives=[None]), "new"),
+        (lambda capacity: Semantic(capacity, half_lives=[8]), "quiet"),
+        (Semantic, "new"),  # it follows plain frequency until a ranking misjudges
+    ],
+)
 def test_an_entry_hit_again_and_again_does_not_grow_the_eviction_heap(policy, victim) -> None:
     tracker = policy(Capacity(max_entries=2, max_bytes=10**9))
     tracker.added("busy", 10)
@@ -135,7 +242,8 @@ def test_an_entry_hit_again_and_again_does_not_grow_the_eviction_heap(policy, vi
         tracker.used("busy")
     tracker.used("quiet")
     # Each use pushed a row; stale ones are dropped once they outnumber the live 4 to 1.
-    assert len(tracker._heap) <= 4 * 2 + 1024 + 1
+    for heap in [r._heap for r in getattr(tracker, "_rankings", [tracker])]:
+        assert len(heap) <= 4 * 2 + 1024 + 1
     tracker.added("new", 10)
     assert tracker.victims() == [victim]  # the compacted heap still orders by worth
 
