@@ -27,11 +27,15 @@ class Selection:
     part: int = 0
     parts: int = 1
 
+    def names(self, namespace: str) -> bool:
+        """Whether the selection covers the namespace (any part)."""
+        return not self.namespace or namespace == self.namespace
+
     def takes(self, namespace: str) -> bool:
-        """Whether the namespace is this selection's (and this part's)."""
-        if self.namespace and namespace != self.namespace:
-            return False
-        return self.parts <= 1 or int(namespace, 16) % self.parts == self.part
+        """Whether the namespace is this selection's and this part's."""
+        return self.names(namespace) and (
+            self.parts <= 1 or int(namespace, 16) % self.parts == self.part
+        )
 
     def admits(self, entry: Entry) -> bool:
         return self.tenant is None or entry.tenant == self.tenant
@@ -75,9 +79,7 @@ async def _namespaces(store: WriteThroughStore, selection: Selection) -> list[st
 
 async def _held(held: Mapping[str, Namespace], selection: Selection) -> AsyncIterator[Batch]:
     now = time.time()
-    for namespace in sorted(held):
-        if selection.namespace and namespace != selection.namespace:
-            continue
+    for namespace in sorted(filter(selection.names, held)):
         ns = held[namespace]
         if entries := [e for e in ns if selection.admits(e) and not e.expired(now)]:
             yield Batch(ns.scope, entries)

@@ -12,10 +12,11 @@ one, since its caller reads the LLM's answer live and may leave mid-way.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import grpc
 
@@ -87,10 +88,15 @@ def to_query(
         ttl=control.ttl_seconds if control.HasField("ttl_seconds") else None,
         deadline=deadline,
         # What a read-through miss stores with its namespace (a lookup stores nothing).
-        scope=request.scope.SerializeToString(deterministic=True)
+        scope=_serialiser(request.scope)
         if isinstance(request, cache_pb2.CompleteRequest) and not control.no_store
-        else b"",
+        else None,
     )
+
+
+def _serialiser(scope: cache_pb2.Scope) -> Callable[[], bytes]:
+    """The scope's serialisation, done only if the shard keeps it (`Query.scope`)."""
+    return functools.partial(scope.SerializeToString, deterministic=True)
 
 
 def answer_to_proto(answer: Answer) -> cache_pb2.Answer:
@@ -211,7 +217,7 @@ class ShardHandlers:
             category=request.category,
             ttl=request.ttl_seconds if request.HasField("ttl_seconds") else None,
             deadline=deadline,
-            scope=request.scope.SerializeToString(deterministic=True),
+            scope=_serialiser(request.scope),
             bulk=bulk,
         )
         entry, stored = await self.shard.store_answer(query, answer_from_proto(request.answer))

@@ -72,9 +72,10 @@ class Query:
     ttl: float | None = None
     #: The caller's deadline, a `time.monotonic()` instant (None: no deadline).
     deadline: float | None = None
-    #: The request's scope, serialised (`semcache.v1.Scope`), kept with the namespace for
-    #: export; empty where the caller has none to give.
-    scope: bytes = b""
+    #: Serialises the request's scope (`semcache.v1.Scope`), kept with the namespace for
+    #: export: called once per namespace and process, not on every request. None where
+    #: the caller has none to give.
+    scope: Callable[[], bytes] | None = None
     #: A store of a bulk import: its embedding waits its turn (`BULK_EMBEDS`).
     bulk: bool = False
 
@@ -497,13 +498,14 @@ class Shard:
         self._update_gauges()
         return entry, "new" if replaced is None else "replaced"
 
-    async def _save_scope(self, ns: Namespace, scope: bytes) -> None:
-        """Keeps the namespace's scope in Redis (once per namespace and process; every put
-        extends its life to its entry's)."""
-        if scope and ns.scope != scope:
-            ns.scope = scope
+    async def _save_scope(self, ns: Namespace, scope: Callable[[], bytes] | None) -> None:
+        """Keeps the namespace's scope in Redis, once per namespace and process: every scope
+        of a namespace is the same one (its key hashes it), and every put extends its life
+        to its entry's."""
+        if scope is not None and ns.scope is None:
+            ns.scope = scope()
             expires = max((e.expires for e in ns), default=time.time())
-            await self.store.save_scope(ns.key, scope, expires)
+            await self.store.save_scope(ns.key, ns.scope, expires)
 
     def _neighbours(self, ns: Namespace, entry: Entry, tenant: str, now: float) -> list[str]:
         """The cached entries the hit policy would serve for `entry`'s prompt (its
