@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import redis
 from redis.cluster import RedisCluster
@@ -77,21 +78,31 @@ class LocalRedis:
         else:
             args += ["--appendonly", "no"]
         args += self.extra_args
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Redis logs to stdout, why it would not start included ("Address already in use"):
+        # kept in a file (the server writes on to it once it is closed here), read only when
+        # the server exits at once.
+        with tempfile.TemporaryFile() as log:
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+            self._wait_serving(log, timeout)
+
+    def _wait_serving(self, log: IO[bytes], timeout: float) -> None:
+        assert self.process is not None
         client = redis.Redis(port=self.port, socket_timeout=0.5)
         deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                stderr = self.process.stderr.read() if self.process.stderr else b""
-                raise RuntimeError(f"redis-server exited: {stderr!r}")
-            try:
-                client.ping()
-                break
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"redis-server on {self.port} did not answer") from None
-                time.sleep(0.05)
-        client.close()
+        try:
+            while self.process.poll() is None:
+                try:
+                    client.ping()
+                    return
+                except redis.RedisError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"redis-server on {self.port} did not answer") from None
+                    time.sleep(0.05)
+        finally:
+            client.close()
+        log.seek(0)
+        said = log.read().decode(errors="replace").strip().splitlines()[-3:]
+        raise RuntimeError(f"redis-server on {self.port} exited: {' | '.join(said)}")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -28,13 +28,20 @@ def free_port_run(count: int) -> int:
 
 def free_cluster_ports(count: int) -> list[int]:
     """`count` loopback ports for Redis Cluster nodes: each free a moment ago, and so is
-    its cluster bus port (the port + 10000, hence below 55536)."""
+    its cluster bus port (the port + 10000, hence below 55536); no node's port is another's
+    bus port."""
     ports: list[int] = []
     while len(ports) < count:
         port = free_port()
-        if port < 55536 and port not in ports and _bindable(port + 10000):
+        if port < 55536 and not clashes(port, ports) and _bindable(port + 10000):
             ports.append(port)
     return ports
+
+
+def clashes(port: int, nodes: list[int]) -> bool:
+    """Whether a cluster node on `port` would share a port, or a bus port (+ 10000), with
+    the nodes on `nodes`."""
+    return any(port in (node, node + 10000, node - 10000) for node in nodes)
 
 
 def _bindable(port: int) -> bool:
