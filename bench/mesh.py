@@ -230,6 +230,9 @@ def select_queries(work: dict[str, Any]) -> dict[str, Any]:
             stub = cache_pb2_grpc.SemanticCacheStub(channel)
             await _store(stub, work)
             semantic = await _hits(stub, work["queries"]["semantic"])
+            if not semantic:
+                # Nothing to time: the served policy hits none of the paraphrases.
+                raise SystemExit("bench mesh: the served policy hits none of the paraphrases")
             variants = _variants(semantic)
             hitting = await _hits(stub, variants)
         return {
