@@ -80,6 +80,7 @@ def test_detects_code(prompt: str, category: str) -> None:
         ),
         ("Why does my script print?", "Why doesn't my script print?", "negation"),
         ("Suggest a 5 mile bike route", "Suggest a 50 mile bike route", "number"),
+        ("Is $85,000 a good salary?", "Is 95k a good salary?", "number"),
         ("How many cups are in a liter?", "How many cups are in a gallon?", "unit"),
         ("Is the post office open on Monday?", "Is the post office open on Friday?", "date"),
         ("What is the capital of Australia?", "What is the capital of Austria?", "entity"),
@@ -99,6 +100,7 @@ def test_each_guard_fires_on_its_trap(a: str, b: str, guard: str) -> None:
         ("How many hours of sleep do adults need?", "How much sleep does an adult need?"),
         ("What is the capital of France?", "what's france's capital"),
         ("Is 3 a prime number?", "Is three a prime number?"),
+        ("Is $85,000 a good salary for a junior developer?", "is 85k good for a junior dev"),
     ],
 )
 def test_guards_leave_plain_paraphrases_alone(a: str, b: str) -> None:
@@ -217,7 +219,24 @@ def test_shipped_policies_are_one_per_model_and_chosen_by_model_id() -> None:
             "How do I merge the develop branch into main?",
             ("order",),
         ),
+        # ... or anywhere, the words between them staying put.
+        (
+            "Can I use my PS4 controller on a PS5?",
+            "Can I use my PS5 controller on a PS4?",
+            ("order",),
+        ),
+        ("Why do Poles dislike Russians?", "Why do Russians dislike Poles?", ("order",)),
         ("In Python, how do I reverse a list?", "How do I reverse a list in Python?", ()),
+        (
+            "In JavaScript, how can I get a string's last 3 characters?",
+            "How do I get the last 3 characters of a string in JavaScript?",
+            (),
+        ),
+        (
+            "What is the difference between real gas and ideal gas?",
+            "What is the difference between ideal gas and real gas?",
+            (),
+        ),
         (
             "What is the difference between a thread and a process?",
             "What is the difference between a process and a thread?",

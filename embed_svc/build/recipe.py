@@ -142,7 +142,7 @@ TUNED = Recipe(
         f"{_BUILD}/gate.py",
         "semcache/quality/dataset.py",
         "semcache/quality/augment.py",
-        "semcache/quality/guards.py",  # augment swaps the guards' antonyms
+        "semcache/quality/antonyms.py",  # augment swaps antonyms to make traps
         "data/pairs/stsb-train.jsonl",
     ),
     data_dirs=("data/pairs/groups",),

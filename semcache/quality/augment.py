@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from semcache.quality import guards
+from semcache.quality.antonyms import ANTONYM_OF
 from semcache.quality.dataset import Group
 
 _FILLER_BEFORE = (
@@ -261,7 +261,7 @@ def antonym_edit(text: str, rng: random.Random) -> str | None:
         word = m.group(0)
         if word[0].isupper() and m.start() > 0:
             continue
-        others = guards.ANTONYM_OF.get(word.lower())
+        others = ANTONYM_OF.get(word.lower())
         if others:
             options.append((m, sorted(others)))
     if not options:

@@ -10,8 +10,9 @@ small part of the sentence. Each guard compares the two prompts for one such dif
     unit      the units of measure or currencies differ (km vs miles, GB vs MB)
     date      the time words differ (tomorrow/yesterday, Monday/Friday, January/June)
     entity    a proper noun on one side is absent from the other (Australia vs Austria)
-    order     the same content words in another order around a direction word
-              (from X to Y vs from Y to X)
+    order     two things trading places: around a direction word (from X to Y vs from Y
+              to X), or anywhere the rest stays ("Can I use my PS4 controller on a PS5?"
+              vs "my PS5 controller on a PS4")
     swap      exactly one content word replaced by another, the rest the same
               ("side effects of ibuprofen" vs "side effects of aspirin")
 
@@ -24,6 +25,8 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
+
+from semcache.quality.antonyms import ANTONYM_OF, BASE
 
 GUARDS = ("negation", "antonym", "number", "unit", "date", "entity", "order", "swap")
 
@@ -40,133 +43,6 @@ _NEGATIONS = _words(
     "not no non never none nobody nothing neither nor without cannot cant dont doesnt didnt isnt "
     "arent wasnt werent wont wouldnt shouldnt couldnt hasnt havent hadnt mustnt aint"
 )
-
-_ANTONYMS = [
-    ("enable", "disable"),
-    ("increase", "decrease"),
-    ("add", "remove"),
-    ("open", "close"),
-    ("start", "stop"),
-    ("buy", "sell"),
-    ("before", "after"),
-    ("win", "lose"),
-    ("maximum", "minimum"),
-    ("max", "min"),
-    ("import", "export"),
-    ("encrypt", "decrypt"),
-    ("upload", "download"),
-    ("install", "uninstall"),
-    ("allow", "deny"),
-    ("allow", "block"),
-    ("accept", "reject"),
-    ("true", "false"),
-    ("hot", "cold"),
-    ("fast", "slow"),
-    ("best", "worst"),
-    ("good", "bad"),
-    ("more", "less"),
-    ("cheap", "expensive"),
-    ("positive", "negative"),
-    ("include", "exclude"),
-    ("push", "pull"),
-    ("show", "hide"),
-    ("lock", "unlock"),
-    ("connect", "disconnect"),
-    ("login", "logout"),
-    ("subscribe", "unsubscribe"),
-    ("compress", "decompress"),
-    ("encode", "decode"),
-    ("serialize", "deserialize"),
-    ("first", "last"),
-    ("left", "right"),
-    ("north", "south"),
-    ("east", "west"),
-    ("high", "low"),
-    ("long", "short"),
-    ("light", "dark"),
-    ("male", "female"),
-    ("advantage", "disadvantage"),
-    ("pro", "con"),
-    ("love", "hate"),
-    ("rise", "fall"),
-    ("gain", "lose"),
-    ("arrive", "depart"),
-    ("import", "export"),
-    ("safe", "dangerous"),
-    ("healthy", "unhealthy"),
-    ("legal", "illegal"),
-    ("possible", "impossible"),
-    ("easy", "hard"),
-    ("easy", "difficult"),
-    ("big", "small"),
-    ("large", "small"),
-    ("old", "new"),
-    ("young", "old"),
-    ("early", "late"),
-    ("inside", "outside"),
-    ("above", "below"),
-    ("upper", "lower"),
-    ("input", "output"),
-    ("send", "receive"),
-    ("encrypt", "decrypt"),
-    ("attack", "defend"),
-    ("borrow", "lend"),
-    ("mount", "unmount"),
-    ("merge", "split"),
-    ("create", "delete"),
-    ("join", "leave"),
-    ("like", "dislike"),
-    ("agree", "disagree"),
-    ("always", "never"),
-    ("all", "none"),
-    ("success", "failure"),
-    ("succeed", "fail"),
-    ("pass", "fail"),
-    ("heat", "cool"),
-    ("wet", "dry"),
-    ("full", "empty"),
-    ("rich", "poor"),
-    ("strong", "weak"),
-    ("cause", "cure"),
-    ("prevent", "cause"),
-    ("pay", "refund"),
-    ("hire", "fire"),
-    ("up", "down"),
-    ("upgrade", "downgrade"),
-    ("underweight", "overweight"),
-    ("underrated", "overrated"),
-    ("asleep", "awake"),
-    ("sunrise", "sunset"),
-    ("raise", "lower"),
-    ("precede", "succeed"),
-    ("predecessor", "successor"),
-    ("largest", "smallest"),
-    ("biggest", "smallest"),
-    ("most", "least"),
-]
-
-
-def _inflections(word: str) -> set[str]:
-    """The forms a word list entry stands for: plurals, -ed/-ing, comparatives."""
-    forms = {word, word + "s", word + "es", word + "ed", word + "ing", word + "er", word + "est"}
-    if word.endswith("e"):
-        forms |= {word + "d", word + "r", word + "st", word[:-1] + "ing"}
-    if word.endswith("y"):
-        forms |= {word[:-1] + "ies", word[:-1] + "ied", word[:-1] + "ier", word[:-1] + "iest"}
-    if len(word) >= 3 and word[-1] not in "aeiouwy" and word[-2] in "aeiou":
-        forms |= {word + word[-1] + suffix for suffix in ("ed", "ing", "er", "est")}
-    return forms
-
-
-#: word form -> its antonyms' base words, and form -> base word
-_BASE: dict[str, str] = {}
-#: base word -> the base words of its antonyms (also what training edits swap)
-ANTONYM_OF: dict[str, set[str]] = {}
-for _x, _y in _ANTONYMS:
-    for _word, _other in ((_x, _y), (_y, _x)):
-        for _form in _inflections(_word):
-            _BASE.setdefault(_form, _word)
-        ANTONYM_OF.setdefault(_word, set()).add(_other)
 
 _ZERO_TO_TWENTY = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
@@ -290,6 +166,15 @@ _DIRECTION_WORDS = _words(
 )
 #: Content words on each side of a direction word that take a role (a phrase's words).
 _ROLE_WORDS = 4
+#: Content words each of two transposed things may have ("baking soda", "PS5"): longer
+#: blocks trading places are a clause moved ("In JavaScript, how do I..." for "How do I
+#: ... in JavaScript?"), which keeps the question.
+_TRANSPOSED_WORDS = 2
+#: Words of a relation that reads the same both ways: "the difference between X and Y",
+#: "X vs Y", "X or Y" ask one question in either order.
+_SYMMETRIC_WORDS = _words(
+    "and or between vs versus difference differences compare comparison similarities similar"
+)
 
 _STOPWORDS = _words(
     "a an the is are was were be been being am do does did doing have has had i me my we our "
@@ -351,9 +236,10 @@ def read(text: str) -> Text:
     words = tuple(_normalise(w) for w in raw)
     stems = frozenset(_stem(w) for w in words)
     numbers = set()
-    for w in words:
+    for i, w in enumerate(words):
         if w[0].isdigit():
-            numbers.add(w.replace(",", ""))
+            thousands = i + 1 < len(words) and words[i + 1] == "k" and _touching(matches, i)
+            numbers.add(_number(w, thousands))
         elif w in _NUMBER_WORDS:
             numbers.add(_NUMBER_WORDS[w])
     units = {_UNITS[w] for w in words if w in _UNITS}
@@ -381,6 +267,23 @@ def read(text: str) -> Text:
     )
 
 
+def _touching(matches: list[re.Match[str]], i: int) -> bool:
+    """Whether word i+1 follows word i with nothing between ("60k", not "60 k")."""
+    return matches[i].end() == matches[i + 1].start()
+
+
+def _number(digits: str, thousands: bool) -> str:
+    """A number as the guards compare it: "60,000", "60000" and "60k" alike."""
+    plain = digits.replace(",", "")
+    if not thousands:
+        return plain
+    try:
+        value = float(plain) * 1000
+    except ValueError:  # "1.2.3": a version, not an amount
+        return plain
+    return str(int(value)) if value.is_integer() else str(value)
+
+
 def _roles(words: tuple[str, ...]) -> tuple[tuple[str, frozenset[str], frozenset[str]], ...]:
     """(direction word, content words before it, content words after it) for each direction
     word, each side running to the neighbouring direction word: in "from London to Paris",
@@ -397,8 +300,8 @@ def _roles(words: tuple[str, ...]) -> tuple[tuple[str, frozenset[str], frozenset
 
 def _antonym(a: Text, b: Text) -> bool:
     """One side has a word whose antonym only the other side has."""
-    base_a = {_BASE[w] for w in a.words if w in _BASE}
-    base_b = {_BASE[w] for w in b.words if w in _BASE}
+    base_a = {BASE[w] for w in a.words if w in BASE}
+    base_b = {BASE[w] for w in b.words if w in BASE}
     only_a, only_b = base_a - base_b, base_b - base_a
     return any(ANTONYM_OF[w] & only_b for w in only_a)
 
@@ -440,8 +343,14 @@ def _entity(a: Text, b: Text) -> bool:
 
 
 def _order(a: Text, b: Text) -> bool:
-    """Two things trading places around the same direction word: from X to Y vs from Y to X,
-    baking soda for baking powder vs baking powder for baking soda."""
+    """Two things trading places: around the same direction word (from X to Y vs from Y to
+    X, baking soda for baking powder vs baking powder for baking soda), or anywhere else
+    with the words between them staying put (my PS4 controller on a PS5 vs my PS5
+    controller on a PS4)."""
+    return _roles_swapped(a, b) or _transposed(a, b)
+
+
+def _roles_swapped(a: Text, b: Text) -> bool:
     for word, before_a, after_a in a.roles:
         for other, before_b, after_b in b.roles:
             if other != word:
@@ -453,11 +362,35 @@ def _order(a: Text, b: Text) -> bool:
     return False
 
 
+def _transposed(a: Text, b: Text) -> bool:
+    """The same content words, but for two short blocks (at most `_TRANSPOSED_WORDS` each)
+    that trade places around words that stay where they are: "register my car in Texas
+    after moving from California" vs "... California after moving from Texas". Not in a
+    relation that reads the same both ways (`_SYMMETRIC_WORDS`)."""
+    x, y = _content_stems(a), _content_stems(b)
+    if x == y or sorted(x) != sorted(y) or not _SYMMETRIC_WORDS.isdisjoint((*a.words, *b.words)):
+        return False
+    start = next(i for i, (u, v) in enumerate(zip(x, y, strict=True)) if u != v)
+    end = len(x) - next(i for i, (u, v) in enumerate(zip(x[::-1], y[::-1], strict=True)) if u != v)
+    wx, wy = x[start:end], y[start:end]  # the part that differs
+    n = len(wx)
+    for first in range(1, min(_TRANSPOSED_WORDS, n - 2) + 1):
+        for last in range(1, min(_TRANSPOSED_WORDS, n - first - 1) + 1):
+            head, middle, tail = wx[:first], wx[first : n - last], wx[n - last :]
+            if wy == tail + middle + head:
+                return True
+    return False
+
+
+def _content_stems(t: Text) -> list[str]:
+    """Content words as the guards compare them: stemmed, number words as digits."""
+    return [_NUMBER_WORDS.get(w) or _stem(w) for w in t.content]
+
+
 def _swap(a: Text, b: Text) -> bool:
     """One content word (stemmed) swapped for one other, and at least two shared; a word
     and its misspelling are one word."""
-    sa = {_NUMBER_WORDS.get(w) or _stem(w) for w in a.content}
-    sb = {_NUMBER_WORDS.get(w) or _stem(w) for w in b.content}
+    sa, sb = set(_content_stems(a)), set(_content_stems(b))
     only_a, only_b = sa - sb, sb - sa
     if len(only_a) != 1 or len(only_b) != 1 or len(sa & sb) < 2:
         return False
