@@ -223,6 +223,8 @@ class Text:
     times: frozenset[str]
     entities: frozenset[str]  # lower-cased proper nouns (capitalised, not sentence-initial)
     content: tuple[str, ...]  # content words in order
+    #: The content words as `swap` and `order` compare them: stemmed, number words as digits.
+    content_stems: tuple[str, ...]
     #: Each direction word with the content words before and after it (up to the next
     #: direction word, at most _ROLE_WORDS each side): (word, before, after).
     roles: tuple[tuple[str, frozenset[str], frozenset[str]], ...]
@@ -263,6 +265,7 @@ def read(text: str) -> Text:
         times=frozenset(w for w in words if w in _TIME_WORDS),
         entities=frozenset(entities),
         content=content,
+        content_stems=tuple(_NUMBER_WORDS.get(w) or _stem(w) for w in content),
         roles=_roles(words),
     )
 
@@ -367,7 +370,7 @@ def _transposed(a: Text, b: Text) -> bool:
     that trade places around words that stay where they are: "register my car in Texas
     after moving from California" vs "... California after moving from Texas". Not in a
     relation that reads the same both ways (`_SYMMETRIC_WORDS`)."""
-    x, y = _content_stems(a), _content_stems(b)
+    x, y = a.content_stems, b.content_stems
     if x == y or sorted(x) != sorted(y) or not _SYMMETRIC_WORDS.isdisjoint((*a.words, *b.words)):
         return False
     start = next(i for i, (u, v) in enumerate(zip(x, y, strict=True)) if u != v)
@@ -382,15 +385,10 @@ def _transposed(a: Text, b: Text) -> bool:
     return False
 
 
-def _content_stems(t: Text) -> list[str]:
-    """Content words as the guards compare them: stemmed, number words as digits."""
-    return [_NUMBER_WORDS.get(w) or _stem(w) for w in t.content]
-
-
 def _swap(a: Text, b: Text) -> bool:
     """One content word (stemmed) swapped for one other, and at least two shared; a word
     and its misspelling are one word."""
-    sa, sb = set(_content_stems(a)), set(_content_stems(b))
+    sa, sb = set(a.content_stems), set(b.content_stems)
     only_a, only_b = sa - sb, sb - sa
     if len(only_a) != 1 or len(only_b) != 1 or len(sa & sb) < 2:
         return False
