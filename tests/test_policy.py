@@ -79,11 +79,23 @@ def test_detects_code(prompt: str, category: str) -> None:
             "negation",
         ),
         ("Why does my script print?", "Why doesn't my script print?", "negation"),
+        (
+            "I want to lose weight. Should I run every day?",
+            "I want to lose weight. Should I not run every day?",
+            "negation",
+        ),
         ("Suggest a 5 mile bike route", "Suggest a 50 mile bike route", "number"),
         ("Is $85,000 a good salary?", "Is 95k a good salary?", "number"),
+        # One side counts what the other mentions uncounted, or a count of one.
+        ("How do I undo my last git commit?", "How do I undo my last 3 git commits?", "number"),
+        ("How do I read every sheet into pandas?", "How do I read 2 of the sheets?", "number"),
+        ("Which circle has a 20 cm rim or 20 cm side?", "... 20 cm rim or 24 cm side?", "number"),
+        ("Who won the most Super Bowls?", "Who won the most Super Bowls since 2010?", "number"),
+        ("Write about our third store opening", "Write about our fifth store opening", "number"),
         ("How many cups are in a liter?", "How many cups are in a gallon?", "unit"),
         ("Is the post office open on Monday?", "Is the post office open on Friday?", "date"),
         ("What is the capital of Australia?", "What is the capital of Austria?", "entity"),
+        ("Is it hard to learn Java?", "Is it hard to learn JavaScript?", "entity"),
         ("Convert 100 USD to EUR.", "Convert 100 EUR to USD.", "order"),
     ],
 )
@@ -101,10 +113,41 @@ def test_each_guard_fires_on_its_trap(a: str, b: str, guard: str) -> None:
         ("What is the capital of France?", "what's france's capital"),
         ("Is 3 a prime number?", "Is three a prime number?"),
         ("Is $85,000 a good salary for a junior developer?", "is 85k good for a junior dev"),
+        (
+            "I drive 20,000 miles a year. Lease or buy?",
+            "Twenty thousand miles a year: lease or buy?",
+        ),
+        (
+            "Should I heat a pulled hamstring 1 day later?",
+            "Should I heat a pulled hamstring a day later?",
+        ),
+        ("Give me two hundred and fifty words on tea", "Give me 250 words on tea"),
+        (  # a "not" in the pleasantries is not about the question
+            "Hi! Trying not to buy more than I need. Can I use my PS4 controller on a PS5?",
+            "Can I use my PS4 controller on a PS5?",
+        ),
+        (  # a number about something the other prompt does not mention is detail
+            "My table has 2 million sessions and I want a subset. How do I sample 1,000 rows?",
+            "how to sample 1,000 rows from a table",
+        ),
     ],
 )
 def test_guards_leave_plain_paraphrases_alone(a: str, b: str) -> None:
     assert guards.signals(a, b) == ()
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("How big is the United States, Ana?", "how big is the US, Ana?"),  # initials
+        ("Which tools does Ana need for JavaScript?", "Which tools does Ana need for JS?"),
+        ("Does Ana need a visa for Europe?", "Does Ana need a European visa?"),  # its people
+        ("Can I take Ana to Peru?", "Can we take Ana to Peru, Tom?"),  # "I" is no name
+    ],
+)
+def test_entity_guard_knows_a_name_in_its_other_forms(a: str, b: str) -> None:
+    assert "entity" not in guards.signals(a, b)
+    assert "entity" not in guards.signals(b, a)
 
 
 def test_guard_actions_veto_or_raise_the_bar() -> None:

@@ -4,9 +4,13 @@ An embedding puts "enable 2FA" next to "disable 2FA", "5 miles" next to "50 mile
 "capital of Australia" next to "capital of Austria": the words that flip the answer are a
 small part of the sentence. Each guard compares the two prompts for one such difference:
 
-    negation  one side negates ("not", "never", "n't", "without", ...), the other does not
+    negation  one side negates ("not", "never", "n't", "without", ...) something the
+              other is about, the other does not (a "not" in the pleasantries aside)
     antonym   one side has a word whose antonym only the other side has (enable/disable)
-    number    the numbers differ ("5" vs "50", "three" vs "3" count as the same)
+    number    a number swapped for another ("5 miles" vs "50 miles"), one side counting
+              what the other mentions uncounted ("3 git commits" vs "my last commit"),
+              or adding a year; "three", "3rd" and "3", "sixty thousand", "60k" and
+              "60,000" are alike, a number about what the other does not mention is detail
     unit      the units of measure or currencies differ (km vs miles, GB vs MB)
     date      the time words differ (tomorrow/yesterday, Monday/Friday, January/June)
     entity    a proper noun on one side is absent from the other (Australia vs Austria)
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 from semcache.quality.antonyms import ANTONYM_OF, BASE
@@ -44,22 +49,44 @@ _NEGATIONS = _words(
     "arent wasnt werent wont wouldnt shouldnt couldnt hasnt havent hadnt mustnt aint"
 )
 
-_ZERO_TO_TWENTY = (
+#: The share of a negated sentence's content words the other prompt must have for the
+#: negation to be about what both ask (shaped on the train split: at a quarter it still
+#: fires on 90 % of the negation traps, and on 4.4 % of the paraphrases instead of 6.6 %).
+_NEGATED_SHARE = 0.25
+
+_ZERO_TO_NINETEEN = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-    "fifteen sixteen seventeen eighteen nineteen twenty"
+    "fifteen sixteen seventeen eighteen nineteen"
 )
-# "one" is left out: far more often a pronoun ("which one is better") than a count.
-_NUMBER_WORDS = {w: str(i) for i, w in enumerate(_ZERO_TO_TWENTY.split()) if w != "one"} | {
-    "thirty": "30",
-    "forty": "40",
-    "fifty": "50",
-    "hundred": "100",
-    "thousand": "1000",
-    "million": "1000000",
-    "billion": "1000000000",
-    "dozen": "12",
-    "half": "0.5",
+_TWENTY_TO_NINETY = "twenty thirty forty fifty sixty seventy eighty ninety"
+_THIRD_TO_TWELFTH = "third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth"
+_SMALL = {w: i for i, w in enumerate(_ZERO_TO_NINETEEN.split())}
+_TENS = dict(zip(_TWENTY_TO_NINETY.split(), range(20, 100, 10), strict=True))
+#: Words that multiply the number before them, inside a number ("two hundred and fifty")
+#: or after digits ("1.5 million").
+_MULTIPLIERS = {"dozen": 12, "hundred": 100}
+_SCALES = {"thousand": 1000, "million": 10**6, "billion": 10**9}
+#: Numbers that stand alone. Ordinals from third on: "first" and "second" are far more
+#: often an order or a unit of time ("my first car", "a second screen") than a rank.
+_ALONE: dict[str, float] = {
+    **dict(zip(_THIRD_TO_TWELFTH.split(), range(3, 13), strict=True)),
+    "half": 0.5,
+    "quarter": 0.25,
+    "twice": 2,
 }
+#: What a number word reads as where `swap` and `order` compare words ("three" and "3"
+#: alike). "one" is left out there and alone: far more often a pronoun ("which one is
+#: better") than a count.
+_NUMERALS = {
+    w: str(v) for w, v in (_SMALL | _TENS | _MULTIPLIERS | _SCALES | _ALONE).items() if w != "one"
+}
+#: Words a missing count reads as: "a commit" or "one day" is a count of 1.
+_ONE = _words("a an one single")
+#: Letters after digits that make an ordinal (3rd, 5th), not a thing counted.
+_ORDINAL_SUFFIXES = _words("st nd rd th")
+_YEAR = re.compile(r"(19|20)[0-9][0-9]")
+#: Content words after a number that say what it counts ("3 git commits": git, commit).
+_COUNTED_WORDS = 2
 
 _UNITS = {
     "km": "km",
@@ -176,6 +203,9 @@ _SYMMETRIC_WORDS = _words(
     "and or between vs versus difference differences compare comparison similarities similar"
 )
 
+#: Endings that make a place's people or language: European, Japanese, Israeli.
+_DEMONYM_ENDINGS = _words("n an ian ean ese ish i")
+
 _STOPWORDS = _words(
     "a an the is are was were be been being am do does did doing have has had i me my we our "
     "you your it its this that these those of in on at for with by as and or but if so what "
@@ -217,11 +247,20 @@ class Text:
 
     words: tuple[str, ...]  # normalised, in order
     stems: frozenset[str]
-    negated: bool
+    #: The content stems of each sentence that has a negation in it.
+    negated_sentences: tuple[frozenset[str], ...]
     numbers: frozenset[str]
+    #: Each number with the content words after it (singular), what it counts:
+    #: "3 git commits" -> ("3", {git, commit}).
+    quantities: tuple[tuple[str, frozenset[str]], ...]
+    singulars: frozenset[str]  # every word, singular: what a count is compared with
     units: frozenset[str]
     times: frozenset[str]
     entities: frozenset[str]  # lower-cased proper nouns (capitalised, not sentence-initial)
+    #: The initials of each name of two or more capitalised words (stopwords end a name) or
+    #: capitals ("United States", "JavaScript"), lower-cased, with the name's words: ("us",
+    #: {united, states}).
+    acronyms: tuple[tuple[str, frozenset[str]], ...]
     content: tuple[str, ...]  # content words in order
     #: The content words as `swap` and `order` compare them: stemmed, number words as digits.
     content_stems: tuple[str, ...]
@@ -237,54 +276,153 @@ def read(text: str) -> Text:
     raw = [m.group() for m in matches]
     words = tuple(_normalise(w) for w in raw)
     stems = frozenset(_stem(w) for w in words)
-    numbers = set()
-    for i, w in enumerate(words):
-        if w[0].isdigit():
-            thousands = i + 1 < len(words) and words[i + 1] == "k" and _touching(matches, i)
-            numbers.add(_number(w, thousands))
-        elif w in _NUMBER_WORDS:
-            numbers.add(_NUMBER_WORDS[w])
+    quantities = _quantities(words, matches)
     units = {_UNITS[w] for w in words if w in _UNITS}
     units |= {_UNITS[s] for s in stems if s in _UNITS}
     entities = set()
+    sentences: list[list[str]] = []
+    spaced = []
     previous_end = 0
     for i, m in enumerate(matches):
         w = m.group()
         gap = text[previous_end : m.start()].strip()  # what separates it from the last word
+        spaced.append(not gap)
         sentence_start = (i == 0 and not gap) or (gap != "" and gap[-1] in ".?!:")
-        if any(c.isupper() for c in w) and not sentence_start and not w.startswith("I'"):
+        if any(c.isupper() for c in w) and not sentence_start and w != "I" and w[:2] != "I'":
             entities.add(_normalise(w))
+        if sentence_start or not sentences:
+            sentences.append([])
+        sentences[-1].append(words[i])
         previous_end = m.end()
     content = tuple(w for w in words if w not in _STOPWORDS)
     return Text(
         words=words,
         stems=stems,
-        negated=any(w in _NEGATIONS for w in words),
-        numbers=frozenset(numbers),
+        negated_sentences=tuple(
+            frozenset(_content_stem(w) for w in sentence if w not in _STOPWORDS)
+            for sentence in sentences
+            if not _NEGATIONS.isdisjoint(sentence)
+        ),
+        numbers=frozenset(value for value, _ in quantities),
+        quantities=quantities,
+        singulars=frozenset(_singular(w) for w in words),
         units=frozenset(units),
         times=frozenset(w for w in words if w in _TIME_WORDS),
         entities=frozenset(entities),
+        acronyms=_acronyms(raw, words, spaced),
         content=content,
-        content_stems=tuple(_NUMBER_WORDS.get(w) or _stem(w) for w in content),
+        content_stems=tuple(_content_stem(w) for w in content),
         roles=_roles(words),
     )
+
+
+def _content_stem(word: str) -> str:
+    """A content word as `swap`, `order` and `negation` compare it: stemmed, a number word
+    as its digits."""
+    return _NUMERALS.get(word) or _stem(word)
+
+
+def _quantities(
+    words: tuple[str, ...], matches: list[re.Match[str]]
+) -> tuple[tuple[str, frozenset[str]], ...]:
+    """Every number of a prompt, digits or spelled out, with what it counts."""
+    found = []
+    i = 0
+    while i < len(words):
+        value, end = _number_at(words, matches, i)
+        if value is None:
+            i += 1
+            continue
+        found.append((value, _counted(words, end)))
+        i = end
+    return tuple(found)
+
+
+def _number_at(
+    words: tuple[str, ...], matches: list[re.Match[str]], i: int
+) -> tuple[str | None, int]:
+    """The number that starts at word i, as the guards compare it ("60,000", "60000",
+    "60k" and "sixty thousand" alike), and the index of the word after it."""
+    if not words[i][0].isdigit():
+        return _spelled_at(words, i)
+    try:
+        value = float(words[i].replace(",", ""))
+    except ValueError:  # "1.2.3": a version, not an amount
+        return words[i], i + 1
+    end = i + 1
+    if end < len(words) and words[end] == "k" and _touching(matches, i):
+        value, end = value * 1000, end + 1
+    while end < len(words) and (words[end] in _MULTIPLIERS or words[end] in _SCALES):
+        value, end = value * (_MULTIPLIERS | _SCALES)[words[end]], end + 1
+    return _numeral(value), end
+
+
+def _spelled_at(words: tuple[str, ...], i: int) -> tuple[str | None, int]:
+    """A number spelled out from word i ("thirty-one", "two hundred and fifty", "a
+    hundred", "twenty thousand", "third"), read as far as it reads as one number."""
+    if words[i] in _ALONE:
+        return _numeral(_ALONE[words[i]]), i + 1
+    total = current = 0
+    end, last = i, ""
+    while end < len(words):
+        word = words[end]
+        if word in _SMALL and (
+            last in ("", "multiplier", "scale", "and") or (last == "tens" and _SMALL[word] < 10)
+        ):
+            current, last = current + _SMALL[word], "small"
+        elif word in _TENS and last in ("", "multiplier", "scale", "and"):
+            current, last = current + _TENS[word], "tens"
+        elif word in _MULTIPLIERS and last in ("", "small", "tens"):
+            current, last = (current or 1) * _MULTIPLIERS[word], "multiplier"
+        elif word in _SCALES and last in ("", "small", "tens", "multiplier"):
+            total, current, last = total + (current or 1) * _SCALES[word], 0, "scale"
+        elif (
+            word == "and"
+            and last in ("multiplier", "scale")
+            and end + 1 < len(words)
+            and (words[end + 1] in _SMALL or words[end + 1] in _TENS)
+        ):
+            last = "and"
+        else:
+            break
+        end += 1
+    if end == i or words[i:end] == ("one",):
+        return None, i
+    return _numeral(total + current), end
+
+
+def _numeral(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _counted(words: tuple[str, ...], end: int) -> frozenset[str]:
+    """The first content words after a number that ends before word `end`, singular: what
+    it counts ("3 git commits", "2 of the 3 doses", "5th-generation iPad")."""
+    counted: list[str] = []
+    for word in words[end : end + _COUNTED_WORDS + 2]:
+        if word[0].isdigit() or word in _NUMERALS or word in _STOPWORDS:
+            continue
+        if word in _ORDINAL_SUFFIXES and not counted:
+            continue
+        counted.append(_singular(word))
+        if len(counted) == _COUNTED_WORDS:
+            break
+    return frozenset(counted)
+
+
+def _singular(word: str) -> str:
+    """A plural as its singular, for matching a count with what it counts (the stemmer
+    reads "order" as "ord" but "orders" as "order")."""
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        return word[:-1]
+    return word
 
 
 def _touching(matches: list[re.Match[str]], i: int) -> bool:
     """Whether word i+1 follows word i with nothing between ("60k", not "60 k")."""
     return matches[i].end() == matches[i + 1].start()
-
-
-def _number(digits: str, thousands: bool) -> str:
-    """A number as the guards compare it: "60,000", "60000" and "60k" alike."""
-    plain = digits.replace(",", "")
-    if not thousands:
-        return plain
-    try:
-        value = float(plain) * 1000
-    except ValueError:  # "1.2.3": a version, not an amount
-        return plain
-    return str(int(value)) if value.is_integer() else str(value)
 
 
 def _roles(words: tuple[str, ...]) -> tuple[tuple[str, frozenset[str], frozenset[str]], ...]:
@@ -299,6 +437,18 @@ def _roles(words: tuple[str, ...]) -> tuple[tuple[str, frozenset[str], frozenset
         after = [w for w in words[i + 1 : bounds[k + 2]] if w not in _STOPWORDS]
         roles.append((words[i], frozenset(before[-_ROLE_WORDS:]), frozenset(after[:_ROLE_WORDS])))
     return tuple(roles)
+
+
+def _negates(a: Text, b: Text) -> bool:
+    """Whether `a` negates something `b` is about: a sentence with a negation, at least
+    `_NEGATED_SHARE` of whose content words `b` has too. A "not" in the pleasantries
+    around a request ("Trying not to buy more than I need. Can I use my PS4 controller on
+    a PS5?") is not about the question."""
+    other = set(b.content_stems)
+    return any(
+        len(sentence & other) >= max(1, _NEGATED_SHARE * len(sentence))
+        for sentence in a.negated_sentences
+    )
 
 
 def _antonym(a: Text, b: Text) -> bool:
@@ -332,17 +482,84 @@ def misspelled(x: str, y: str, shortest: int = 5) -> bool:
     return row[-1] <= limit
 
 
-def _unmatched(names: frozenset[str], other: Text) -> set[str]:
-    """Names the other prompt mentions in no form, not even mistyped."""
-    words = set(other.words) | other.stems
-    return {n for n in names - words if not any(misspelled(n, w, shortest=6) for w in words)}
+def _number(a: Text, b: Text) -> bool:
+    """A number swapped for another ("5 miles" vs "50 miles"), or one side counting
+    something the other mentions uncounted. A number one side adds about something the
+    other does not mention is detail ("I have 2 million rows. How do I sample 1,000?" vs
+    "how do I sample 1,000 rows").)"""
+    count_a = Counter(value for value, _ in a.quantities)
+    count_b = Counter(value for value, _ in b.quantities)
+    if count_a - count_b and count_b - count_a:  # "20 cm and 20 cm" vs "20 cm and 24 cm"
+        return True
+    only_a, only_b = a.numbers - b.numbers, b.numbers - a.numbers
+    return _counts_more(a, only_a, b) or _counts_more(b, only_b, a)
+
+
+def _counts_more(a: Text, added: frozenset[str], b: Text) -> bool:
+    """Whether `a` counts something `b` mentions without that count: "3 git commits" vs
+    "my last git commit" (a commit, one day: a count of 1), "the first 2 sheets" vs
+    "every sheet"."""
+    one = not _ONE.isdisjoint(b.words)
+    if any(_YEAR.fullmatch(v) for v in added) and not any(_YEAR.fullmatch(v) for v in b.numbers):
+        return True  # "in 2022", "since 2010": a year that narrows the question
+    return any(
+        value in added and not (value == "1" and one) and not counted.isdisjoint(b.singulars)
+        for value, counted in a.quantities
+    )
+
+
+def _acronyms(
+    raw: list[str], words: tuple[str, ...], spaced: list[bool]
+) -> tuple[tuple[str, frozenset[str]], ...]:
+    """Names that can be written by their initials: runs of capitalised words with only
+    spaces between (`spaced`: nothing but spaces before the word) ("United States": us)
+    and words with capitals inside ("JavaScript": js)."""
+    names: list[list[int]] = []
+    run: list[int] = []
+    for i, word in enumerate(raw):
+        capitalised = word[:1].isupper() and word != "I" and words[i] not in _STOPWORDS
+        if not (capitalised and spaced[i]):
+            names.append(run)
+            run = []
+        if capitalised:
+            run.append(i)
+    names.append(run)
+    found = [
+        ("".join(raw[i][0] for i in name).lower(), frozenset(words[i] for i in name))
+        for name in names
+        if len(name) >= 2
+    ]
+    for word, normal in zip(raw, words, strict=True):
+        capitals = "".join(c for c in word if c.isupper())
+        if len(capitals) >= 2 and word[0].isupper() and not word.isupper():
+            found.append((capitals.lower(), frozenset([normal])))
+    return tuple(found)
+
+
+def _unmatched(a: Text, b: Text) -> set[str]:
+    """Names of `a` that `b` mentions in no form: not as written, mistyped, by their
+    initials ("US" for United States, "JS" for JavaScript) or spelled out for initials,
+    nor as the people of a place ("Europe" and "European")."""
+    words = set(b.words) | b.stems
+    spelled_out = {w for initials, name in a.acronyms if initials in words for w in name}
+    named = a.entities - words - spelled_out - {initials for initials, _ in b.acronyms}
+    return {
+        n for n in named if not any(misspelled(n, w, shortest=6) or _demonym(n, w) for w in words)
+    }
+
+
+def _demonym(x: str, y: str) -> bool:
+    """Whether one word is the other with the ending of its people: Europe and European,
+    Japan and Japanese, Israel and Israeli (not Java and JavaScript)."""
+    longer, shorter = (x, y) if len(x) > len(y) else (y, x)
+    return longer.startswith(shorter) and longer[len(shorter) :] in _DEMONYM_ENDINGS
 
 
 def _entity(a: Text, b: Text) -> bool:
     """A swapped proper noun: each side names one the other does not mention at all (in any
     case, or mistyped). One side adding a name ("HTTP 502" vs "502") is detail, not a
     different thing."""
-    return bool(_unmatched(a.entities, b)) and bool(_unmatched(b.entities, a))
+    return bool(_unmatched(a, b)) and bool(_unmatched(b, a))
 
 
 def _order(a: Text, b: Text) -> bool:
@@ -400,9 +617,9 @@ def signals(query: str | Text, cached: str | Text) -> tuple[str, ...]:
     a = read(query) if isinstance(query, str) else query
     b = read(cached) if isinstance(cached, str) else cached
     fired = {
-        "negation": a.negated != b.negated,
+        "negation": _negates(a, b) != _negates(b, a),
         "antonym": _antonym(a, b),
-        "number": a.numbers != b.numbers,
+        "number": _number(a, b),
         # Units and time words: a substitution (both sides have some, and they differ), not
         # one side being more specific ("how early" vs "how many hours").
         "unit": bool(a.units) and bool(b.units) and a.units != b.units,
