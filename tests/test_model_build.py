@@ -7,9 +7,16 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from embed_svc.build import recipe
 
+#: The tuned steps with one training step: examples, export, int8 and the gate over the dev
+#: split take 3-4 minutes on two AVX2 cores.
+BUILD_SECONDS = 900
 
+
+@pytest.mark.timeout(BUILD_SECONDS + 30)
 def test_a_tuned_model_that_fails_its_gate_is_refused_and_nothing_is_kept(tmp_path) -> None:
     """One training step leaves the model about as good as the stock one: the gate must
     refuse it, and the cache must hold no tuned model afterwards (a private cache that
