@@ -93,6 +93,7 @@ def test_detects_code(prompt: str, category: str) -> None:
         ("Who won the most Super Bowls?", "Who won the most Super Bowls since 2010?", "number"),
         ("Write about our third store opening", "Write about our fifth store opening", "number"),
         ("How many cups are in a liter?", "How many cups are in a gallon?", "unit"),
+        ("Is 20,000 miles a lot?", "Is 20,000 km a lot?", "unit"),  # plurals are units
         ("Is the post office open on Monday?", "Is the post office open on Friday?", "date"),
         ("What is the capital of Australia?", "What is the capital of Austria?", "entity"),
         ("Is it hard to learn Java?", "Is it hard to learn JavaScript?", "entity"),
@@ -122,6 +123,10 @@ def test_each_guard_fires_on_its_trap(a: str, b: str, guard: str) -> None:
             "Should I heat a pulled hamstring a day later?",
         ),
         ("Give me two hundred and fifty words on tea", "Give me 250 words on tea"),
+        (  # "a bit" is no unit
+            "I'm a bit lost. How long should I brine a 14 lb turkey?",
+            "How long should I brine a 14 lb turkey?",
+        ),
         (  # a "not" in the pleasantries is not about the question
             "Hi! Trying not to buy more than I need. Can I use my PS4 controller on a PS5?",
             "Can I use my PS4 controller on a PS5?",

@@ -136,7 +136,9 @@ _UNITS = {
     "week": "week",
     "month": "month",
     "year": "year",
+    "yr": "year",
     "mph": "mph",
+    "knot": "kn",
     "kph": "kph",
     "kmh": "kph",
     "kb": "kB",
@@ -203,6 +205,8 @@ _SYMMETRIC_WORDS = _words(
     "and or between vs versus difference differences compare comparison similarities similar"
 )
 
+#: "a bit", "a little bit": not the unit.
+_WORDS_BEFORE_A_BIT = _words("a little")
 #: Endings that make a place's people or language: European, Japanese, Israeli.
 _DEMONYM_ENDINGS = _words("n an ian ean ese ish i")
 
@@ -277,8 +281,12 @@ def read(text: str) -> Text:
     words = tuple(_normalise(w) for w in raw)
     stems = frozenset(_stem(w) for w in words)
     quantities = _quantities(words, matches)
-    units = {_UNITS[w] for w in words if w in _UNITS}
-    units |= {_UNITS[s] for s in stems if s in _UNITS}
+    units = frozenset(
+        unit
+        for i, w in enumerate(words)
+        if (unit := _UNITS.get(w) or _UNITS.get(_singular(w)) or _UNITS.get(_stem(w)))
+        and not (unit == "bit" and i and words[i - 1] in _WORDS_BEFORE_A_BIT)
+    )
     entities = set()
     sentences: list[list[str]] = []
     spaced = []
@@ -306,7 +314,7 @@ def read(text: str) -> Text:
         numbers=frozenset(value for value, _ in quantities),
         quantities=quantities,
         singulars=frozenset(_singular(w) for w in words),
-        units=frozenset(units),
+        units=units,
         times=frozenset(w for w in words if w in _TIME_WORDS),
         entities=frozenset(entities),
         acronyms=_acronyms(raw, words, spaced),
