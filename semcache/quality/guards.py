@@ -66,6 +66,7 @@ _TENS = dict(zip(_TWENTY_TO_NINETY.split(), range(20, 100, 10), strict=True))
 #: or after digits ("1.5 million").
 _MULTIPLIERS = {"dozen": 12, "hundred": 100}
 _SCALES = {"thousand": 1000, "million": 10**6, "billion": 10**9}
+_TIMES = _MULTIPLIERS | _SCALES
 #: Numbers that stand alone. Ordinals from third on: "first" and "second" are far more
 #: often an order or a unit of time ("my first car", "a second screen") than a rank.
 _ALONE: dict[str, float] = {
@@ -77,9 +78,7 @@ _ALONE: dict[str, float] = {
 #: What a number word reads as where `swap` and `order` compare words ("three" and "3"
 #: alike). "one" is left out there and alone: far more often a pronoun ("which one is
 #: better") than a count.
-_NUMERALS = {
-    w: str(v) for w, v in (_SMALL | _TENS | _MULTIPLIERS | _SCALES | _ALONE).items() if w != "one"
-}
+_NUMERALS = {w: str(v) for w, v in (_SMALL | _TENS | _TIMES | _ALONE).items() if w != "one"}
 #: Words a missing count reads as: "a commit" or "one day" is a count of 1.
 _ONE = _words("a an one single")
 #: Letters after digits that make an ordinal (3rd, 5th), not a thing counted.
@@ -279,12 +278,12 @@ def read(text: str) -> Text:
     matches = list(itertools.islice(_WORD.finditer(text), MAX_WORDS))
     raw = [m.group() for m in matches]
     words = tuple(_normalise(w) for w in raw)
-    stems = frozenset(_stem(w) for w in words)
+    stem_of = {w: _stem(w) for w in set(words)}
     quantities = _quantities(words, matches)
     units = frozenset(
         unit
         for i, w in enumerate(words)
-        if (unit := _UNITS.get(w) or _UNITS.get(_singular(w)) or _UNITS.get(_stem(w)))
+        if (unit := _UNITS.get(w) or _UNITS.get(_singular(w)) or _UNITS.get(stem_of[w]))
         and not (unit == "bit" and i and words[i - 1] in _WORDS_BEFORE_A_BIT)
     )
     entities = set()
@@ -305,9 +304,9 @@ def read(text: str) -> Text:
     content = tuple(w for w in words if w not in _STOPWORDS)
     return Text(
         words=words,
-        stems=stems,
+        stems=frozenset(stem_of.values()),
         negated_sentences=tuple(
-            frozenset(_content_stem(w) for w in sentence if w not in _STOPWORDS)
+            frozenset(_content_stem(w, stem_of[w]) for w in sentence if w not in _STOPWORDS)
             for sentence in sentences
             if not _NEGATIONS.isdisjoint(sentence)
         ),
@@ -319,15 +318,15 @@ def read(text: str) -> Text:
         entities=frozenset(entities),
         acronyms=_acronyms(raw, words, spaced),
         content=content,
-        content_stems=tuple(_content_stem(w) for w in content),
+        content_stems=tuple(_content_stem(w, stem_of[w]) for w in content),
         roles=_roles(words),
     )
 
 
-def _content_stem(word: str) -> str:
-    """A content word as `swap`, `order` and `negation` compare it: stemmed, a number word
+def _content_stem(word: str, stem: str) -> str:
+    """A content word as `swap`, `order` and `negation` compare it: its stem, a number word
     as its digits."""
-    return _NUMERALS.get(word) or _stem(word)
+    return _NUMERALS.get(word) or stem
 
 
 def _quantities(
@@ -360,8 +359,8 @@ def _number_at(
     end = i + 1
     if end < len(words) and words[end] == "k" and _touching(matches, i):
         value, end = value * 1000, end + 1
-    while end < len(words) and (words[end] in _MULTIPLIERS or words[end] in _SCALES):
-        value, end = value * (_MULTIPLIERS | _SCALES)[words[end]], end + 1
+    while end < len(words) and words[end] in _TIMES:
+        value, end = value * _TIMES[words[end]], end + 1
     return _numeral(value), end
 
 
@@ -494,7 +493,7 @@ def _number(a: Text, b: Text) -> bool:
     """A number swapped for another ("5 miles" vs "50 miles"), or one side counting
     something the other mentions uncounted. A number one side adds about something the
     other does not mention is detail ("I have 2 million rows. How do I sample 1,000?" vs
-    "how do I sample 1,000 rows").)"""
+    "how do I sample 1,000 rows")."""
     count_a = Counter(value for value, _ in a.quantities)
     count_b = Counter(value for value, _ in b.quantities)
     if count_a - count_b and count_b - count_a:  # "20 cm and 20 cm" vs "20 cm and 24 cm"
