@@ -563,9 +563,9 @@ def _demonym(x: str, y: str) -> bool:
 
 
 def _entity(a: Text, b: Text) -> bool:
-    """A swapped proper noun: each side names one the other does not mention at all (in any
-    case, or mistyped). One side adding a name ("HTTP 502" vs "502") is detail, not a
-    different thing."""
+    """A swapped proper noun: each side names one the other does not mention in any form
+    (`_unmatched`: any case, mistyped, by initials, as its people). One side adding a name
+    ("HTTP 502" vs "502") is detail, not a different thing."""
     return bool(_unmatched(a, b)) and bool(_unmatched(b, a))
 
 
