@@ -312,36 +312,26 @@ class ShardHandlers:
     async def invalidate(
         self, request: cache_pb2.InvalidateRequest
     ) -> cache_pb2.InvalidateResponse:
-        target = request.target
-        if target == _Targets.TARGET_UNSPECIFIED and request.entry_id:
-            target = _Targets.TARGET_ENTRY
         tenant = keys.tenant_of(request.scope)
         with _as_call_errors():
-            validation.check_scope(request.scope, self.limits)
-            if target == _Targets.TARGET_ENTRY:
-                validation.check_entry_id(request.entry_id)
-                removed = await self.shard.invalidate_entry(request.entry_id, tenant)
-            elif target == _Targets.TARGET_NAMESPACE:
+            target = validation.check_invalidate(request, self.limits)
+            if target == _Targets.TARGET_NAMESPACE:
                 removed = await self.shard.invalidate_namespace(keys.namespace_key(request.scope))
             elif target == _Targets.TARGET_TENANT:
                 removed = await self.shard.invalidate_tenant(tenant)
             else:
-                raise validation.InvalidRequestError(
-                    "target: set target (ENTRY, NAMESPACE or TENANT) or entry_id"
-                )
+                validation.check_entry_id(request.entry_id)
+                removed = await self.shard.invalidate_entry(request.entry_id, tenant)
         return cache_pb2.InvalidateResponse(removed=removed)
 
     async def feedback(self, request: cache_pb2.FeedbackRequest) -> cache_pb2.FeedbackResponse:
         tenant = keys.tenant_of(request.scope)
         with _as_call_errors():
-            validation.check_scope(request.scope, self.limits)
-            validation.check_entry_id(request.entry_id)
+            validation.check_feedback(request, self.limits)
             if request.verdict == _Verdicts.VERDICT_WRONG_HIT:
                 return cache_pb2.FeedbackResponse(
                     removed=await self.shard.wrong_hit(request.entry_id, tenant)
                 )
-            if request.verdict == _Verdicts.VERDICT_CORRECT_HIT:
-                await self.shard.entry(request.entry_id, tenant)  # must exist and be theirs
-                return cache_pb2.FeedbackResponse(removed=False)
-            raise validation.InvalidRequestError("verdict: WRONG_HIT or CORRECT_HIT required")
+            await self.shard.entry(request.entry_id, tenant)  # must exist and be theirs
+            return cache_pb2.FeedbackResponse(removed=False)
         raise AssertionError("unreachable")

@@ -255,20 +255,15 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
         self, request: cache_pb2.InvalidateRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.InvalidateResponse:
         with _answered("Invalidate", context):
-            target = request.target
             try:
                 self.router.authorize(request.scope, context)
-                validation.check_scope(request.scope, self.limits)
+                target = validation.check_invalidate(request, self.limits)
                 if target == cache_pb2.InvalidateRequest.TARGET_TENANT:
                     return await self._invalidate_everywhere(request, context)
                 if target == cache_pb2.InvalidateRequest.TARGET_NAMESPACE:
                     key = keys.namespace_key(request.scope)
-                elif request.entry_id or target == cache_pb2.InvalidateRequest.TARGET_ENTRY:
-                    key = validation.check_entry_id(request.entry_id)
                 else:
-                    raise validation.InvalidRequestError(
-                        "target: set target (ENTRY, NAMESPACE or TENANT) or entry_id"
-                    )
+                    key = validation.check_entry_id(request.entry_id)
                 return await self.router.failover(
                     key, lambda m, t: _rpc(m.cache.Invalidate(request, timeout=t)), context
                 )
@@ -343,8 +338,7 @@ class RouterCacheServicer(cache_pb2_grpc.SemanticCacheServicer):
         with _answered("Feedback", context):
             try:
                 self.router.authorize(request.scope, context)
-                validation.check_scope(request.scope, self.limits)
-                key = validation.check_entry_id(request.entry_id)
+                key = validation.check_feedback(request, self.limits)
                 return await self.router.failover(
                     key, lambda m, t: _rpc(m.cache.Feedback(request, timeout=t)), context
                 )

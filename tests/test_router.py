@@ -140,6 +140,22 @@ async def test_bad_input_is_refused_at_the_router(embedder_address, redis_server
         assert answered("Feedback", "INVALID_ARGUMENT") >= 1
 
 
+async def test_unknown_enum_values_are_refused_by_name(embedder_address, redis_server) -> None:
+    """A target or verdict number the contract does not define (a newer client, a made-up
+    request) is refused naming the field and the value, not read as another target."""
+    entry_id = "0" * 32 + "." + "0" * 16
+    async with mesh(embedder_address, redis_server.url) as m:
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await m["cache"].Invalidate(cache_pb2.InvalidateRequest(target=7, entry_id=entry_id))
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "target: unknown value 7" in (error.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await m["cache"].Feedback(cache_pb2.FeedbackRequest(entry_id=entry_id, verdict=9))
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "verdict:" in (error.value.details() or "")
+        assert "got 9" in (error.value.details() or "")
+
+
 class DownUpstream(EchoBackend):
     """An LLM that answers 503: the shard says UNAVAILABLE, marked as the upstream's."""
 

@@ -187,6 +187,37 @@ def check_store(request: cache_pb2.StoreRequest, limits: RequestLimits) -> None:
         _check_ttl("ttl_seconds", request.ttl_seconds, limits)
 
 
+_Targets = cache_pb2.InvalidateRequest
+_Verdicts = cache_pb2.FeedbackRequest
+
+
+def check_invalidate(request: cache_pb2.InvalidateRequest, limits: RequestLimits) -> int:
+    """What the Invalidate removes: its target (`InvalidateRequest.Target`), ENTRY when only
+    `entry_id` is set; for ENTRY, `check_entry_id` gives the entry's namespace."""
+    check_scope(request.scope, limits)
+    target = request.target
+    if target == _Targets.TARGET_UNSPECIFIED:
+        if not request.entry_id:
+            raise InvalidRequestError("target: set target (ENTRY, NAMESPACE or TENANT) or entry_id")
+        return _Targets.TARGET_ENTRY
+    if target not in (_Targets.TARGET_ENTRY, _Targets.TARGET_NAMESPACE, _Targets.TARGET_TENANT):
+        # An enum value from a newer contract, or a number a hand-written request made up.
+        raise InvalidRequestError(
+            f"target: unknown value {target}; ENTRY (1), NAMESPACE (2) or TENANT (3)"
+        )
+    return target
+
+
+def check_feedback(request: cache_pb2.FeedbackRequest, limits: RequestLimits) -> str:
+    """The namespace of the entry the feedback is about."""
+    check_scope(request.scope, limits)
+    if request.verdict not in (_Verdicts.VERDICT_WRONG_HIT, _Verdicts.VERDICT_CORRECT_HIT):
+        raise InvalidRequestError(
+            f"verdict: WRONG_HIT (1) or CORRECT_HIT (2) required, got {request.verdict}"
+        )
+    return check_entry_id(request.entry_id)
+
+
 def check_export(request: cache_pb2.ExportRequest, limits: RequestLimits) -> None:
     _check_name("tenant", request.tenant, limits)
     if request.namespace and not keys.is_namespace_key(request.namespace):
