@@ -182,13 +182,19 @@ def _parse(body: Any, tenant: str, *, no_cache: bool, no_store: bool) -> ChatCal
         # Upstream as sent (the body travels intact); a minimal scope passes the router's
         # validation, and nothing is looked up, shared in flight or stored.
         bypass = True
-        scope = cache_pb2.Scope(tenant=tenant, model=model[: _LIMITS.max_name_bytes])
+        scope = cache_pb2.Scope(tenant=tenant, model=_clipped(model, _LIMITS.max_name_bytes))
         prompt = prompt[:1024] if prompt.strip() else "(no text)"
     control = cache_pb2.CacheControl(no_cache=no_cache or bypass, no_store=no_store or bypass)
     request = cache_pb2.CompleteRequest(
         scope=scope, prompt=prompt, cache_control=control, upstream_request_json=json.dumps(body)
     )
     return ChatCall(request, model, stream, bool(options.get("include_usage")), bypass)
+
+
+def _clipped(text: str, max_bytes: int) -> str:
+    """`text` cut to at most `max_bytes` of UTF-8, never inside a character (the limits
+    count bytes, not characters)."""
+    return text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
 
 
 def status_header(call: ChatCall, info: cache_pb2.CacheInfo) -> str:

@@ -18,6 +18,7 @@ from router_svc import chat
 from router_svc.http import running_http_front
 from router_svc.service import running_router
 from semcache.client import AsyncClient, scope_from_messages
+from semcache.runtime import validation
 from semcache.runtime.validation import RequestLimits
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 from tests.conftest import router_config, shard_config
@@ -406,3 +407,9 @@ def test_a_request_beyond_the_cache_limits_goes_upstream_as_sent() -> None:
     ):
         call = chat.parse({"model": "gpt-test", "messages": big}, "t")
         assert call.bypass and call.request.cache_control.no_store
+    # A model name over the limit in bytes though not in characters: the bypass request
+    # must still pass the router's checks, or the caller gets a 400 instead of the upstream.
+    call = chat.parse({"model": "é" * limits.max_name_bytes, "messages": messages(QUESTION)}, "t")
+    assert call.bypass
+    validation.check_lookup(call.request, limits)
+    assert call.model == "é" * limits.max_name_bytes  # what goes upstream is as sent
