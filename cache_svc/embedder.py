@@ -23,6 +23,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import grpc
 import numpy as np
 
 from cache_svc import metrics
@@ -32,6 +33,7 @@ from semcache.metadata import status_code
 from semcache.runtime import tracing
 from semcache.runtime.breaker import CircuitBreaker
 from semcache.runtime.mux import STREAM_MAX_AGE_SECONDS, RenewingStream, StreamClosedError
+from semcache.runtime.validation import EMBED_TEXT_MAX_BYTES, clipped
 from semcache.tls import TlsFiles, open_channel
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
 
@@ -39,7 +41,8 @@ log = logging.getLogger(__name__)
 
 
 class EmbedderUnavailableError(Exception):
-    """The embedder could not embed the text (down, overloaded or too slow)."""
+    """The embedder could not embed the text (down, overloaded, too slow, or it refused the
+    text)."""
 
 
 #: What `refresh_models` embeds: any text does, the answer names the current model.
@@ -161,6 +164,9 @@ class EmbedderClient:
                 self.breaker.failed(time.monotonic())
 
     async def _fetch(self, text: str, model: str, budget: float) -> Vector:
+        # A prompt longer than an embedder takes (a shard may allow longer ones) gets the
+        # vector of its head, all the model would read of it anyway.
+        text = clipped(text, EMBED_TEXT_MAX_BYTES)
         request = embedder_pb2.EmbedStreamRequest(
             request=embedder_pb2.EmbedRequest(texts=[text], model=model),
             trace_context=tracing.carrier(),
@@ -183,9 +189,12 @@ class EmbedderClient:
             self._failed()
             raise EmbedderUnavailableError(str(e)) from e
         if reply.HasField("error"):
-            self._failed()
-            code = status_code(reply.error.code).name
-            raise EmbedderUnavailableError(f"{code}: {reply.error.message}")
+            code = status_code(reply.error.code)
+            # A refused text (an embedder configured with lower limits) says nothing of the
+            # embedder's health: only its failures count towards opening the circuit.
+            if code != grpc.StatusCode.INVALID_ARGUMENT:
+                self._failed()
+            raise EmbedderUnavailableError(f"{code.name}: {reply.error.message}")
         self.healthy = True
         if not self.breaker.closed:
             log.info("embedder circuit closed", extra={"embedder": self.address})

@@ -23,7 +23,6 @@ from semcache.runtime.breaker import CircuitBreaker
 from semcache.runtime.config import ShardConfig
 from semcache.runtime.registry import Heartbeat
 from semcache.runtime.server import GrpcServer, Service
-from semcache.runtime.validation import RequestLimits
 from semcache.v1 import cache_pb2, cache_pb2_grpc, link_pb2, link_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,7 @@ async def running_shard(
     """
     shard = make_shard(config, llm)
     await shard.start()
-    limits = RequestLimits(max_prompt_bytes=config.max_prompt_bytes)
+    limits = config.request_limits
     handlers = ShardHandlers(shard, limits)
     cache = CacheServicer(handlers)
     link = ShardLinkServicer(handlers)

@@ -16,6 +16,7 @@ from embed_svc.metrics import TRACER
 from embed_svc.models import ModelSet
 from semcache.runtime import tracing
 from semcache.runtime.mux import serve_stream
+from semcache.runtime.validation import EMBED_TEXT_MAX_BYTES
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class RequestLimits:
     max_texts: int = 256
-    max_text_bytes: int = 32 * 1024
+    max_text_bytes: int = EMBED_TEXT_MAX_BYTES
 
 
 def validate_texts(texts: list[str], limits: RequestLimits) -> str | None:

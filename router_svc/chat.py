@@ -41,7 +41,7 @@ _NOT_ANSWER = {
 }
 #: The cache keeps one text answer per prompt: requests whose answer is something else
 #: (tool calls, several choices, log probabilities, audio) are refused, not half-served.
-_LIMITS = RequestLimits()
+_DEFAULT_LIMITS = RequestLimits()
 
 
 class ChatRequestError(ValueError):
@@ -124,30 +124,39 @@ def _unsupported(body: dict[str, Any]) -> None:
         raise ChatRequestError("audio output is not supported by the semcache front", "modalities")
 
 
-def _over_limits(scope: cache_pb2.Scope, prompt: str) -> bool:
+def _over_limits(scope: cache_pb2.Scope, prompt: str, limits: RequestLimits) -> bool:
     try:
-        validation.check_sizes(scope, prompt, _LIMITS)
+        validation.check_sizes(scope, prompt, limits)
     except validation.InvalidRequestError:
         return True
     return False
 
 
-def parse(body: Any, tenant: str, *, no_cache: bool = False, no_store: bool = False) -> ChatCall:
+def parse(
+    body: Any,
+    tenant: str,
+    *,
+    no_cache: bool = False,
+    no_store: bool = False,
+    limits: RequestLimits = _DEFAULT_LIMITS,
+) -> ChatCall:
     """The semcache call for a chat completion request body (parsed JSON).
 
     Requests the cache cannot key (non-text content, a conversation that ends with a tool
-    result, beyond the cache's size limits) bypass it: they go upstream as sent, nothing is
-    looked up or stored.
+    result, beyond the cache's size limits: the router's `limits`) bypass it: they go
+    upstream as sent, nothing is looked up or stored.
     """
     try:
-        return _parse(body, tenant, no_cache=no_cache, no_store=no_store)
+        return _parse(body, tenant, no_cache=no_cache, no_store=no_store, limits=limits)
     except UnicodeEncodeError:  # JSON may escape a lone surrogate; protobuf strings refuse it
         raise ChatRequestError(
             "text must be valid Unicode: a lone surrogate (\\ud800-\\udfff) is not text"
         ) from None
 
 
-def _parse(body: Any, tenant: str, *, no_cache: bool, no_store: bool) -> ChatCall:
+def _parse(
+    body: Any, tenant: str, *, no_cache: bool, no_store: bool, limits: RequestLimits
+) -> ChatCall:
     if not isinstance(body, dict):
         raise ChatRequestError("the body must be a JSON object")
     _unsupported(body)
@@ -178,23 +187,19 @@ def _parse(body: Any, tenant: str, *, no_cache: bool, no_store: bool) -> ChatCal
         params=params,
         history=[cache_pb2.Turn(role=r, content=c) for r, c in conversation.history],
     )
-    if bypass or _over_limits(scope, prompt):
+    if bypass or _over_limits(scope, prompt, limits):
         # Upstream as sent (the body travels intact); a minimal scope passes the router's
         # validation, and nothing is looked up, shared in flight or stored.
         bypass = True
-        scope = cache_pb2.Scope(tenant=tenant, model=_clipped(model, _LIMITS.max_name_bytes))
+        scope = cache_pb2.Scope(
+            tenant=tenant, model=validation.clipped(model, limits.max_name_bytes)
+        )
         prompt = prompt[:1024] if prompt.strip() else "(no text)"
     control = cache_pb2.CacheControl(no_cache=no_cache or bypass, no_store=no_store or bypass)
     request = cache_pb2.CompleteRequest(
         scope=scope, prompt=prompt, cache_control=control, upstream_request_json=json.dumps(body)
     )
     return ChatCall(request, model, stream, bool(options.get("include_usage")), bypass)
-
-
-def _clipped(text: str, max_bytes: int) -> str:
-    """`text` cut to at most `max_bytes` of UTF-8, never inside a character (the limits
-    count bytes, not characters)."""
-    return text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
 
 
 def status_header(call: ChatCall, info: cache_pb2.CacheInfo) -> str:

@@ -33,6 +33,7 @@ from router_svc.metrics import TRACER
 from semcache.channel import CHANNEL_OPTIONS
 from semcache.runtime import tracing
 from semcache.runtime.status import CallError
+from semcache.runtime.validation import RequestLimits
 from semcache.tls import TlsFiles, open_channel
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 
@@ -88,12 +89,14 @@ class ChatFront:
         auth: bool,
         models: Sequence[str] = (),
         timeout: float = 120.0,
+        limits: RequestLimits | None = None,
     ) -> None:
         self.stub = cache_pb2_grpc.SemanticCacheStub(channel)
         self.health = health_pb2_grpc.HealthStub(channel)
         self.auth = auth
         self.models = list(models)
         self.timeout = timeout
+        self.limits = limits or RequestLimits()
         self.app = web.Application(client_max_size=MAX_BODY_BYTES)
         self.app.add_routes(
             [
@@ -114,7 +117,11 @@ class ChatFront:
         tenant = "" if self.auth else request.headers.get("X-Tenant-ID", "default")
         control = {d.strip().lower() for d in request.headers.get("Cache-Control", "").split(",")}
         return chat.parse(
-            body, tenant, no_cache="no-cache" in control, no_store="no-store" in control
+            body,
+            tenant,
+            no_cache="no-cache" in control,
+            no_store="no-store" in control,
+            limits=self.limits,
         )
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
@@ -284,11 +291,12 @@ async def running_http_front(
     models: Sequence[str] = (),
     tls: TlsFiles | None = None,
     https: ssl.SSLContext | None = None,
+    limits: RequestLimits | None = None,
 ) -> AsyncIterator[int]:
     """Serves the front on host:port (HTTPS with `https`) for the router at `router`, dialed
     with `tls`; yields the bound port."""
     channel = open_channel(router, tls, CHANNEL_OPTIONS)
-    front = ChatFront(channel, auth=auth, models=models)
+    front = ChatFront(channel, auth=auth, models=models, limits=limits)
     runner = web.AppRunner(front.app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=https)

@@ -11,7 +11,6 @@ from router_svc.pool import ShardPool
 from router_svc.servicer import Router, RouterAdminServicer, RouterCacheServicer
 from semcache.runtime.config import RouterConfig
 from semcache.runtime.server import GrpcServer, Service
-from semcache.runtime.validation import RequestLimits
 from semcache.v1 import cache_pb2, cache_pb2_grpc
 
 
@@ -37,6 +36,7 @@ def _http_front(config: RouterConfig, grpc_port: int) -> contextlib.AbstractAsyn
         models=models,
         tls=tls,
         https=https,
+        limits=config.request_limits,
     )
 
 
@@ -56,7 +56,7 @@ async def running_router(config: RouterConfig) -> AsyncIterator[tuple[GrpcServer
         Service(
             cache_pb2.DESCRIPTOR.services_by_name["SemanticCache"],
             cache_pb2_grpc.add_SemanticCacheServicer_to_server,
-            RouterCacheServicer(router, RequestLimits()),
+            RouterCacheServicer(router, config.request_limits),
         ),
         Service(
             cache_pb2.DESCRIPTOR.services_by_name["Admin"],

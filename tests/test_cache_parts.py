@@ -16,6 +16,7 @@ from cache_svc.index import IndexParams, NamespaceIndex
 from cache_svc.singleflight import SingleFlight
 from embed_svc.service import running_embedder
 from semcache.runtime.breaker import CircuitBreaker
+from semcache.runtime.validation import EMBED_TEXT_MAX_BYTES, clipped
 from tests.conftest import GatedModel, embedder_config, eventually
 
 
@@ -374,6 +375,39 @@ async def test_streams_younger_than_the_grace_survive_connection_recycling(model
                 await client.embed(f"text number {sent}")  # raises if a stream was cut
                 sent += 1
             assert sent > 100
+        finally:
+            await client.aclose()
+
+
+async def test_a_text_longer_than_the_embedder_takes_gets_the_vector_of_its_head(
+    embedder_address,
+) -> None:
+    """The model reads only a text's first tokens: the client sends what an embedder takes
+    (its contract's default limit) and gets the vector the whole text would have."""
+    client = EmbedderClient(embedder_address, timeout=5, cache_entries=0)
+    try:
+        text = "How do I rotate the logs of a busy web server? " + "détail " * 6000
+        assert len(text.encode()) > EMBED_TEXT_MAX_BYTES
+        whole = await client.embed(text)
+        head = await client.embed(clipped(text, EMBED_TEXT_MAX_BYTES))
+        assert float(whole.values @ head.values) > 0.9999
+        assert client.breaker.closed and client.healthy
+    finally:
+        await client.aclose()
+
+
+async def test_a_refused_text_does_not_open_the_circuit(model) -> None:
+    """An embedder refusing a text (INVALID_ARGUMENT: here one over its lowered byte limit)
+    is not failing: the circuit stays closed and other texts still get their vectors."""
+    async with running_embedder(embedder_config(max_text_bytes=1000), model) as server:
+        breaker = CircuitBreaker(failures_to_open=2)
+        client = EmbedderClient(server.address, timeout=5, cache_entries=0, breaker=breaker)
+        try:
+            for _ in range(3):
+                with pytest.raises(EmbedderUnavailableError, match="INVALID_ARGUMENT"):
+                    await client.embed("word " * 400)
+            assert client.breaker.closed and client.healthy
+            assert (await client.embed("a short text")).values.shape == (384,)
         finally:
             await client.aclose()
 

@@ -407,6 +407,10 @@ def test_a_request_beyond_the_cache_limits_goes_upstream_as_sent() -> None:
     ):
         call = chat.parse({"model": "gpt-test", "messages": big}, "t")
         assert call.bypass and call.request.cache_control.no_store
+    # Within a router's raised limit, the same long prompt is cached.
+    long = {"model": "gpt-test", "messages": messages("y" * (limits.max_prompt_bytes + 1))}
+    raised = RequestLimits(max_prompt_bytes=2 * limits.max_prompt_bytes)
+    assert not chat.parse(long, "t", limits=raised).bypass
     # A model name over the limit in bytes though not in characters: the bypass request
     # must still pass the router's checks, or the caller gets a 400 instead of the upstream.
     call = chat.parse({"model": "é" * limits.max_name_bytes, "messages": messages(QUESTION)}, "t")

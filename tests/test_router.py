@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from types import MappingProxyType
 
 import grpc
 import pytest
@@ -15,6 +17,7 @@ from cache_svc.llm import EchoBackend, LLMBackend, LLMRequest, UpstreamError
 from cache_svc.service import running_shard
 from router_svc.service import running_router
 from semcache.metadata import UPSTREAM_ERROR
+from semcache.runtime.validation import RequestLimits
 from semcache.v1 import cache_pb2, cache_pb2_grpc, link_pb2, link_pb2_grpc
 from tests.conftest import eventually, router_config, shard_config
 
@@ -27,6 +30,7 @@ async def mesh(
     redis_url: str,
     shards: int = 2,
     llm: Callable[[], LLMBackend] = EchoBackend,
+    shard_settings: Mapping[str, object] = MappingProxyType({}),
     **router_settings: object,
 ) -> AsyncIterator[dict]:
     async with contextlib.AsyncExitStack() as stack:
@@ -34,7 +38,12 @@ async def mesh(
         for i in range(shards):
             server, _shard = await stack.enter_async_context(
                 running_shard(
-                    shard_config(embedder=embedder_address, redis=redis_url, shard_id=f"shard-{i}"),
+                    shard_config(
+                        embedder=embedder_address,
+                        redis=redis_url,
+                        shard_id=f"shard-{i}",
+                        **shard_settings,
+                    ),
                     llm=llm(),
                 )
             )
@@ -154,6 +163,36 @@ async def test_unknown_enum_values_are_refused_by_name(embedder_address, redis_s
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "verdict:" in (error.value.details() or "")
         assert "got 9" in (error.value.details() or "")
+
+
+async def test_a_longer_prompt_limit_holds_through_the_router(
+    embedder_address, redis_server
+) -> None:
+    """`max_prompt_bytes` raised on router and shards together: a prompt over the default
+    limit (and over what an embedder takes) is stored and found, exactly and semantically;
+    one over the new limit is refused by the router, naming it."""
+    limit = 2 * RequestLimits().max_prompt_bytes
+    prompt = "Summarise this log for me: " + "disk full on node 7. " * 2000
+    assert RequestLimits().max_prompt_bytes < len(prompt.encode()) <= limit
+    scope = cache_pb2.Scope(tenant=f"long-{uuid.uuid4().hex[:8]}")
+    settings = {"max_prompt_bytes": limit}
+    async with mesh(embedder_address, redis_server.url, shard_settings=settings, **settings) as m:
+        stored = await m["cache"].Store(
+            cache_pb2.StoreRequest(scope=scope, prompt=prompt, answer=cache_pb2.Answer(text="ok"))
+        )
+        found = await m["cache"].Lookup(cache_pb2.LookupRequest(scope=scope, prompt=prompt))
+        assert found.cache.status == cache_pb2.CACHE_STATUS_HIT
+        assert found.cache.entry_id == stored.entry_id
+        # Its vector too (of what the model reads: the head), though longer than an
+        # embedder takes: the same prompt spelled differently is a semantic hit.
+        spelled = prompt.replace("Summarise", "Summarize")
+        near = await m["cache"].Lookup(cache_pb2.LookupRequest(scope=scope, prompt=spelled))
+        assert near.cache.status == cache_pb2.CACHE_STATUS_HIT, near.cache
+        assert near.cache.kind == cache_pb2.MATCH_KIND_SEMANTIC
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await m["cache"].Lookup(cache_pb2.LookupRequest(scope=scope, prompt="x" * (limit + 1)))
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"limit {limit}" in (error.value.details() or "")
 
 
 class DownUpstream(EchoBackend):

@@ -27,9 +27,12 @@ from typing import Any, Self
 
 from semcache.quality.policy import DEFAULT_CATEGORY, HitPolicy, PolicySet
 from semcache.runtime.auth import TokenMap
+from semcache.runtime.validation import EMBED_TEXT_MAX_BYTES, RequestLimits
 from semcache.tls import TlsFiles
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+_DEFAULT_LIMITS = RequestLimits()
 
 
 class ConfigError(ValueError):
@@ -192,7 +195,7 @@ class EmbedderConfig(ServerConfig):
     #: Extra wait for a batch to fill. 0: none; batches grow only while workers are busy.
     max_wait_ms: float = 0.0
     max_texts_per_call: int = 256
-    max_text_bytes: int = 32 * 1024
+    max_text_bytes: int = EMBED_TEXT_MAX_BYTES
 
     def validate(self) -> None:
         super().validate()
@@ -215,7 +218,28 @@ class EmbedderConfig(ServerConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ShardConfig(ServerConfig):
+class RequestLimitsConfig:
+    """The request limits a service that takes cache calls (router, shard) enforces."""
+
+    #: The longest prompt (UTF-8 bytes) a request may carry: longer ones are refused
+    #: (INVALID_ARGUMENT; on the router's HTTP front, sent upstream uncached). Routers and
+    #: shards each enforce their own: raise it on both together.
+    max_prompt_bytes: int = _DEFAULT_LIMITS.max_prompt_bytes
+
+    @property
+    def request_limits(self) -> RequestLimits:
+        return RequestLimits(max_prompt_bytes=self.max_prompt_bytes)
+
+    def _check_limits(self) -> None:
+        _check(
+            self.max_prompt_bytes >= 1,
+            "max_prompt_bytes",
+            f"must be >= 1, got {self.max_prompt_bytes}",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardConfig(RequestLimitsConfig, ServerConfig):
     SECTION: typing.ClassVar[str] = "shard"
 
     port: int = 50052
@@ -276,7 +300,7 @@ class ShardConfig(ServerConfig):
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key_env: str = "OPENAI_API_KEY"
     llm_timeout: float = 60.0
-    max_prompt_bytes: int = 32 * 1024
+
     #: Membership registry (redis:// URL) this shard heartbeats into; empty: not registered
     #: (routers then need it in their static --shards list).
     registry: str | None = None
@@ -344,9 +368,9 @@ class ShardConfig(ServerConfig):
             "hnsw_m",
             "hnsw_ef_construction",
             "hnsw_ef",
-            "max_prompt_bytes",
         ):
             _check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        self._check_limits()
         for name in (
             "embedder_timeout",
             "redis_timeout",
@@ -389,7 +413,7 @@ class ShardConfig(ServerConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RouterConfig(ServerConfig):
+class RouterConfig(RequestLimitsConfig, ServerConfig):
     SECTION: typing.ClassVar[str] = "router"
 
     port: int = 50051
@@ -460,6 +484,7 @@ class RouterConfig(ServerConfig):
             f"must be 0 (off) or >= 1, got {self.load_factor}",
         )
         _check(self.unhealthy_after >= 1, "unhealthy_after", "must be >= 1")
+        self._check_limits()
         for name in (
             "health_interval_seconds",
             "health_timeout_seconds",

@@ -16,6 +16,11 @@ from semcache import keys
 from semcache.runtime.status import CallError
 from semcache.v1 import cache_pb2
 
+#: The Embedder contract's default limit on one text (`--max-text-bytes`, embedder.proto):
+#: what a shard sends it at most. The model reads only its first 256 tokens, which real text
+#: spends long before 32 KiB, so the vector of the clipped text is the vector of the whole.
+EMBED_TEXT_MAX_BYTES = 32 * 1024
+
 
 class InvalidRequestError(CallError, ValueError):
     """The caller sent something the cache cannot accept: a `CallError` (INVALID_ARGUMENT)
@@ -39,6 +44,12 @@ class RequestLimits:
 
 def _size(text: str) -> int:
     return len(text.encode("utf-8"))
+
+
+def clipped(text: str, max_bytes: int) -> str:
+    """`text` cut to at most `max_bytes` of UTF-8, never inside a character (the limits
+    count bytes, not characters)."""
+    return text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
 
 
 def _check_name(field: str, value: str, limits: RequestLimits) -> None:
