@@ -400,6 +400,35 @@ async def test_blocking_client(mesh: Mesh, tenant: str) -> None:
     assert "closed" in str(got["closed"])
 
 
+def use_blocking_bulk(address: str, tenant: str) -> dict:
+    """Runs in a worker thread: import and export through the blocking client."""
+    entries: list[dict] = [
+        {"prompt": f"What is the boiling point of liquid number {i}?", "answer": f"{i} C"}
+        for i in range(5)
+    ]
+    entries.append({"answer": "an entry without a prompt"})
+    with Client(address, tenant=tenant) as cache:
+        imported = sorted(cache.import_entries(entries, window=2), key=lambda r: r.index)
+        exported = list(cache.export())
+        partial = cache.export()
+        first = next(partial)
+        partial.close()  # leaving early ends the call; the client goes on
+        stats = cache.stats()
+    return {"imported": imported, "exported": exported, "first": first, "stats": stats}
+
+
+async def test_blocking_client_imports_and_exports(mesh: Mesh, tenant: str) -> None:
+    got = await asyncio.to_thread(use_blocking_bulk, mesh.router, tenant)
+    imported = got["imported"]
+    assert [r.index for r in imported] == list(range(6))
+    assert all(r.error is None and r.stored is not None for r in imported[:5])
+    assert imported[5].error is not None
+    assert imported[5].error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert sorted(e["answer"]["text"] for e in got["exported"]) == [f"{i} C" for i in range(5)]
+    assert got["first"] in got["exported"]
+    assert got["stats"].total.entries >= 5
+
+
 def test_cache_info_reads_absent_scores_as_none() -> None:
     scored = CacheInfo.from_proto(
         cache_pb2.CacheInfo(

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import inspect
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar, Unpack
 
 from semcache.client.aio import AsyncClient
@@ -51,6 +51,29 @@ def _blocking_stream(
 
         Same arguments as `AsyncClient.stream_complete`."""
     return call
+
+
+def _blocking_iterator(
+    method: Callable[Concatenate[AsyncClient, P], AsyncIterator[R]],
+) -> Callable[Concatenate[Client, P], Iterator[R]]:
+    """`AsyncClient.method`, an async generator, as a blocking method returning an iterator
+    (same signature and docstring): each item is fetched on the client's loop when asked
+    for, and leaving the loop early (or closing the iterator) ends the call."""
+
+    @functools.wraps(method)
+    def call(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[R]:
+        return self._iterate(method(self._async, *args, **kwargs))
+
+    return call
+
+
+async def _next(items: AsyncIterator[R]) -> list[R]:
+    """[the next item], or [] at the end: `run_coroutine_threadsafe` takes coroutines only,
+    and StopAsyncIteration must not cross threads as an error."""
+    try:
+        return [await anext(items)]
+    except StopAsyncIteration:
+        return []
 
 
 class Client:
@@ -125,6 +148,15 @@ class Client:
             future.cancel()  # e.g. KeyboardInterrupt while waiting; a no-op once done
             raise
 
+    def _iterate(self, items: AsyncIterator[R]) -> Iterator[R]:
+        try:
+            while got := self._run(_next(items)):
+                yield got[0]
+        finally:
+            close = getattr(items, "aclose", None)
+            if close is not None and not self._closed:
+                self._run(close())
+
     lookup = _blocking(AsyncClient.lookup)
     store = _blocking(AsyncClient.store)
     complete = _blocking(AsyncClient.complete)
@@ -134,3 +166,5 @@ class Client:
     ring = _blocking(AsyncClient.ring)
 
     stream_complete = _blocking_stream(AsyncClient.stream_complete)
+    import_entries = _blocking_iterator(AsyncClient.import_entries)
+    export = _blocking_iterator(AsyncClient.export)
