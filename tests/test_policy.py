@@ -254,6 +254,18 @@ def test_shipped_policies_are_one_per_model_and_chosen_by_model_id() -> None:
         ),
         ("What is the capital of Iraq?", "What is the capital of Iran?", ("entity",)),
         ("side effects of aspirin for kids", "side effects of ibuprofen for kids", ("swap",)),
+        # A misspelling that stems otherwise than its word ("pixl", "pixel"), a short word
+        # with two letters swapped or one doubled, "then" for "than": one word to `swap`.
+        (
+            "how many pixles does a poster print need",
+            "How many pixels does a poster print need?",
+            (),
+        ),
+        ("how do i clean my ovne racks", "How do I clean my oven racks?", ()),
+        ("how to fix a squeaky dor hinge", "How to fix a squeaky door hinge?", ()),
+        ("is a kilometre longer then a mile", "Is a kilometre longer than a mile?", ()),
+        ("how do i clean my grill racks", "How do I clean my oven racks?", ("swap",)),
+        ("best food for an old cat", "best food for an old car", ("swap",)),
         # Two things trading places around a direction word, phrases included.
         ("flights from Paris to London", "flights from London to Paris", ("order",)),
         ("flights to Paris from London", "flights from London to Paris", ()),

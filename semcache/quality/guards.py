@@ -611,12 +611,46 @@ def _transposed(a: Text, b: Text) -> bool:
 
 def _swap(a: Text, b: Text) -> bool:
     """One content word (stemmed) swapped for one other, and at least two shared; a word
-    and its misspelling are one word."""
+    and its misspelling are one word, as written or stemmed (a misspelling often stems
+    differently: "vinegar" and "vinager" stem to "vinegar" and "vinag")."""
     sa, sb = set(a.content_stems), set(b.content_stems)
     only_a, only_b = sa - sb, sb - sa
     if len(only_a) != 1 or len(only_b) != 1 or len(sa & sb) < 2:
         return False
-    return not misspelled(next(iter(only_a)), next(iter(only_b)))
+    return not any(
+        _one_word(x, y)
+        for x in _forms(a, next(iter(only_a)))
+        for y in _forms(b, next(iter(only_b)))
+    )
+
+
+#: Words typed for each other so often that `swap` reads them as one.
+_CONFUSED = frozenset({frozenset({"then", "than"})})
+
+
+def _one_word(x: str, y: str) -> bool:
+    """Whether `swap` reads `x` and `y` as one word: `misspelled`, or in short words (which
+    `misspelled` leaves alone) the slips that seldom make another word: two neighbouring
+    letters swapped ("tset", "mkae"), a letter doubled or undoubled ("wal", "upp", "too"),
+    and the `_CONFUSED` pairs."""
+    if misspelled(x, y) or frozenset({x, y}) in _CONFUSED:
+        return True
+    if x[:1] != y[:1]:
+        return False
+    if len(x) == len(y) >= 3:
+        diff = [i for i, (u, v) in enumerate(zip(x, y, strict=True)) if u != v]
+        i, j = diff if len(diff) == 2 else (0, 0)
+        return j == i + 1 and (x[i], x[j]) == (y[j], y[i])
+    longer, shorter = (x, y) if len(x) > len(y) else (y, x)
+    return len(longer) == len(shorter) + 1 >= 3 and any(
+        longer[i] == longer[i - 1] and longer[:i] + longer[i + 1 :] == shorter
+        for i in range(1, len(longer))
+    )
+
+
+def _forms(text: Text, stem: str) -> set[str]:
+    """A content stem of `text` and the words it came from."""
+    return {stem} | {w for w, s in zip(text.content, text.content_stems, strict=True) if s == stem}
 
 
 def signals(query: str | Text, cached: str | Text) -> tuple[str, ...]:
