@@ -17,6 +17,7 @@ import grpc
 import numpy as np
 import pytest
 import pytest_asyncio
+from redis.asyncio.connection import AbstractConnection
 
 from cache_svc.entry import Answer, Entry
 from cache_svc.service import running_shard
@@ -93,6 +94,35 @@ async def orphans(url: str, cluster: bool, namespace: str) -> tuple[set[str], se
         return stored - listed, listed - stored
     finally:
         await client.aclose()
+
+
+async def test_a_connection_closed_under_a_write_fails_it_like_an_outage(
+    redis_server, tenant, monkeypatch
+) -> None:
+    """redis-py's asyncio connection lets an AttributeError escape when it is closed under
+    a write (its writer gone: redis-py #3546, seen when a cluster master was killed under
+    load). The store takes it for a failed write like any other: queued, written when
+    Redis answers again, never an error to the caller."""
+    store = WriteThroughStore(redis_server.url, write_timeout=2.0, retry_interval=0.05)
+    await store.start()
+    real = AbstractConnection.send_packed_command
+    failures = [AttributeError("'NoneType' object has no attribute 'writelines'")]
+
+    async def closed_under_the_write(self, command, check_health=True):
+        if failures:
+            raise failures.pop()
+        return await real(self, command, check_health)
+
+    try:
+        monkeypatch.setattr(AbstractConnection, "send_packed_command", closed_under_the_write)
+        written = entry(f"{tenant}-closed", tenant, "written while the connection closed")
+        await store.put(written)  # raised AttributeError before
+        assert not failures  # the write did meet the closed connection
+        await eventually(lambda: store.state == "up" and store.backlog == 0)
+        loaded = await store.load_namespace(written.namespace, time.time())
+        assert [e.id for e in loaded] == [written.id]
+    finally:
+        await store.aclose()
 
 
 async def test_entries_round_trip_in_many_namespaces(store: WriteThroughStore, tenant) -> None:

@@ -20,10 +20,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
-#: What every Redis failure raises: the server's errors, a socket's, a timeout, and a
-#: cluster client's own (no node reachable, a slot no master serves), which are not
-#: RedisErrors.
-FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
+#: What every Redis failure raises: the server's errors, a socket's, a timeout, a cluster
+#: client's own (no node reachable, a slot no master serves), which are not RedisErrors,
+#: and the AttributeError or TypeError an asyncio connection lets escape when it is closed
+#: under a write (its writer gone: redis-py #3546, seen when a cluster master is killed
+#: under load). Those two would also be a bug's: callers that take a failure for an outage
+#: log its error, so one would show there.
+FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError, AttributeError, TypeError)
 
 Client: TypeAlias = "redis.Redis | RedisCluster"
 
