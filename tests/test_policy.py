@@ -265,6 +265,17 @@ def test_shipped_policies_are_one_per_model_and_chosen_by_model_id() -> None:
         ("how to fix a squeaky dor hinge", "How to fix a squeaky door hinge?", ()),
         ("is a kilometre longer then a mile", "Is a kilometre longer than a mile?", ()),
         ("how do i clean my grill racks", "How do I clean my oven racks?", ("swap",)),
+        # "401k" is the plan "401(k)", not 401,000 (while "60k" is 60,000).
+        (
+            "how much can I put in my 401k this year",
+            "How much can I put in my 401(k) this year?",
+            (),
+        ),
+        (
+            "how much can I put in my 403b this year",
+            "How much can I put in my 401(k) this year?",
+            ("number",),
+        ),
         ("best food for an old cat", "best food for an old car", ("swap",)),
         # Two things trading places around a direction word, phrases included.
         ("flights from Paris to London", "flights from London to Paris", ("order",)),

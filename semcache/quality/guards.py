@@ -65,6 +65,8 @@ _TENS = dict(zip(_TWENTY_TO_NINETY.split(), range(20, 100, 10), strict=True))
 #: Words that multiply the number before them, inside a number ("two hundred and fifty")
 #: or after digits ("1.5 million").
 _MULTIPLIERS = {"dozen": 12, "hundred": 100}
+#: Numbers whose "k" names a US retirement plan, not thousands: "401k" is "401(k)".
+_PLAN_NUMBERS = frozenset({"401", "403", "457"})
 _SCALES = {"thousand": 1000, "million": 10**6, "billion": 10**9}
 _TIMES = _MULTIPLIERS | _SCALES
 #: Numbers that stand alone. Ordinals from third on: "first" and "second" are far more
@@ -357,7 +359,12 @@ def _number_at(
     except ValueError:  # "1.2.3": a version, not an amount
         return words[i], i + 1
     end = i + 1
-    if end < len(words) and words[end] == "k" and _touching(matches, i):
+    if (
+        end < len(words)
+        and words[end] == "k"
+        and _touching(matches, i)
+        and words[i] not in _PLAN_NUMBERS
+    ):
         value, end = value * 1000, end + 1
     while end < len(words) and words[end] in _TIMES:
         value, end = value * _TIMES[words[end]], end + 1
