@@ -265,6 +265,17 @@ def test_shipped_policies_are_one_per_model_and_chosen_by_model_id() -> None:
         ("how to fix a squeaky dor hinge", "How to fix a squeaky door hinge?", ()),
         ("is a kilometre longer then a mile", "Is a kilometre longer than a mile?", ()),
         ("how do i clean my grill racks", "How do I clean my oven racks?", ("swap",)),
+        # A number glued to a name's letters counts nothing; another in its place differs.
+        (
+            "How do I convert 3.5 moles of CO2 to grams?",
+            "What is the way to convert 3.5 mol of carbon dioxide to grams?",
+            (),
+        ),
+        (
+            "Does the PS4 have a headphone jack?",
+            "Does the PS5 have a headphone jack?",
+            ("number", "swap"),
+        ),
         # "401k" is the plan "401(k)", not 401,000 (while "60k" is 60,000).
         (
             "how much can I put in my 401k this year",

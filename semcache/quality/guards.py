@@ -334,7 +334,9 @@ def _content_stem(word: str, stem: str) -> str:
 def _quantities(
     words: tuple[str, ...], matches: list[re.Match[str]]
 ) -> tuple[tuple[str, frozenset[str]], ...]:
-    """Every number of a prompt, digits or spelled out, with what it counts."""
+    """Every number of a prompt, digits or spelled out, with what it counts. A number
+    glued to the letters before it is part of a name ("PS5", "CO2", "cell B2"): it counts
+    nothing, so only another number in its place (PS4) tells the prompts apart."""
     found = []
     i = 0
     while i < len(words):
@@ -342,7 +344,8 @@ def _quantities(
         if value is None:
             i += 1
             continue
-        found.append((value, _counted(words, end)))
+        named = i > 0 and words[i - 1][0].isalpha() and _touching(matches, i - 1)
+        found.append((value, frozenset() if named else _counted(words, end)))
         i = end
     return tuple(found)
 
