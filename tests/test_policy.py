@@ -301,6 +301,15 @@ def test_shipped_policies_are_one_per_model_and_chosen_by_model_id() -> None:
             "How do I merge the develop branch into main?",
             ("order",),
         ),
+        # A direction word used twice is compared with its like use on the other side
+        # (each "to" with each fired even on the same prompt mistyped).
+        (
+            "if i switch from the basic plan to premium, what happens to the 3 months of basic "
+            "i have lefft",
+            "If I switch from the Basic plan to Premium, what happens to the 3 months of Basic "
+            "I have left?",
+            (),
+        ),
         # ... or anywhere, the words between them staying put.
         (
             "Can I use my PS4 controller on a PS5?",

@@ -589,13 +589,17 @@ def _order(a: Text, b: Text) -> bool:
 
 def _roles_swapped(a: Text, b: Text) -> bool:
     for word, before_a, after_a in a.roles:
-        for other, before_b, after_b in b.roles:
-            if other != word:
-                continue
-            moved_back = (before_a - after_a) & (after_b - before_b)
-            moved_front = (after_a - before_a) & (before_b - after_b)
-            if moved_back and moved_front and moved_back != moved_front:
-                return True
+        same = [(before, after) for other, before, after in b.roles if other == word]
+        if not same:
+            continue
+        # A word used twice ("for another year ... for 3 years") is compared with its use
+        # in `b` that shares the most words with this one, not with every use.
+        around = before_a | after_a
+        before_b, after_b = max(same, key=lambda role: len(around & (role[0] | role[1])))
+        moved_back = (before_a - after_a) & (after_b - before_b)
+        moved_front = (after_a - before_a) & (before_b - after_b)
+        if moved_back and moved_front and moved_back != moved_front:
+            return True
     return False
 
 
