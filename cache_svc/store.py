@@ -396,11 +396,11 @@ class WriteThroughStore:
                     pipe.hincrby(key, "hits", count)
                     pipe.pexpireat(key, int(expires * 1000))  # never leaves a key undying
                 case _DropNamespace(namespace):
-                    await pipe.execute()
+                    await redisclient.io(pipe.execute())
                     await self._drop(namespace)
                 case _Scope(namespace, scope, expires):
                     pipe.set(scope_key(namespace), scope, pxat=int(expires * 1000))
-        await pipe.execute()
+        await redisclient.io(pipe.execute())
 
     async def _drop(self, namespace: str) -> None:
         """Deletes a namespace's entries, atomically against concurrent puts: the ids set
@@ -617,7 +617,9 @@ class WriteThroughStore:
         """Each id of the namespace's set with its entry; None where only the id is left
         (the entry expired, or only a hit counter remains)."""
         assert self._client is not None
-        ids = sorted(_text(i) for i in await self._client.smembers(ids_key(namespace)))
+        ids = sorted(
+            _text(i) for i in await redisclient.io(self._client.smembers(ids_key(namespace)))
+        )
         async for entry_id, fields in self._hashes(namespace, ids):
             yield entry_id, Entry.from_redis(namespace, fields) if b"id" in fields else None
 
@@ -670,7 +672,9 @@ class WriteThroughStore:
     async def _hgetall_many(self, namespace: str, ids: list[str]) -> list[list[bytes]]:
         assert self._client is not None
         keys = [entry_key(namespace, entry_id) for entry_id in ids]
-        replies: list[list[bytes]] = await self._client.eval(_HGETALL_MANY, len(keys), *keys)
+        replies: list[list[bytes]] = await redisclient.io(
+            self._client.eval(_HGETALL_MANY, len(keys), *keys)
+        )
         return replies
 
     async def namespaces_of_tenant(self, tenant: str) -> list[str]:

@@ -99,28 +99,44 @@ async def orphans(url: str, cluster: bool, namespace: str) -> tuple[set[str], se
 async def test_a_connection_closed_under_a_write_fails_it_like_an_outage(
     redis_server, tenant, monkeypatch
 ) -> None:
-    """redis-py's asyncio connection lets an AttributeError escape when it is closed under
-    a write (its writer gone: redis-py #3546, seen when a cluster master was killed under
-    load). The store takes it for a failed write like any other: queued, written when
-    Redis answers again, never an error to the caller."""
+    """redis-py's asyncio connection lets an AttributeError escape from its own I/O code
+    when it is closed under a write (its writer gone: redis-py #3546, seen when a cluster
+    master was killed under load). The store takes it for a failed write like any other:
+    queued, written when Redis answers again, never an error to the caller."""
     store = WriteThroughStore(redis_server.url, write_timeout=2.0, retry_interval=0.05)
     await store.start()
-    real = AbstractConnection.send_packed_command
-    failures = [AttributeError("'NoneType' object has no attribute 'writelines'")]
+    real = AbstractConnection._send_packed_command
+    closings = [1]
 
-    async def closed_under_the_write(self, command, check_health=True):
-        if failures:
-            raise failures.pop()
-        return await real(self, command, check_health)
+    async def closed_under_the_write(self: AbstractConnection, command) -> None:
+        if closings:  # another task disconnects it just as this write goes out
+            closings.pop()
+            self._writer = None
+        await real(self, command)
 
     try:
-        monkeypatch.setattr(AbstractConnection, "send_packed_command", closed_under_the_write)
+        monkeypatch.setattr(AbstractConnection, "_send_packed_command", closed_under_the_write)
         written = entry(f"{tenant}-closed", tenant, "written while the connection closed")
         await store.put(written)  # raised AttributeError before
-        assert not failures  # the write did meet the closed connection
+        assert not closings  # the write did meet the closed connection
         await eventually(lambda: store.state == "up" and store.backlog == 0)
         loaded = await store.load_namespace(written.namespace, time.time())
         assert [e.id for e in loaded] == [written.id]
+    finally:
+        await store.aclose()
+
+
+async def test_a_bug_in_a_write_is_not_taken_for_an_outage(redis_server, tenant) -> None:
+    """An entry the store cannot serialise is its caller's bug: raised at once, Redis still
+    up, nothing queued to fail again and again."""
+    store = WriteThroughStore(redis_server.url, write_timeout=2.0)
+    await store.start()
+    try:
+        broken = entry(f"{tenant}-broken", tenant, "an entry with bytes in its metadata")
+        broken.answer = Answer(text="a", metadata={"source": b"not text"})  # type: ignore[dict-item]
+        with pytest.raises(TypeError):
+            await store.put(broken)
+        assert store.state == "up" and store.backlog == 0
     finally:
         await store.aclose()
 

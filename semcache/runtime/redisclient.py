@@ -12,21 +12,54 @@ store's backlog, the registry's "keep what is known").
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+import asyncio
+import os
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, TypeAlias, TypeVar
 
+import redis as redis_package
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 
-#: What every Redis failure raises: the server's errors, a socket's, a timeout, a cluster
-#: client's own (no node reachable, a slot no master serves), which are not RedisErrors,
-#: and the AttributeError or TypeError an asyncio connection lets escape when it is closed
-#: under a write (its writer gone: redis-py #3546, seen when a cluster master is killed
-#: under load). Those two would also be a bug's: callers that take a failure for an outage
-#: log its error, so one would show there.
-FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError, AttributeError, TypeError)
+#: What every Redis failure raises: the server's errors, a socket's, a timeout, and a
+#: cluster client's own (no node reachable, a slot no master serves), which are not
+#: RedisErrors. See also `io`.
+FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
+
+T = TypeVar("T")
+#: Where redis-py's code and asyncio's streams live (`redis.asyncio` is inside redis-py).
+_LIBRARIES = tuple(
+    f"{Path(package.__file__).parent}{os.sep}"
+    for package in (redis_package, asyncio)
+    if package.__file__ is not None
+)
+
+
+async def io(call: Awaitable[T]) -> T:
+    """Awaits a Redis call. An asyncio connection closed under a write (a node killed under
+    load) can let an AttributeError or TypeError escape from its own I/O code (its writer
+    gone: redis-py #3546); that one is raised as the ConnectionError it is. The same types
+    raised anywhere else are a bug's, and stay what they are."""
+    try:
+        return await call
+    except (AttributeError, TypeError) as e:
+        if not _raised_in(e, _LIBRARIES):
+            raise
+        raise RedisConnectionError(f"connection closed under the call: {e}") from e
+
+
+def _raised_in(error: BaseException, directories: tuple[str, ...]) -> bool:
+    """Whether the frame that raised `error` is in one of `directories`."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename.startswith(directories)
+
 
 Client: TypeAlias = "redis.Redis | RedisCluster"
 
