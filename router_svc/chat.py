@@ -194,7 +194,10 @@ def _parse(
         scope = cache_pb2.Scope(
             tenant=tenant, model=validation.clipped(model, limits.max_name_bytes)
         )
-        prompt = prompt[:1024] if prompt.strip() else "(no text)"
+        # What the router sees of it (nothing is keyed or stored): within its limit.
+        size = min(1024, limits.max_prompt_bytes)
+        head = validation.clipped(prompt.strip(), size)
+        prompt = head if head.strip() else validation.clipped("(no text)", size)
     control = cache_pb2.CacheControl(no_cache=no_cache or bypass, no_store=no_store or bypass)
     request = cache_pb2.CompleteRequest(
         scope=scope, prompt=prompt, cache_control=control, upstream_request_json=json.dumps(body)

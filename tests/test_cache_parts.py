@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 from prometheus_client import REGISTRY
@@ -16,7 +17,8 @@ from cache_svc.index import IndexParams, NamespaceIndex
 from cache_svc.singleflight import SingleFlight
 from embed_svc.service import running_embedder
 from semcache.runtime.breaker import CircuitBreaker
-from semcache.runtime.validation import EMBED_TEXT_MAX_BYTES, clipped
+from semcache.runtime.validation import EMBED_TEXT_MAX_BYTES
+from semcache.v1 import embedder_pb2, embedder_pb2_grpc
 from tests.conftest import GatedModel, embedder_config, eventually
 
 
@@ -380,20 +382,28 @@ async def test_streams_younger_than_the_grace_survive_connection_recycling(model
 
 
 async def test_a_text_longer_than_the_embedder_takes_gets_the_vector_of_its_head(
-    embedder_address,
+    model,
 ) -> None:
     """The model reads only a text's first tokens: the client sends what an embedder takes
-    (its contract's default limit) and gets the vector the whole text would have."""
-    client = EmbedderClient(embedder_address, timeout=5, cache_entries=0)
-    try:
-        text = "How do I rotate the logs of a busy web server? " + "détail " * 6000
-        assert len(text.encode()) > EMBED_TEXT_MAX_BYTES
-        whole = await client.embed(text)
-        head = await client.embed(clipped(text, EMBED_TEXT_MAX_BYTES))
-        assert float(whole.values @ head.values) > 0.9999
-        assert client.breaker.closed and client.healthy
-    finally:
-        await client.aclose()
+    by default (32 KiB) and gets the vector the whole text has, as an embedder that takes
+    the whole text embeds it."""
+    text = "How do I rotate the logs of a busy web server? " + "détail " * 6000
+    size = len(text.encode())
+    assert size > EMBED_TEXT_MAX_BYTES
+    async with running_embedder(embedder_config(max_text_bytes=2 * size), model) as server:
+        client = EmbedderClient(server.address, timeout=5, cache_entries=0)
+        try:
+            sent = await client.embed(text)  # clipped to 32 KiB on the way
+            async with grpc.aio.insecure_channel(server.address) as channel:
+                whole = await embedder_pb2_grpc.EmbedderStub(channel).Embed(
+                    embedder_pb2.EmbedRequest(texts=[text])
+                )
+            vector = np.frombuffer(whole.embeddings[0].vector, dtype="<f4")
+            assert whole.embeddings[0].truncated  # the model read only the head
+            assert float(sent.values @ vector) > 0.9999
+            assert client.breaker.closed and client.healthy
+        finally:
+            await client.aclose()
 
 
 async def test_a_refused_text_does_not_open_the_circuit(model) -> None:

@@ -411,6 +411,14 @@ def test_a_request_beyond_the_cache_limits_goes_upstream_as_sent() -> None:
     long = {"model": "gpt-test", "messages": messages("y" * (limits.max_prompt_bytes + 1))}
     raised = RequestLimits(max_prompt_bytes=2 * limits.max_prompt_bytes)
     assert not chat.parse(long, "t", limits=raised).bypass
+    # A router whose limit is lower than what a bypass sends of the prompt: still within it.
+    for low in (512, 1):
+        lowered = RequestLimits(max_prompt_bytes=low)
+        call = chat.parse(
+            {"model": "gpt-test", "messages": messages("é" * 2000)}, "t", limits=lowered
+        )
+        assert call.bypass
+        validation.check_lookup(call.request, lowered)
     # A model name over the limit in bytes though not in characters: the bypass request
     # must still pass the router's checks, or the caller gets a 400 instead of the upstream.
     call = chat.parse({"model": "é" * limits.max_name_bytes, "messages": messages(QUESTION)}, "t")
