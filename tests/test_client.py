@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -427,6 +429,66 @@ async def test_blocking_client_imports_and_exports(mesh: Mesh, tenant: str) -> N
     assert sorted(e["answer"]["text"] for e in got["exported"]) == [f"{i} C" for i in range(5)]
     assert got["first"] in got["exported"]
     assert got["stats"].total.entries >= 5
+
+
+class CallerInterruptedError(Exception):
+    """What a Ctrl-C is to the blocking client: an exception raised in the caller's thread
+    while it waits on the client's loop."""
+
+
+def test_an_iterator_interrupted_mid_step_ends_cleanly() -> None:
+    """The step under way is cancelled and finishes its clean-up before the iterator
+    closes: the caller sees its interruption, not "generator already running"."""
+    cleaned = []
+
+    async def answers() -> AsyncIterator[int]:  # shaped like import_entries
+        waiter = asyncio.create_task(asyncio.sleep(100))
+        try:
+            yield 1
+            await asyncio.sleep(100)  # waiting for the next answer
+            yield 2
+        finally:
+            waiter.cancel()
+            await asyncio.gather(waiter, return_exceptions=True)
+            cleaned.append(True)
+
+    def interrupt(*_: object) -> None:
+        raise CallerInterruptedError
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    with Client("127.0.0.1:1") as cache:  # never dialled: the iterator is the client's
+        items = cache._iterate(answers())
+        assert next(items) == 1
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        try:
+            with pytest.raises(CallerInterruptedError):
+                next(items)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    assert cleaned == [True]
+
+
+async def test_an_iterator_left_open_does_not_hold_the_process(mesh: Mesh, tenant: str) -> None:
+    """A script that ends with an export half read and the client not closed exits."""
+    async with AsyncClient(mesh.router, tenant=tenant) as cache:
+        await cache.store("What is the boiling point of water?", "100 C")
+    script = (
+        "from semcache.client import Client\n"
+        f"cache = Client({mesh.router!r}, tenant={tenant!r})\n"
+        "entries = cache.export()\n"
+        "print(next(entries)['answer']['text'])\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0 and out.decode().strip() == "100 C"
 
 
 def test_cache_info_reads_absent_scores_as_none() -> None:

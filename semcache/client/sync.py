@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar, Unpack
@@ -64,16 +65,28 @@ def _blocking_iterator(
     def call(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[R]:
         return self._iterate(method(self._async, *args, **kwargs))
 
+    signature = inspect.signature(method)
+    call.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        return_annotation=str(signature.return_annotation).replace("AsyncIterator", "Iterator")
+    )
     return call
 
 
-async def _next(items: AsyncIterator[R]) -> list[R]:
+async def _next(items: AsyncIterator[R], turn: asyncio.Lock) -> list[R]:
     """[the next item], or [] at the end: `run_coroutine_threadsafe` takes coroutines only,
     and StopAsyncIteration must not cross threads as an error."""
-    try:
-        return [await anext(items)]
-    except StopAsyncIteration:
-        return []
+    async with turn:
+        try:
+            return [await anext(items)]
+        except StopAsyncIteration:
+            return []
+
+
+async def _close(items: AsyncIterator[R], turn: asyncio.Lock) -> None:
+    async with turn:
+        close = getattr(items, "aclose", None)
+        if close is not None:
+            await close()
 
 
 class Client:
@@ -149,13 +162,17 @@ class Client:
             raise
 
     def _iterate(self, items: AsyncIterator[R]) -> Iterator[R]:
+        # Each step and the closing hold one lock: a step cancelled under the caller
+        # (Ctrl-C) finishes its clean-up before the close begins.
+        turn = asyncio.Lock()
         try:
-            while got := self._run(_next(items)):
+            while got := self._run(_next(items, turn)):
                 yield got[0]
         finally:
-            close = getattr(items, "aclose", None)
-            if close is not None and not self._closed:
-                self._run(close())
+            # Not at interpreter exit (an iterator collected then): the loop's thread is
+            # stopped for good, and waiting on it would hang the exit.
+            if not self._closed and not sys.is_finalizing():
+                self._run(_close(items, turn))
 
     lookup = _blocking(AsyncClient.lookup)
     store = _blocking(AsyncClient.store)
