@@ -300,7 +300,6 @@ class ShardConfig(RequestLimitsConfig, ServerConfig):
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key_env: str = "OPENAI_API_KEY"
     llm_timeout: float = 60.0
-
     #: Membership registry (redis:// URL) this shard heartbeats into; empty: not registered
     #: (routers then need it in their static --shards list).
     registry: str | None = None
