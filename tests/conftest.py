@@ -9,6 +9,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -23,8 +24,30 @@ from semcache.dev.probe import free_port
 from semcache.runtime.config import EmbedderConfig, RouterConfig, ShardConfig
 from semcache.runtime.server import GrpcServer
 from semcache.v1 import embedder_pb2, embedder_pb2_grpc
+from tests.hangs import TaskDump
 
 DATA = Path(__file__).parent / "data"
+
+
+_task_dump = TaskDump()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=True)
+async def _session_loop() -> None:
+    """The loop every test runs on, for `pytest_timeout_set_timer`."""
+    _task_dump.loop = asyncio.get_running_loop()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
+    """A hung test's report shows where each asyncio task waits (`tests/hangs.py`);
+    returning None leaves pytest-timeout's own timer to be set after this."""
+    _task_dump.arm(settings.timeout)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
+    _task_dump.disarm()
 
 
 def load_pairs() -> list[dict]:
