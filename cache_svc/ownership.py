@@ -59,7 +59,7 @@ class OwnershipWatcher:
     async def check(self) -> int:
         """One read of the registry; the namespaces released (0 when nothing changed)."""
         try:
-            members = frozenset(await registry.read_members(self._client))
+            members = frozenset(await redisclient.io(registry.read_members(self._client)))
         except redisclient.FAILURES:
             return 0  # keep everything until the registry can be read again
         if members == self._members:

@@ -53,7 +53,7 @@ from cache_svc import metrics
 from cache_svc.entry import Entry
 from cache_svc.snapshot import GraphManifest, Membership
 from semcache.runtime import redisclient
-from semcache.runtime.periodic import Periodic
+from semcache.runtime.periodic import Periodic, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -229,9 +229,10 @@ class WriteThroughStore:
             max_connections=MAX_CONNECTIONS,
         )
         try:
-            await self._client.ping()
-            self._set_state("up")
-            await self.lost_writes()  # writes the marker
+            with redisclient.closed_connections():
+                await self._client.ping()
+                self._set_state("up")
+                await self.lost_writes()  # writes the marker
         except _FAILURES as e:
             self._set_state("down", e)
         self._flusher = asyncio.create_task(self._flush_forever(), name="redis-flusher")
@@ -240,11 +241,10 @@ class WriteThroughStore:
     async def aclose(self) -> None:
         await self._hit_writer.stop()
         if self._flusher is not None:
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
+            await cancel_and_wait(self._flusher)
         if self._client is not None:
             self._backlog.extend(self._take_hits())
-            with contextlib.suppress(*_FAILURES):
+            with contextlib.suppress(*_FAILURES), redisclient.closed_connections():
                 await self._flush_backlog()  # a last chance for queued writes
             await self._client.aclose()
 
@@ -280,10 +280,11 @@ class WriteThroughStore:
         if self.state != "up" or self._client is None:
             return False
         try:
-            failed_over = self._failed_over(await redisclient.primaries(self._client))
-            if await self._client.expire(self._marker, MARKER_SECONDS):
-                return failed_over
-            await self._client.set(self._marker, "1", ex=MARKER_SECONDS)
+            with redisclient.closed_connections():
+                failed_over = self._failed_over(await redisclient.primaries(self._client))
+                if await self._client.expire(self._marker, MARKER_SECONDS):
+                    return failed_over
+                await self._client.set(self._marker, "1", ex=MARKER_SECONDS)
         except _FAILURES:
             return False
         lost, self._marked = self._marked, True
@@ -339,8 +340,10 @@ class WriteThroughStore:
             return
         if self.state == "up" and not self._backlog:
             try:
-                async with self._writers:
-                    await asyncio.wait_for(self._apply(ops), self.write_timeout)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can drop a cancellation
+                # (semcache.runtime.periodic says how).
+                async with self._writers, asyncio.timeout(self.write_timeout):
+                    await redisclient.io(self._apply(ops))
                 return
             except _FAILURES as e:
                 metrics.REDIS_ERRORS.inc()
@@ -396,11 +399,11 @@ class WriteThroughStore:
                     pipe.hincrby(key, "hits", count)
                     pipe.pexpireat(key, int(expires * 1000))  # never leaves a key undying
                 case _DropNamespace(namespace):
-                    await redisclient.io(pipe.execute())
+                    await pipe.execute()
                     await self._drop(namespace)
                 case _Scope(namespace, scope, expires):
                     pipe.set(scope_key(namespace), scope, pxat=int(expires * 1000))
-        await redisclient.io(pipe.execute())
+        await pipe.execute()
 
     async def _drop(self, namespace: str) -> None:
         """Deletes a namespace's entries, atomically against concurrent puts: the ids set
@@ -442,10 +445,11 @@ class WriteThroughStore:
         while True:
             await self._wake.wait()
             try:
-                await self._client.ping()
-                await self._flush_backlog()
-                self._set_state("up")
-                self._wake.clear()
+                with redisclient.closed_connections():
+                    await self._client.ping()
+                    await self._flush_backlog()
+                    self._set_state("up")
+                    self._wake.clear()
             except _FAILURES as e:
                 metrics.REDIS_ERRORS.inc()
                 self._set_state("down", e)
@@ -469,47 +473,47 @@ class WriteThroughStore:
         graph_bytes = (await asyncio.to_thread(graph.stat)).st_size
         chunks = 0
         try:
-            with graph.open("rb") as file:
-                while True:
-                    data = await asyncio.to_thread(file.read, SNAPSHOT_CHUNK_BYTES)
-                    if not data:
-                        break
-                    await self._put_chunk(namespace, version, chunks, data)
+            with redisclient.closed_connections():
+                with graph.open("rb") as file:
+                    while True:
+                        data = await asyncio.to_thread(file.read, SNAPSHOT_CHUNK_BYTES)
+                        if not data:
+                            break
+                        await self._put_chunk(namespace, version, chunks, data)
+                        chunks += 1
+                for start in range(0, len(tail), SNAPSHOT_CHUNK_BYTES):
+                    await self._put_chunk(
+                        namespace, version, chunks, tail[start : start + SNAPSHOT_CHUNK_BYTES]
+                    )
                     chunks += 1
-            for start in range(0, len(tail), SNAPSHOT_CHUNK_BYTES):
-                await self._put_chunk(
-                    namespace, version, chunks, tail[start : start + SNAPSHOT_CHUNK_BYTES]
+                manifest = {
+                    "version": version,
+                    "model": model,
+                    "chunks": chunks,
+                    "graph_bytes": graph_bytes,
+                    "entries": len(membership.ids),
+                }
+                fields = [str(x) for pair in manifest.items() for x in pair]
+                old = await self._client.eval(
+                    _SWITCH_SNAPSHOT, 1, graph_key(namespace), SNAPSHOT_SECONDS, *fields
                 )
-                chunks += 1
-            manifest = {
-                "version": version,
-                "model": model,
-                "chunks": chunks,
-                "graph_bytes": graph_bytes,
-                "entries": len(membership.ids),
-            }
-            fields = [str(x) for pair in manifest.items() for x in pair]
-            old = await self._client.eval(
-                _SWITCH_SNAPSHOT, 1, graph_key(namespace), SNAPSHOT_SECONDS, *fields
-            )
         except _FAILURES as e:
             log.warning(
                 "graph snapshot not saved", extra={"namespace": namespace, "error": repr(e)}
             )
-            with contextlib.suppress(*_FAILURES):
+            with contextlib.suppress(*_FAILURES), redisclient.closed_connections():
                 await self._delete_chunks(namespace, version, chunks + 1)
             return False
         if old and old[0] is not None:
-            with contextlib.suppress(*_FAILURES):
+            with contextlib.suppress(*_FAILURES), redisclient.closed_connections():
                 await self._delete_chunks(namespace, _text(old[0]), int(old[1] or 0))
         return True
 
     async def _put_chunk(self, namespace: str, version: str, chunk: int, data: bytes) -> None:
         assert self._client is not None
         key = graph_chunk_key(namespace, version, chunk)
-        await asyncio.wait_for(
-            self._client.set(key, data, ex=SNAPSHOT_SECONDS), self.write_timeout * 10
-        )
+        async with asyncio.timeout(self.write_timeout * 10):
+            await self._client.set(key, data, ex=SNAPSHOT_SECONDS)
 
     async def _delete_chunks(self, namespace: str, version: str, chunks: int) -> None:
         await self._delete([graph_chunk_key(namespace, version, i) for i in range(chunks)])
@@ -527,7 +531,8 @@ class WriteThroughStore:
             return None
         assert self._client is not None
         try:
-            fields = await self._client.hgetall(graph_key(namespace))
+            with redisclient.closed_connections():
+                fields = await self._client.hgetall(graph_key(namespace))
         except _FAILURES as e:
             self._set_state("down", e)
             raise StoreUnavailableError(str(e)) from e
@@ -551,18 +556,19 @@ class WriteThroughStore:
         tail = bytearray()
         written = 0
         try:
-            with graph.open("wb") as file:
-                for i in range(manifest.chunks):
-                    key = graph_chunk_key(namespace, manifest.version, i)
-                    data = await self._client.get(key)
-                    if data is None:
-                        return None
-                    assert isinstance(data, bytes)
-                    cut = max(0, min(len(data), manifest.graph_bytes - written))
-                    await asyncio.to_thread(file.write, data[:cut])
-                    written += cut
-                    tail += data[cut:]
-            return Membership.decode(bytes(tail), manifest.entries)
+            with redisclient.closed_connections():
+                with graph.open("wb") as file:
+                    for i in range(manifest.chunks):
+                        key = graph_chunk_key(namespace, manifest.version, i)
+                        data = await self._client.get(key)
+                        if data is None:
+                            return None
+                        assert isinstance(data, bytes)
+                        cut = max(0, min(len(data), manifest.graph_bytes - written))
+                        await asyncio.to_thread(file.write, data[:cut])
+                        written += cut
+                        tail += data[cut:]
+                return Membership.decode(bytes(tail), manifest.entries)
         except _FAILURES as e:
             log.warning(
                 "graph snapshot not loaded", extra={"namespace": namespace, "error": repr(e)}
@@ -580,16 +586,17 @@ class WriteThroughStore:
             return []
         assert self._client is not None
         try:
-            entries, stale = [], []
-            with _cyclic_gc_paused():
-                async for entry_id, entry in self._stored(namespace):
-                    if entry is None:
-                        stale.append(entry_id)
-                    elif not entry.expired(now):
-                        entries.append(entry)
-            if stale:
-                await self._client.srem(ids_key(namespace), *stale)
-            return entries
+            with redisclient.closed_connections():
+                entries, stale = [], []
+                with _cyclic_gc_paused():
+                    async for entry_id, entry in self._stored(namespace):
+                        if entry is None:
+                            stale.append(entry_id)
+                        elif not entry.expired(now):
+                            entries.append(entry)
+                if stale:
+                    await self._client.srem(ids_key(namespace), *stale)
+                return entries
         except _FAILURES as e:
             metrics.REDIS_ERRORS.inc()
             self._set_state("down", e)
@@ -599,15 +606,16 @@ class WriteThroughStore:
         """The namespace's live entries, `_LOAD_CHUNK` at a time (an export: the whole
         namespace is never in memory at once). Raises StoreUnavailableError."""
         try:
-            batch: list[Entry] = []
-            async for _, entry in self._stored(namespace):
-                if entry is not None and not entry.expired(now):
-                    batch.append(entry)
-                if len(batch) == _LOAD_CHUNK:
+            with redisclient.closed_connections():
+                batch: list[Entry] = []
+                async for _, entry in self._stored(namespace):
+                    if entry is not None and not entry.expired(now):
+                        batch.append(entry)
+                    if len(batch) == _LOAD_CHUNK:
+                        yield batch
+                        batch = []
+                if batch:
                     yield batch
-                    batch = []
-            if batch:
-                yield batch
         except _FAILURES as e:
             metrics.REDIS_ERRORS.inc()
             self._set_state("down", e)
@@ -617,9 +625,7 @@ class WriteThroughStore:
         """Each id of the namespace's set with its entry; None where only the id is left
         (the entry expired, or only a hit counter remains)."""
         assert self._client is not None
-        ids = sorted(
-            _text(i) for i in await redisclient.io(self._client.smembers(ids_key(namespace)))
-        )
+        ids = sorted(_text(i) for i in await self._client.smembers(ids_key(namespace)))
         async for entry_id, fields in self._hashes(namespace, ids):
             yield entry_id, Entry.from_redis(namespace, fields) if b"id" in fields else None
 
@@ -628,8 +634,9 @@ class WriteThroughStore:
         StoreUnavailableError."""
         assert self._client is not None
         try:
-            scope = await self._client.get(scope_key(namespace))
-            return scope.encode() if isinstance(scope, str) else scope
+            with redisclient.closed_connections():
+                scope = await self._client.get(scope_key(namespace))
+                return scope.encode() if isinstance(scope, str) else scope
         except _FAILURES as e:
             self._set_state("down", e)
             raise StoreUnavailableError(str(e)) from e
@@ -639,12 +646,15 @@ class WriteThroughStore:
         Raises StoreUnavailableError."""
         assert self._client is not None
         try:
-            return sorted(
-                {
-                    _text(key).removeprefix(_TENANT_PREFIX)
-                    async for key in self._client.scan_iter(match=f"{_TENANT_PREFIX}*", count=1000)
-                }
-            )
+            with redisclient.closed_connections():
+                return sorted(
+                    {
+                        _text(key).removeprefix(_TENANT_PREFIX)
+                        async for key in self._client.scan_iter(
+                            match=f"{_TENANT_PREFIX}*", count=1000
+                        )
+                    }
+                )
         except _FAILURES as e:
             self._set_state("down", e)
             raise StoreUnavailableError(str(e)) from e
@@ -672,9 +682,7 @@ class WriteThroughStore:
     async def _hgetall_many(self, namespace: str, ids: list[str]) -> list[list[bytes]]:
         assert self._client is not None
         keys = [entry_key(namespace, entry_id) for entry_id in ids]
-        replies: list[list[bytes]] = await redisclient.io(
-            self._client.eval(_HGETALL_MANY, len(keys), *keys)
-        )
+        replies: list[list[bytes]] = await self._client.eval(_HGETALL_MANY, len(keys), *keys)
         return replies
 
     async def namespaces_of_tenant(self, tenant: str) -> list[str]:
@@ -685,17 +693,18 @@ class WriteThroughStore:
             return []
         assert self._client is not None
         try:
-            listed = sorted(_text(n) for n in await self._client.smembers(tenant_key(tenant)))
-            held = await self._holding(listed)
-            if empty := [n for n in listed if n not in held]:
-                await self._client.srem(tenant_key(tenant), *empty)
-                # A first put may have landed between the check and the removal (its id
-                # is sent before its tenant; on a cluster the two travel to their nodes
-                # side by side): such a namespace goes back in.
-                if back := await self._holding(empty):
-                    await self._client.sadd(tenant_key(tenant), *back)
-                    held |= back
-            return [n for n in listed if n in held]
+            with redisclient.closed_connections():
+                listed = sorted(_text(n) for n in await self._client.smembers(tenant_key(tenant)))
+                held = await self._holding(listed)
+                if empty := [n for n in listed if n not in held]:
+                    await self._client.srem(tenant_key(tenant), *empty)
+                    # A first put may have landed between the check and the removal (its id
+                    # is sent before its tenant; on a cluster the two travel to their nodes
+                    # side by side): such a namespace goes back in.
+                    if back := await self._holding(empty):
+                        await self._client.sadd(tenant_key(tenant), *back)
+                        held |= back
+                return [n for n in listed if n in held]
         except _FAILURES as e:
             self._set_state("down", e)
             raise StoreUnavailableError(str(e)) from e

@@ -54,7 +54,7 @@ class RegistryWatcher:
 
     async def sync(self) -> None:
         try:
-            members = await registry.read_members(self._client)
+            members = await redisclient.io(registry.read_members(self._client))
         except redisclient.FAILURES as e:
             if self.readable is not False:
                 log.warning(

@@ -22,7 +22,13 @@ from redis.asyncio.connection import AbstractConnection
 from cache_svc.entry import Answer, Entry
 from cache_svc.service import running_shard
 from cache_svc.snapshot import Membership
-from cache_svc.store import WriteThroughStore, entry_key, ids_key, tenant_key
+from cache_svc.store import (
+    StoreUnavailableError,
+    WriteThroughStore,
+    entry_key,
+    ids_key,
+    tenant_key,
+)
 from router_svc.service import running_router
 from semcache import keys
 from semcache.dev.localredis import LocalRedis, LocalRedisCluster
@@ -96,6 +102,22 @@ async def orphans(url: str, cluster: bool, namespace: str) -> tuple[set[str], se
         await client.aclose()
 
 
+def close_under_next_write(monkeypatch) -> list[int]:
+    """The next command a connection sends meets it closed (another task disconnected it
+    just as the command goes out); the list empties when that happened."""
+    real = AbstractConnection._send_packed_command
+    closings = [1]
+
+    async def closed_under_the_write(self: AbstractConnection, command) -> None:
+        if closings:
+            closings.pop()
+            self._writer = None
+        await real(self, command)
+
+    monkeypatch.setattr(AbstractConnection, "_send_packed_command", closed_under_the_write)
+    return closings
+
+
 async def test_a_connection_closed_under_a_write_fails_it_like_an_outage(
     redis_server, tenant, monkeypatch
 ) -> None:
@@ -105,17 +127,8 @@ async def test_a_connection_closed_under_a_write_fails_it_like_an_outage(
     queued, written when Redis answers again, never an error to the caller."""
     store = WriteThroughStore(redis_server.url, write_timeout=2.0, retry_interval=0.05)
     await store.start()
-    real = AbstractConnection._send_packed_command
-    closings = [1]
-
-    async def closed_under_the_write(self: AbstractConnection, command) -> None:
-        if closings:  # another task disconnects it just as this write goes out
-            closings.pop()
-            self._writer = None
-        await real(self, command)
-
     try:
-        monkeypatch.setattr(AbstractConnection, "_send_packed_command", closed_under_the_write)
+        closings = close_under_next_write(monkeypatch)
         written = entry(f"{tenant}-closed", tenant, "written while the connection closed")
         await store.put(written)  # raised AttributeError before
         assert not closings  # the write did meet the closed connection
@@ -124,6 +137,46 @@ async def test_a_connection_closed_under_a_write_fails_it_like_an_outage(
         assert [e.id for e in loaded] == [written.id]
     finally:
         await store.aclose()
+
+
+async def exported(store: WriteThroughStore, namespace: str) -> list[list[Entry]]:
+    return [batch async for batch in store.entries_of(namespace, time.time())]
+
+
+READS = {
+    "entries_of": lambda store, ns, tenant: exported(store, ns),
+    "load_namespace": lambda store, ns, tenant: store.load_namespace(ns, time.time()),
+    "scope_of": lambda store, ns, tenant: store.scope_of(ns),
+    "snapshot_manifest": lambda store, ns, tenant: store.snapshot_manifest(ns),
+    "namespaces_of_tenant": lambda store, ns, tenant: store.namespaces_of_tenant(tenant),
+    "tenants": lambda store, ns, tenant: store.tenants(),
+}
+
+
+@pytest.mark.parametrize("read", sorted(READS))
+async def test_a_connection_closed_under_a_read_is_an_outage(
+    redis_server, tenant, monkeypatch, read
+) -> None:
+    """The same closed connection under a read: the caller gets StoreUnavailableError (what
+    it handles: hydrate later, UNAVAILABLE to an export), not the AttributeError (an
+    INTERNAL)."""
+    store = WriteThroughStore(redis_server.url, write_timeout=2.0, retry_interval=0.05)
+    await store.start()
+    try:
+        stored = entry(f"{tenant}-read", tenant, "stored before the connection closed")
+        await store.put(stored)
+        closings = close_under_next_write(monkeypatch)
+        with pytest.raises(StoreUnavailableError):
+            await READS[read](store, stored.namespace, tenant)
+        assert not closings
+    finally:
+        await store.aclose()
+
+
+async def test_a_type_error_of_asyncio_without_redis_on_the_stack_stays_a_bug() -> None:
+    """asyncio raising for our own misuse (no redis-py call under way) is not an outage."""
+    with pytest.raises(TypeError), redisclient.closed_connections():
+        await asyncio.wait_for(None, 1)  # type: ignore[arg-type]
 
 
 async def test_a_bug_in_a_write_is_not_taken_for_an_outage(redis_server, tenant) -> None:

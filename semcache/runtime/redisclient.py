@@ -13,8 +13,9 @@ store's backlog, the registry's "keep what is known").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
@@ -28,37 +29,51 @@ from redis.exceptions import RedisClusterException, RedisError
 
 #: What every Redis failure raises: the server's errors, a socket's, a timeout, and a
 #: cluster client's own (no node reachable, a slot no master serves), which are not
-#: RedisErrors. See also `io`.
+#: RedisErrors. See also `closed_connections`.
 FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
 
 T = TypeVar("T")
 #: Where redis-py's code and asyncio's streams live (`redis.asyncio` is inside redis-py).
-_LIBRARIES = tuple(
-    f"{Path(package.__file__).parent}{os.sep}"
+_REDIS, _ASYNCIO = (
+    f"{Path(package.__file__).parent}{os.sep}" if package.__file__ else "//none//"
     for package in (redis_package, asyncio)
-    if package.__file__ is not None
 )
 
 
-async def io(call: Awaitable[T]) -> T:
-    """Awaits a Redis call. An asyncio connection closed under a write (a node killed under
+@contextlib.contextmanager
+def closed_connections() -> Iterator[None]:
+    """Around Redis calls: an asyncio connection closed under a write (a node killed under
     load) can let an AttributeError or TypeError escape from its own I/O code (its writer
-    gone: redis-py #3546); that one is raised as the ConnectionError it is. The same types
-    raised anywhere else are a bug's, and stay what they are."""
+    gone: redis-py #3546); that one is raised as the ConnectionError it is, so the
+    caller's `except FAILURES` sees an outage. The same types raised anywhere else are a
+    bug's, and stay what they are."""
     try:
-        return await call
+        yield
     except (AttributeError, TypeError) as e:
-        if not _raised_in(e, _LIBRARIES):
+        if not _closed_under_a_call(e):
             raise
         raise RedisConnectionError(f"connection closed under the call: {e}") from e
 
 
-def _raised_in(error: BaseException, directories: tuple[str, ...]) -> bool:
-    """Whether the frame that raised `error` is in one of `directories`."""
+async def io(call: Awaitable[T]) -> T:
+    """Awaits one Redis call (or a coroutine of several) within `closed_connections`."""
+    with closed_connections():
+        return await call
+
+
+def _closed_under_a_call(error: BaseException) -> bool:
+    """Whether `error` was raised in redis-py's or asyncio's own code while redis-py was
+    on the stack: a TypeError from asyncio itself (a bad argument to `wait_for`) is ours."""
+    frames = []
     tb = error.__traceback__
-    while tb is not None and tb.tb_next is not None:
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code.co_filename)
         tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_code.co_filename.startswith(directories)
+    return (
+        bool(frames)
+        and frames[-1].startswith((_REDIS, _ASYNCIO))
+        and any(f.startswith(_REDIS) for f in frames)
+    )
 
 
 Client: TypeAlias = "redis.Redis | RedisCluster"

@@ -55,7 +55,8 @@ def connect(url: str, *, cluster: bool = False, timeout: float = 1.0) -> rediscl
 
 
 async def read_members(client: redisclient.Client) -> dict[str, str]:
-    """The registered shards, id → address. Raises RedisError/OSError when Redis is away."""
+    """The registered shards, id → address. Raises RedisError/OSError when Redis is away
+    (callers await it within `redisclient.io`, so a connection closed under it is one)."""
     ids: list[str] = sorted(await client.smembers(INDEX_KEY))  # type: ignore[arg-type]
     if not ids:
         return {}
@@ -96,10 +97,11 @@ class Heartbeat:
 
     async def _beat(self) -> None:
         try:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.set(member_key(self.shard_id), self.address, px=int(self.ttl * 1000))
-                pipe.sadd(INDEX_KEY, self.shard_id)
-                await pipe.execute()
+            with redisclient.closed_connections():
+                async with self._client.pipeline(transaction=True) as pipe:
+                    pipe.set(member_key(self.shard_id), self.address, px=int(self.ttl * 1000))
+                    pipe.sadd(INDEX_KEY, self.shard_id)
+                    await pipe.execute()
         except _FAILURES as e:
             if self.registered is not False:  # log the change, not every failed beat
                 log.warning("registry heartbeat failed", extra={"error": repr(e)})
@@ -112,7 +114,7 @@ class Heartbeat:
     async def aclose(self) -> None:
         """Stops the heartbeat and deregisters, so routers drop this shard at once."""
         await self._beats.stop()
-        with contextlib.suppress(*_FAILURES):
+        with contextlib.suppress(*_FAILURES), redisclient.closed_connections():
             # Only our own registration: another shard may have taken this id since.
             deleted = await self._client.eval(
                 _DEREGISTER, 2, member_key(self.shard_id), INDEX_KEY, self.address, self.shard_id
