@@ -21,7 +21,6 @@ import logging
 import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -267,18 +266,6 @@ def _cache_headers(call: chat.ChatCall, info: cache_pb2.CacheInfo) -> dict[str, 
     if info.entry_id:
         headers["x-semcache-entry"] = info.entry_id
     return headers
-
-
-def https_context(cert: Path, key: Path, ca: Path | None, client_auth: bool) -> ssl.SSLContext:
-    """The front's TLS, from the router's own files: HTTPS whenever its gRPC port is TLS,
-    client certificates required whenever they are there (a plaintext side door would
-    undo both)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(certfile=cert, keyfile=key)
-    if client_auth and ca is not None:
-        context.load_verify_locations(cafile=ca)
-        context.verify_mode = ssl.CERT_REQUIRED
-    return context
 
 
 @contextlib.asynccontextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from router_svc.http import https_context, running_http_front
+from router_svc.http import running_http_front
 from router_svc.membership import RegistryWatcher, static_members
 from router_svc.pool import ShardPool
 from router_svc.servicer import Router, RouterAdminServicer, RouterCacheServicer
@@ -21,12 +21,10 @@ def _http_front(config: RouterConfig, grpc_port: int) -> contextlib.AbstractAsyn
         host = "localhost" if tls else "127.0.0.1"  # a name a certificate can carry
     else:
         host = config.host
-    https = None
-    if tls is not None:
-        assert config.tls_cert is not None and config.tls_key is not None
-        https = https_context(
-            config.tls_cert, config.tls_key, config.tls_ca, config.tls_client_auth
-        )
+    # HTTPS whenever the gRPC port is TLS, with the same identity and client
+    # certificates required whenever gRPC requires them (a plaintext side door would undo
+    # both).
+    https = tls.https_server_context() if tls is not None else None
     models = [m.strip() for m in config.http_models.split(",") if m.strip()]
     return running_http_front(
         f"{host}:{grpc_port}",

@@ -12,7 +12,11 @@ and `tls_client_auth` turned on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+import ssl
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +63,22 @@ class TlsFiles:
             require_client_auth=self.client_auth,
         )
 
+    def https_server_context(self) -> ssl.SSLContext:
+        """The same identity for an HTTPS server (the router's OpenAI front), from the same
+        bytes: client certificates required whenever gRPC requires them."""
+        if self.cert is None or self.key is None:
+            raise ValueError("a TLS server needs tls_cert and tls_key")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        with _in_memory_file(self.cert) as cert, _in_memory_file(self.key) as key:
+            context.load_cert_chain(certfile=cert, keyfile=key)
+        if self.client_auth and self.ca is not None:
+            # As a file, not `cadata`: that takes ASCII only, and CA bundles carry UTF-8
+            # comments.
+            with _in_memory_file(self.ca) as ca:
+                context.load_verify_locations(cafile=ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
     def channel_credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(
             root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
@@ -72,6 +92,42 @@ def open_channel(
     if tls is None:
         return grpc.aio.insecure_channel(address, options=list(options))
     return grpc.aio.secure_channel(address, tls.channel_credentials(), options=list(options))
+
+
+@contextlib.contextmanager
+def _in_memory_file(data: bytes) -> Iterator[str]:
+    """A path to `data`, for `ssl`, which loads certificates and keys only from files: a
+    Linux memfd, which no disk holds; where there is none (another OS, a sandbox that
+    refuses it, no /proc), a file only this user may read in a private temporary directory,
+    removed when the block ends."""
+    fd = _memfd(data)
+    if fd is not None:
+        try:
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
+    with tempfile.TemporaryDirectory(prefix="semcache-tls-") as directory:
+        path = Path(directory) / "pem"
+        path.touch(mode=0o600, exist_ok=False)  # before the key is in it
+        path.write_bytes(data)
+        yield str(path)
+
+
+def _memfd(data: bytes) -> int | None:
+    """A memfd holding `data`, readable by path; None where that cannot be had."""
+    try:
+        fd = os.memfd_create("semcache-tls", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        return None
+    try:
+        with open(fd, "wb", closefd=False) as file:
+            file.write(data)
+        os.close(os.open(f"/proc/self/fd/{fd}", os.O_RDONLY))  # readable by path, as ssl reads
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _read(path: Path | None, name: str) -> bytes | None:
