@@ -39,8 +39,7 @@ _NOT_ANSWER = {
     "safety_identifier",
     *keys.OPTIONAL_PARAMS,
 }
-#: The cache keeps one text answer per prompt: requests whose answer is something else
-#: (tool calls, several choices, log probabilities, audio) are refused, not half-served.
+#: The limits `parse` checks unless the front passes the router's own.
 _DEFAULT_LIMITS = RequestLimits()
 
 
