@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +67,39 @@ def test_a_recipe_file_counts_by_its_code_not_its_layout(tmp_path) -> None:
     key = recipe._source_key(original)
     assert recipe._source_key(relaid) == key
     assert recipe._source_key(changed) != key
+
+
+def _project_imports(path: Path) -> set[Path]:
+    """The repository's modules a build file imports: as a package (`from semcache.quality
+    import dataset`) or, for the scripts run from their own directory, as a sibling."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        for name in names:
+            for candidate in (
+                recipe.REPO_DIR / (name.replace(".", "/") + ".py"),
+                path.parent / (name + ".py"),
+            ):
+                if candidate.is_file():
+                    found.add(candidate.resolve())
+    return found
+
+
+def test_the_tuned_recipe_hashes_every_module_that_shapes_its_model() -> None:
+    """A module the training data or the build's scripts come from, left out of the recipe,
+    would change the model under an unchanged id (and a cached model would be served)."""
+    build = recipe.REPO_DIR / "embed_svc/build"
+    todo = [build / name for name in ("examples.py", "train.py", "export.py", "gate.py")]
+    seen: set[Path] = set()
+    while todo:
+        path = todo.pop().resolve()
+        if path not in seen:
+            seen.add(path)
+            todo += _project_imports(path)
+    hashed = {(recipe.REPO_DIR / name).resolve() for name in recipe.TUNED.files}
+    assert {p.relative_to(recipe.REPO_DIR) for p in seen - hashed} == set()

@@ -23,16 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from embed_svc.build import recipe
-from semcache.quality import augment, dataset
+from embed_svc.build import examples, recipe
+from semcache.quality import dataset
 
 #: Minutes each step takes on a 2-core AVX2 machine (measured; for the estimate of the time
 #: left, not a limit).
 STEP_MINUTES = {"env": 2.0, "stock": 1.0, "train": 11.0, "export": 1.0, "gate": 0.5}
-#: STS-B train pairs scored at least this (of 5) are paraphrases enough to train on.
-STSB_MIN_SCORE = 4.0
-#: Training examples' seed: part of the recipe (this file is hashed with it).
-SEED = 0
 
 
 class BuildError(RuntimeError):
@@ -96,30 +92,6 @@ def _export(python: Path, rec: recipe.Recipe, out: Path, *extra: str) -> None:
     _run([str(python), _script("export.py"), *args, *extra])
 
 
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    with path.open("w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def _stsb_positives() -> list[tuple[str, str]]:
-    with recipe.STSB_FILE.open(encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return [(r["a"], r["b"]) for r in rows if r["score"] >= STSB_MIN_SCORE]
-
-
-def prepare_data(work: Path) -> dict[str, int]:
-    """Writes examples.jsonl (train split, augmented, plus STS-B) and dev.jsonl (the dev
-    split's written pairs, for the gate); returns their counts."""
-    groups = dataset.load_groups([recipe.GROUPS_DIR])
-    train = [g for g in groups if g.split == "train"]
-    dev = [g for g in groups if g.split == "dev"]
-    examples = augment.training_examples(train, _stsb_positives(), seed=SEED)
-    _write_jsonl(work / "examples.jsonl", [e.to_json() for e in examples])
-    _write_jsonl(work / "dev.jsonl", [p for g in dev for p in dataset.pairs_of(g)])
-    return {"train_groups": len(train), "dev_groups": len(dev), "examples": len(examples)}
-
-
 def _install(built: Path, target: Path) -> None:
     shutil.rmtree(target, ignore_errors=True)
     built.rename(target)
@@ -141,7 +113,7 @@ def build_tuned(python: Path, progress: Progress, *, train_steps: int | None = N
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".building-") as tmp:
         work = Path(tmp)
-        counts = prepare_data(work)
+        counts = examples.prepare(work)
         progress.step(
             "train",
             f"fine-tuning on {counts['examples']:,} examples "
@@ -159,7 +131,7 @@ def build_tuned(python: Path, progress: Progress, *, train_steps: int | None = N
                 "--out",
                 str(work / "weights"),
                 "--seed",
-                str(SEED),
+                str(examples.SEED),
                 *steps,
             ]
         )

@@ -138,6 +138,7 @@ TUNED = Recipe(
     "all-MiniLM-L6-v2-semcache",
     files=(
         *STOCK.files,
+        f"{_BUILD}/examples.py",
         f"{_BUILD}/train.py",
         f"{_BUILD}/gate.py",
         "semcache/quality/dataset.py",
