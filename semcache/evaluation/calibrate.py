@@ -183,6 +183,29 @@ def calibrate(
     """
     candidates = stream_candidates(fit_pairs, vectors)
     cut_candidates = stream_candidates(cut_pairs, vectors) if cut_pairs else None
+    policy, seen = calibrate_candidates(
+        candidates,
+        base=base,
+        target_precision=target_precision,
+        by_category=by_category,
+        l2=l2,
+        cut_candidates=cut_candidates,
+        use=use,
+    )
+    return policy, seen | {"pairs": len(fit_pairs)}
+
+
+def calibrate_candidates(
+    candidates: Sequence[Candidate],
+    *,
+    base: HitPolicy,
+    target_precision: float,
+    by_category: bool = False,
+    l2: float = 1.0,
+    cut_candidates: Sequence[Candidate] | None = None,
+    use: Sequence[str] = FEATURES,
+) -> tuple[HitPolicy, dict[str, Any]]:
+    """`calibrate` on candidates already found (a nearest entry per query)."""
     unknown = set(use) - set(FEATURES)
     if unknown or not use:
         raise ValueError(f"features: unknown {sorted(unknown)}; known: {', '.join(FEATURES)}")
@@ -198,7 +221,6 @@ def calibrate(
         candidates, base, vetoes, target_precision, by_category, l2, cut_candidates, use
     )
     seen |= {
-        "pairs": len(fit_pairs),
         "candidates": len(candidates),
         "floor": base.thresholds["default"],
         "target_precision": target_precision,

@@ -45,7 +45,8 @@ class Pair:
 class Vectors(Protocol):
     """Unit vectors by text (`semcache.evaluation.embeddings.TextVectors` is one)."""
 
-    model: str
+    @property
+    def model(self) -> str: ...
 
     def of(self, texts: Sequence[str]) -> np.ndarray: ...
 
