@@ -73,6 +73,22 @@ def test_detects_code(prompt: str, category: str) -> None:
     ("a", "b", "guard"),
     [
         ("How do I enable two-factor auth?", "How do I disable two-factor auth?", "antonym"),
+        # A listed word is itself, not another's form: "lower" is lower, not low + er.
+        (
+            "What is the upper quartile of 3, 8, 9?",
+            "What is the lower quartile of 3, 8, 9?",
+            "antonym",
+        ),
+        (
+            "How do I read a line from stdin in Rust?",
+            "How do I write a line to stdout in Rust?",
+            "antonym",
+        ),
+        (
+            "Can I ask my landlord to fix the heating?",
+            "Can my tenant ask me to fix the heating?",
+            "antonym",
+        ),
         (
             "Which mushrooms are safe to eat raw?",
             "Which mushrooms are not safe to eat raw?",
@@ -332,6 +348,33 @@ def test_shipped_policies_are_one_per_model_and_chosen_by_model_id() -> None:
             "What is the difference between a thread and a process?",
             "What is the difference between a process and a thread?",
             (),
+        ),
+        (
+            "Is it rude to decline a wedding invitation?",
+            "Is it rude to turn down a wedding invitation?",
+            (),
+        ),
+        # Two things joined by "and" or "or" as equals read the same both ways; an "and"
+        # between two clauses does not make them equals.
+        (
+            "Which is healthier, brown rice or white rice?",
+            "Which is healthier, white rice or brown rice?",
+            (),
+        ),
+        (
+            "Should I buy baking soda and baking powder?",
+            "Should I buy baking powder and baking soda?",
+            (),
+        ),
+        (
+            "In Word, how do I make page one portrait and the rest of the document landscape?",
+            "In Word, how do I make page one landscape and the rest of the document portrait?",
+            ("order",),
+        ),
+        (
+            "What is the most profitable product to import from India and sell in Canada?",
+            "What is the most profitable product to import from Canada and sell in India?",
+            ("order",),
         ),
     ],
 )

@@ -201,10 +201,14 @@ _ROLE_WORDS = 4
 #: ... in JavaScript?"), which keeps the question.
 _TRANSPOSED_WORDS = 2
 #: Words of a relation that reads the same both ways: "the difference between X and Y",
-#: "X vs Y", "X or Y" ask one question in either order.
+#: "X vs Y" ask one question in either order.
 _SYMMETRIC_WORDS = _words(
-    "and or between vs versus difference differences compare comparison similarities similar"
+    "between vs versus difference differences compare comparison similarities similar"
 )
+#: Words that join two things as equals ("baking soda and baking powder" reads the same
+#: both ways), but also two clauses ("the first page landscape and the rest portrait" does
+#: not): `_coordinated` tells them apart.
+_COORDINATORS = _words("and or")
 
 #: "a bit", "a little bit": not the unit.
 _WORDS_BEFORE_A_BIT = _words("a little")
@@ -267,6 +271,7 @@ class Text:
     #: {united, states}).
     acronyms: tuple[tuple[str, frozenset[str]], ...]
     content: tuple[str, ...]  # content words in order
+    content_at: tuple[int, ...]  # where each content word is in `words`
     #: The content words as `swap` and `order` compare them: stemmed, number words as digits.
     content_stems: tuple[str, ...]
     #: Each direction word with the content words before and after it (up to the next
@@ -303,7 +308,8 @@ def read(text: str) -> Text:
             sentences.append([])
         sentences[-1].append(words[i])
         previous_end = m.end()
-    content = tuple(w for w in words if w not in _STOPWORDS)
+    content_at = tuple(i for i, w in enumerate(words) if w not in _STOPWORDS)
+    content = tuple(words[i] for i in content_at)
     return Text(
         words=words,
         stems=frozenset(stem_of.values()),
@@ -320,6 +326,7 @@ def read(text: str) -> Text:
         entities=frozenset(entities),
         acronyms=_acronyms(raw, words, spaced),
         content=content,
+        content_at=content_at,
         content_stems=tuple(_content_stem(w, stem_of[w]) for w in content),
         roles=_roles(words),
     )
@@ -607,7 +614,7 @@ def _transposed(a: Text, b: Text) -> bool:
     """The same content words, but for two short blocks (at most `_TRANSPOSED_WORDS` each)
     that trade places around words that stay where they are: "register my car in Texas
     after moving from California" vs "... California after moving from Texas". Not in a
-    relation that reads the same both ways (`_SYMMETRIC_WORDS`)."""
+    relation that reads the same both ways (`_SYMMETRIC_WORDS`, `_coordinated`)."""
     x, y = a.content_stems, b.content_stems
     if x == y or sorted(x) != sorted(y) or not _SYMMETRIC_WORDS.isdisjoint((*a.words, *b.words)):
         return False
@@ -619,8 +626,21 @@ def _transposed(a: Text, b: Text) -> bool:
         for last in range(1, min(_TRANSPOSED_WORDS, n - first - 1) + 1):
             head, middle, tail = wx[:first], wx[first : n - last], wx[n - last :]
             if wy == tail + middle + head:
-                return True
+                return not _coordinated(a, start, start + first, start + n - last, end)
     return False
+
+
+def _coordinated(text: Text, start: int, middle: int, tail: int, end: int) -> bool:
+    """Whether two transposed blocks of `text`'s content words, [start, middle) and
+    [tail, end), are two things joined as equals: an "and" or "or" between them, and the
+    content words between them the ones both share, said before the first or after the
+    second ("baking soda and baking powder", "brown rice or white rice")."""
+    stems = text.content_stems
+    at = text.content_at
+    if _COORDINATORS.isdisjoint(text.words[at[middle - 1] + 1 : at[tail]]):
+        return False
+    shared, k = stems[middle:tail], tail - middle
+    return (start >= k and stems[start - k : start] == shared) or stems[end : end + k] == shared
 
 
 def _swap(a: Text, b: Text) -> bool:
