@@ -19,6 +19,7 @@ import pytest_asyncio
 from embed_svc.build import recipe
 from embed_svc.model import OnnxEmbedder, Tokens
 from embed_svc.service import running_embedder
+from router_svc.pool import ShardPool
 from semcache.dev.localredis import LocalRedis
 from semcache.dev.probe import free_port
 from semcache.runtime.config import EmbedderConfig, RouterConfig, ShardConfig
@@ -126,6 +127,19 @@ async def eventually(condition: Callable[[], bool | Awaitable[bool]], within: fl
             if await result if queries else result:
                 return
             await asyncio.sleep(0.01 if queries else 0.001)
+
+
+async def whole_ring(pool: ShardPool, members: int | None = None) -> None:
+    """Waits (bounded) until the router's pool has `members` shards (default: those it
+    has) and every one is in the ring. A first health check can miss its 0.3 s on a loaded
+    machine (a test's services share one event loop); its shard then joins at the next
+    check, and a call before that finds no shard (UNAVAILABLE, seen in CI)."""
+    await eventually(
+        lambda: (
+            (members is None or len(pool.members) == members)
+            and all(m.healthy for m in pool.members.values())
+        )
+    )
 
 
 @pytest.fixture(scope="session")

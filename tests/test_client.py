@@ -40,7 +40,7 @@ from semcache.metadata import UpstreamFailure
 from semcache.runtime.config import RouterConfig, ServerConfig
 from semcache.runtime.server import GrpcServer, Service
 from semcache.v1 import cache_pb2, cache_pb2_grpc
-from tests.conftest import shard_config
+from tests.conftest import shard_config, whole_ring
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,8 @@ async def mesh(embedder_address: str, redis_server) -> AsyncIterator[Mesh]:
                 )
             )
             shards.append(server.address)
-        router, _ = await stack.enter_async_context(running_router(router_config(tuple(shards))))
+        router, pool = await stack.enter_async_context(running_router(router_config(tuple(shards))))
+        await whole_ring(pool)
         yield Mesh(router.address, tuple(shards))
 
 

@@ -36,7 +36,7 @@ from semcache.dev.probe import free_cluster_ports
 from semcache.runtime import redisclient
 from semcache.runtime.config import RouterConfig
 from semcache.v1 import cache_pb2, cache_pb2_grpc
-from tests.conftest import eventually, shard_config
+from tests.conftest import eventually, shard_config, whole_ring
 from tests.test_faults import Load
 from tests.test_router import complete
 
@@ -275,7 +275,7 @@ async def cluster_mesh(embedder_address: str, url: str, shards: int = 2) -> Asyn
             health_interval_seconds=0.1,
         )
         router, pool = await stack.enter_async_context(running_router(config))
-        await eventually(lambda: len(pool.members) == shards)
+        await whole_ring(pool, shards)
         channel = await stack.enter_async_context(grpc.aio.insecure_channel(router.address))
         yield {
             "cache": cache_pb2_grpc.SemanticCacheStub(channel),

@@ -19,7 +19,7 @@ from router_svc.service import running_router
 from semcache.metadata import UPSTREAM_ERROR
 from semcache.runtime.validation import RequestLimits
 from semcache.v1 import cache_pb2, cache_pb2_grpc, link_pb2, link_pb2_grpc
-from tests.conftest import eventually, router_config, shard_config
+from tests.conftest import eventually, router_config, shard_config, whole_ring
 
 HIT, MISS = cache_pb2.CACHE_STATUS_HIT, cache_pb2.CACHE_STATUS_MISS
 
@@ -52,10 +52,7 @@ async def mesh(
             shards=",".join(s.address for s in servers), unhealthy_after=2, **router_settings
         )
         router, pool = await stack.enter_async_context(running_router(config))
-        # A first health check can miss its 0.3 s on a loaded machine (every part of this
-        # mesh shares one event loop); its shard then joins at the next check. Tests start
-        # on a whole ring, or a call finds no shard at all (UNAVAILABLE).
-        await eventually(lambda: all(mem.healthy for mem in pool.members.values()))
+        await whole_ring(pool)
         channel = await stack.enter_async_context(grpc.aio.insecure_channel(router.address))
         yield {
             "cache": cache_pb2_grpc.SemanticCacheStub(channel),
