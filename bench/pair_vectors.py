@@ -13,15 +13,8 @@ here it is only combined with the cosine: the similarity the policy reads become
 
 for the nearest entry (it can only lower a similarity, so the search floor still holds;
 the runner-up moves by as much, so the margin stays the cosine's). For w in WEIGHTS and
-the classifier fitted on each of SOURCES, the policy is refitted exactly as `semcache
-calibrate` fits the shipped one (train split, cut on dev, the shipped features), its cut
-then swept, and each point measured on:
-
-- the project's test split (each pair alone), kept and traps served;
-- `tests/data/pairs.jsonl` (another writer's traps and paraphrases), each pair alone;
-- QQP dev's held-out fifth as a cache (every `a` cached, every distinct `b` asked: recall
-  = right hits / queries with a right answer cached, wrong = wrong hits / queries), and
-  MRPC train each pair alone (both human-written; measured, never fitted on).
+the classifier fitted on each of SOURCES, the policy is refitted as the shipped one is and
+measured on the test split, another writer's pairs, QQP and MRPC (`bench/refit.py`).
 
 Each blend's fitted point is set against the cosine's swept curve at equal kept (equal
 recall on QQP): `versus_cosine`. Writes bench/results/pair_vectors.json.
@@ -32,11 +25,9 @@ recall on QQP): `versus_cosine`. Writes bench/results/pair_vectors.json.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,14 +35,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from bench import refit
 from bench.embed import machine
-from semcache.evaluation import calibrate, data, embeddings, metrics
-from semcache.evaluation.metrics import Candidate
-from semcache.quality.policy import HitPolicy
+from bench.refit import ROOT, Adjust
+from semcache.evaluation import data, embeddings
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-SHARED = ROOT.parent / "shared" / "data"
 #: The blend weights measured (0: the cosine alone).
 WEIGHTS = (0.0, 0.25, 0.5)
 #: What the classifier is fitted on: the train split, and with STS-B train (human-written,
@@ -59,20 +48,8 @@ WEIGHTS = (0.0, 0.25, 0.5)
 SOURCES = ("train", "train+stsb")
 #: The classifier's inverse L2 strength, on standardised inputs.
 C = 0.001
-#: What the shipped tuned policy is fitted with (docs/quality.md).
-FEATURES = [
-    "similarity",
-    "margin",
-    *(f"guard_{g}" for g in ("negation", "antonym", "number", "unit", "date", "entity")),
-    *(f"guard_{g}" for g in ("order", "swap")),
-]
-FLOOR = 0.7
-TARGET_PRECISION = 0.9
-CUTS = np.round(np.linspace(0.3, 0.95, 14), 2)
 #: Recalls at which the classifier alone is set against the cosine alone.
 RECALLS = (0.5, 0.8)
-
-Adjust = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def pair_inputs(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -125,163 +102,32 @@ def blend(classifier: Any, train: Sequence[data.Pair], vectors: data.Vectors, w:
     return adjust
 
 
-def candidates(
-    pairs: Sequence[data.Pair], vectors: data.Vectors, adjust: Adjust
-) -> list[Candidate]:
-    """The nearest entry of each query, its similarity adjusted. The runner-up moves by as
-    much, so the margin feature stays the cosine's (only the nearest is judged)."""
-    found = metrics.stream_candidates(pairs, vectors)
-    similarity = adjust(
-        np.array([c.similarity for c in found]),
-        vectors.of([c.query for c in found]),
-        vectors.of([c.cached for c in found]),
-    )
-    return [
-        dataclasses.replace(
-            c,
-            similarity=float(s),
-            second=None if c.second is None else c.second + float(s) - c.similarity,
-        )
-        for c, s in zip(found, similarity, strict=True)
-    ]
-
-
-def each_pair(
-    pairs: Sequence[data.Pair], vectors: data.Vectors, adjust: Adjust, policy: HitPolicy
-) -> dict[str, float]:
-    u, v = vectors.of([p.a for p in pairs]), vectors.of([p.b for p in pairs])
-    similarity = adjust(np.einsum("ij,ij->i", u, v), u, v)
-    hit = np.array(
-        [
-            policy.decide(p.b, p.a, float(s), category=p.category).hit
-            for p, s in zip(pairs, similarity, strict=True)
-        ]
-    )
-    label = np.array([p.label == 1 for p in pairs])
-    kinds = np.array([p.kind for p in pairs])
-    row = {"kept": 100 * hit[label].mean(), "served": 100 * hit[~label].mean()}
-    row |= {k: 100 * hit[kinds == k].mean() for k in sorted(set(kinds) - {""})}
-    return {k: round(float(x), 1) for k, x in row.items()}
-
-
-def as_cache(
-    pairs: Sequence[data.Pair], found: Sequence[Candidate], policy: HitPolicy
-) -> dict[str, float]:
-    answerable = {p.b for p in pairs if p.label == 1}
-    hits = [
-        c
-        for c in found
-        if policy.decide(c.query, c.cached, c.similarity, second=c.second, category=c.category).hit
-    ]
-    right = sum(c.right for c in hits)
-    return {
-        "recall": round(right / len(answerable), 3),
-        "wrong": round(100 * (len(hits) - right) / len(found), 2),
-    }
-
-
-def with_cut(policy: HitPolicy, cut: float) -> HitPolicy:
-    assert policy.model is not None
-    return dataclasses.replace(policy, model=dataclasses.replace(policy.model, cut=cut, cuts={}))
-
-
-#: Per set, the figure held equal and the one compared: (set, x, y).
-AXES = (
-    ("test", "kept", "served"),
-    ("writer", "kept", "served"),
-    ("mrpc", "kept", "served"),
-    ("qqp", "recall", "wrong"),
-)
-
-
-def cosine_at(points: list[dict], name: str, x: str, y: str, at: float) -> float | None:
-    """The cosine's `y` on set `name` where its `x` equals `at` (linear between its swept
-    points); None outside the sweep."""
-    curve = sorted((p[name][x], p[name][y]) for p in points)
-    xs, ys = [c[0] for c in curve], [c[1] for c in curve]
-    if not xs[0] <= at <= xs[-1]:
-        return None
-    return round(float(np.interp(at, xs, ys)), 2)
-
-
-def versus_cosine(fitted: dict, cosine_points: list[dict]) -> dict[str, dict]:
-    """The fitted point of a blend against the cosine's curve at equal kept (or recall)."""
-    return {
-        name: {
-            x: fitted[name][x],
-            y: fitted[name][y],
-            f"cosine_{y}": cosine_at(cosine_points, name, x, y, fitted[name][x]),
-        }
-        for name, x, y in AXES
-    }
-
-
 def main() -> None:
-    groups = data.load_pairs(ROOT / "data" / "pairs" / "groups")
-    train, dev, test = (data.select(groups, which) for which in ("train", "dev", "test"))
-    writer = data.load_pairs(ROOT / "tests" / "data" / "pairs.jsonl")
-    qqp = data.select(data.load_pairs(SHARED / "qqp-dev.jsonl"), "test")
-    mrpc = data.load_pairs(SHARED / "mrpc-train.jsonl")
-    extra = {
-        "train": [],
-        "train+stsb": data.load_pairs(ROOT / "data" / "pairs" / "stsb-train.jsonl"),
-    }
-    every = (groups, writer, qqp, mrpc, extra["train+stsb"])
-    texts = list(dict.fromkeys(t for s in every for t in data.texts_of(s)))
+    sets = refit.Sets.load()
+    stsb = data.load_pairs(ROOT / "data" / "pairs" / "stsb-train.jsonl")
+    extra = {"train": [], "train+stsb": stsb}
+    texts = list(dict.fromkeys([*sets.texts(), *data.texts_of(stsb)]))
     vectors = embeddings.embed_texts_sync(
         texts, os.environ.get("SEMCACHE_BENCH_EMBEDDER"), progress=embeddings.ProgressLine()
     )
-    held_out = {"test": test, "writer": writer, "qqp": qqp, "mrpc": mrpc}
+    held_out = {"test": sets.test, "writer": sets.writer, "qqp": sets.qqp, "mrpc": sets.mrpc}
     classifiers = {
-        source: fitted_classifier([*train, *extra[source]], vectors) for source in SOURCES
+        source: fitted_classifier([*sets.train, *extra[source]], vectors) for source in SOURCES
     }
     by_itself = {source: alone(classifiers[source], held_out, vectors) for source in SOURCES}
     print(f"label-0 pairs passing, each rule alone: {by_itself}")
-    base = HitPolicy(thresholds={"default": FLOOR})
     blends: dict[str, dict] = {}
     cosine_points: list[dict] = []
     blended = [("cosine", 0.0), *((source, w) for source in SOURCES for w in WEIGHTS if w)]
     for source, w in blended:
-        adjust = blend(classifiers.get(source), train, vectors, w)
-        policy, seen = calibrate.calibrate_candidates(
-            candidates(train, vectors, adjust),
-            base=base,
-            target_precision=TARGET_PRECISION,
-            cut_candidates=candidates(dev, vectors, adjust),
-            use=FEATURES,
-        )
-        qqp_found = candidates(qqp, vectors, adjust)
-        points: list[dict[str, Any]] = []
-        for cut in [seen["cut"], *CUTS]:
-            at = with_cut(policy, float(cut))
-            points.append(
-                {
-                    "cut": round(float(cut), 3),
-                    "test": each_pair(test, vectors, adjust, at),
-                    "writer": each_pair(writer, vectors, adjust, at),
-                    "mrpc": each_pair(mrpc, vectors, adjust, at),
-                    "qqp": as_cache(qqp, qqp_found, at),
-                }
-            )
-            p = points[-1]
-            print(
-                f"{source} w={w:<4} cut={p['cut']:.3f}  test kept {p['test']['kept']:5.1f} served "
-                f"{p['test']['served']:5.1f} | writer {p['writer']['kept']:5.1f} / "
-                f"{p['writer']['served']:5.1f} | qqp recall {p['qqp']['recall']:.3f} wrong "
-                f"{p['qqp']['wrong']:5.2f} | mrpc {p['mrpc']['kept']:5.1f} / "
-                f"{p['mrpc']['served']:5.1f}",
-                flush=True,
-            )
+        adjust = blend(classifiers.get(source), sets.train, vectors, w)
+        found = refit.refitted(sets, vectors, adjust, label=f"{source} w={w:<4}")
+        points = found["points"]
         if w == 0:
             cosine_points = points  # the cosine alone comes first
-        comparison = versus_cosine(points[0], cosine_points)
+        comparison = refit.versus(points[0], cosine_points, "cosine")
         print(f"{source} w={w} at its fitted cut, against the cosine: {comparison}")
-        blends[source if w == 0 else f"{source} w={w}"] = {
-            "vetoes": seen["vetoes"],
-            "fitted_cut": seen["cut"],
-            "versus_cosine": comparison,
-            "points": points,
-        }
+        blends[source if w == 0 else f"{source} w={w}"] = found | {"versus_cosine": comparison}
     results = {
         "machine": machine(),
         "model": vectors.model,
