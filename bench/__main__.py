@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bench import (
+    batch_noise,
     bulk,
     embed,
     faults,
@@ -21,6 +22,7 @@ from bench import (
 
 BENCHMARKS = {
     "bulk": bulk.main,
+    "batch_noise": batch_noise.main,
     "embed": embed.main,
     "faults": faults.main,
     "mesh": mesh.main,
