@@ -18,11 +18,12 @@ from bench import (
     transport,
     verifier,
     warm,
+    wise,
 )
 
 BENCHMARKS = {
-    "bulk": bulk.main,
     "batch_noise": batch_noise.main,
+    "bulk": bulk.main,
     "embed": embed.main,
     "faults": faults.main,
     "mesh": mesh.main,
@@ -30,6 +31,7 @@ BENCHMARKS = {
     "scale": scale.main,
     "simulate": simulate.main,
     "trace": trace.main,
+    "wise": wise.main,
     "tracing": tracing.main,
     "transport": transport.main,
     "verifier": verifier.main,

@@ -156,8 +156,11 @@ class VectorCache:
 
 
 @contextlib.contextmanager
-def private_embedder(timeout: float = START_TIMEOUT) -> Iterator[str]:
-    """Runs `python -m embed_svc` on a free loopback port; yields its address. Blocking."""
+def private_embedder(
+    timeout: float = START_TIMEOUT, model_dir: Path | None = None
+) -> Iterator[str]:
+    """Runs `python -m embed_svc` on a free loopback port, of the model built in
+    `model_dir` (default: the one it serves by default); yields its address. Blocking."""
     port = free_port()
     address = f"127.0.0.1:{port}"
     argv = [
@@ -170,6 +173,7 @@ def private_embedder(timeout: float = START_TIMEOUT) -> Iterator[str]:
         "-1",
         "--log-level",
         "WARNING",
+        *(["--model-dir", str(model_dir)] if model_dir is not None else []),
     ]
     process = subprocess.Popen(argv)
     try:
