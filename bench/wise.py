@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,18 @@ def _run(*argv: object) -> None:
     subprocess.run(args, check=True)
 
 
+def _written_once(out: Path, *argv: object) -> Path:
+    """Runs `argv` with `--out` a scratch directory that becomes `out` when the run has
+    ended well, unless `out` is there already (a run stopped halfway is not taken for
+    done)."""
+    if not out.exists():
+        partial = out.with_name(f"{out.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        _run(*argv, "--out", partial)
+        partial.rename(out)
+    return out
+
+
 def trained(python: Path, work: Path, epochs: float) -> Path:
     """The tuned recipe's weights after `epochs`, trained once per inputs."""
     script = recipe.RECIPE_DIR / "train.py"
@@ -77,37 +90,29 @@ def trained(python: Path, work: Path, epochs: float) -> Path:
         recipe.WEIGHTS_PACKAGE.encode(),
         f"{epochs} {examples.SEED}".encode(),
     )
-    out = recipe.cache_root() / "bench" / "wise" / f"trained-{key}"
-    if not (out / "config.json").exists():
-        weights = package_weights(python)
-        _run(
-            python,
-            script,
-            "--examples",
-            example_file,
-            "--weights",
-            weights,
-            "--out",
-            out,
-            "--seed",
-            examples.SEED,
-            "--epochs",
-            epochs,
-        )
-    return out
+    return _written_once(
+        recipe.cache_root() / "bench" / "wise" / f"trained-{key}",
+        python,
+        script,
+        "--examples",
+        example_file,
+        "--weights",
+        package_weights(python),
+        "--seed",
+        examples.SEED,
+        "--epochs",
+        epochs,
+    )
 
 
 def exported(python: Path, tuned: Path, alpha: float) -> Path:
     """`tuned` mixed at `alpha` and exported to int8 ONNX, once per inputs."""
     key = f"{tuned.name.removeprefix('trained-')}-a{alpha}"
-    out = recipe.cache_root() / "bench" / "wise" / f"model-{key}"
-    if recipe.is_complete(out):
-        return out
-    mixed = out.with_name(f"weights-{key}")
-    if alpha == 1.0:
-        mixed = tuned
-    elif not (mixed / "config.json").exists():
-        _run(
+    cache = recipe.cache_root() / "bench" / "wise"
+    weights = tuned
+    if alpha != 1.0:
+        weights = _written_once(
+            cache / f"weights-{key}",
             python,
             Path(__file__).with_name("wise_mix.py"),
             "--base",
@@ -116,22 +121,18 @@ def exported(python: Path, tuned: Path, alpha: float) -> Path:
             tuned,
             "--alpha",
             alpha,
-            "--out",
-            mixed,
         )
-    _run(
+    return _written_once(
+        cache / f"model-{key}",
         python,
         recipe.RECIPE_DIR / "export.py",
-        "--out",
-        out,
         "--weights",
-        mixed,
+        weights,
         "--model-id",
         f"all-MiniLM-L6-v2-wise-int8-{key}",
         "--recipe-hash",
         key,
     )
-    return out
 
 
 def cosine_alone(sets: refit.Sets, vectors: data.Vectors) -> dict[str, dict[str, float]]:
