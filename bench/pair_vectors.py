@@ -77,9 +77,7 @@ def alone(
             "classifier": classifier.decision_function(pair_inputs(u, v)),
         }
         found[name] = {
-            f"{rule} at {recall:.0%}": round(
-                100 * float((score[~label] >= np.quantile(score[label], 1 - recall)).mean()), 1
-            )
+            f"{rule} at {recall:.0%}": refit.served_at_kept(score, label, recall)
             for rule, score in scores.items()
             for recall in RECALLS
         }

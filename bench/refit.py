@@ -139,6 +139,13 @@ def as_cache(
     }
 
 
+def served_at_kept(score: np.ndarray, label: np.ndarray, kept: float) -> float:
+    """Each pair alone, one score as the only rule: the share (%) of label-0 pairs at or
+    above the threshold that keeps `kept` of the label-1 pairs."""
+    threshold = np.quantile(score[label], 1 - kept)
+    return round(100 * float((score[~label] >= threshold).mean()), 1)
+
+
 def with_cut(policy: HitPolicy, cut: float) -> HitPolicy:
     assert policy.model is not None
     return dataclasses.replace(policy, model=dataclasses.replace(policy.model, cut=cut, cuts={}))

@@ -145,10 +145,7 @@ def cosine_alone(sets: refit.Sets, vectors: data.Vectors) -> dict[str, dict[str,
         cosine = np.einsum("ij,ij->i", u, v)
         label = np.array([p.label == 1 for p in pairs])
         found[name] = {
-            f"served at {r:.0%} kept": round(
-                100 * float((cosine[~label] >= np.quantile(cosine[label], 1 - r)).mean()), 1
-            )
-            for r in RECALLS
+            f"served at {r:.0%} kept": refit.served_at_kept(cosine, label, r) for r in RECALLS
         }
     candidates = refit.candidates(sets.qqp, vectors)
     answerable = len({p.b for p in sets.qqp if p.label == 1})
