@@ -18,7 +18,7 @@ QQP): `versus`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,17 +105,22 @@ def candidates(
     ]
 
 
-def each_pair(
+def pair_hits(
     pairs: Sequence[data.Pair], vectors: data.Vectors, adjust: Adjust, policy: HitPolicy
-) -> dict[str, float]:
+) -> np.ndarray:
+    """Each pair alone: whether `policy` serves the cached `a` for the query `b`."""
     u, v = vectors.of([p.a for p in pairs]), vectors.of([p.b for p in pairs])
     similarity = adjust(np.einsum("ij,ij->i", u, v), u, v)
-    hit = np.array(
+    return np.array(
         [
             policy.decide(p.b, p.a, float(s), category=p.category).hit
             for p, s in zip(pairs, similarity, strict=True)
         ]
     )
+
+
+def pair_rates(pairs: Sequence[data.Pair], hit: np.ndarray) -> dict[str, float]:
+    """Paraphrases kept and traps served (%), and per kind the share served."""
     label = np.array([p.label == 1 for p in pairs])
     kinds = np.array([p.kind for p in pairs])
     row = {"kept": 100 * hit[label].mean(), "served": 100 * hit[~label].mean()}
@@ -123,19 +128,26 @@ def each_pair(
     return {k: round(float(x), 1) for k, x in row.items()}
 
 
-def as_cache(
-    pairs: Sequence[data.Pair], found: Sequence[Candidate], policy: HitPolicy
+def cache_hits(found: Sequence[Candidate], policy: HitPolicy) -> np.ndarray:
+    """As a cache: whether `policy` serves each query's nearest entry."""
+    return np.array(
+        [
+            policy.decide(c.query, c.cached, c.similarity, second=c.second, category=c.category).hit
+            for c in found
+        ],
+        dtype=bool,
+    )
+
+
+def cache_rates(
+    pairs: Sequence[data.Pair], found: Sequence[Candidate], hit: np.ndarray
 ) -> dict[str, float]:
+    """Recall (right hits / queries with a right answer cached) and wrong hits per query (%)."""
     answerable = {p.b for p in pairs if p.label == 1}
-    hits = [
-        c
-        for c in found
-        if policy.decide(c.query, c.cached, c.similarity, second=c.second, category=c.category).hit
-    ]
-    right = sum(c.right for c in hits)
+    right = sum(c.right for c, h in zip(found, hit, strict=True) if h)
     return {
         "recall": round(right / len(answerable), 3),
-        "wrong": round(100 * (len(hits) - right) / len(found), 2),
+        "wrong": round(100 * (int(hit.sum()) - right) / len(found), 2),
     }
 
 
@@ -151,6 +163,61 @@ def with_cut(policy: HitPolicy, cut: float) -> HitPolicy:
     return dataclasses.replace(policy, model=dataclasses.replace(policy.model, cut=cut, cuts={}))
 
 
+def fitted(
+    sets: Sets, vectors: data.Vectors, adjust: Adjust = unchanged
+) -> tuple[HitPolicy, dict[str, Any]]:
+    """The policy fitted as shipped on these vectors (the similarity adjusted), and what the
+    calibrator reports of the fit (its vetoes and cut among it)."""
+    return calibrate.calibrate_candidates(
+        candidates(sets.train, vectors, adjust),
+        base=HitPolicy(thresholds={"default": FLOOR}),
+        target_precision=TARGET_PRECISION,
+        cut_candidates=candidates(sets.dev, vectors, adjust),
+        use=FEATURES,
+    )
+
+
+#: Per held-out set, hits a judge on top of the policy takes back: each pair of `test`,
+#: `writer` and `mrpc` alone, and QQP's candidates as a cache (`candidates(sets.qqp, ...)`).
+Vetoes = Mapping[str, np.ndarray]
+
+
+def points(
+    sets: Sets,
+    vectors: data.Vectors,
+    policy: HitPolicy,
+    cuts: Sequence[float],
+    adjust: Adjust = unchanged,
+    *,
+    vetoes: Vetoes | None = None,
+    label: str = "",
+) -> list[dict[str, Any]]:
+    """`policy` at each of `cuts`, measured on the held-out sets (hits in `vetoes` taken
+    back). Prints each point after `label`."""
+    qqp_found = candidates(sets.qqp, vectors, adjust)
+    held_out = {"test": sets.test, "writer": sets.writer, "mrpc": sets.mrpc}
+    found: list[dict[str, Any]] = []
+    for cut in cuts:
+        at = with_cut(policy, float(cut))
+        hits = {name: pair_hits(pairs, vectors, adjust, at) for name, pairs in held_out.items()}
+        hits["qqp"] = cache_hits(qqp_found, at)
+        if vetoes is not None:
+            hits = {name: hit & ~vetoes[name] for name, hit in hits.items()}
+        p: dict[str, Any] = {"cut": round(float(cut), 3)}
+        p |= {name: pair_rates(pairs, hits[name]) for name, pairs in held_out.items()}
+        p["qqp"] = cache_rates(sets.qqp, qqp_found, hits["qqp"])
+        found.append(p)
+        print(
+            f"{label} cut={p['cut']:.3f}  test kept {p['test']['kept']:5.1f} served "
+            f"{p['test']['served']:5.1f} | writer {p['writer']['kept']:5.1f} / "
+            f"{p['writer']['served']:5.1f} | qqp recall {p['qqp']['recall']:.3f} wrong "
+            f"{p['qqp']['wrong']:5.2f} | mrpc {p['mrpc']['kept']:5.1f} / "
+            f"{p['mrpc']['served']:5.1f}",
+            flush=True,
+        )
+    return found
+
+
 def refitted(
     sets: Sets,
     vectors: data.Vectors,
@@ -162,34 +229,9 @@ def refitted(
     """The policy fitted as shipped on these vectors (the similarity adjusted): its vetoes,
     its cut, and its points, the fitted one first, then one per cut of `cuts`. Prints each
     point after `label`."""
-    policy, seen = calibrate.calibrate_candidates(
-        candidates(sets.train, vectors, adjust),
-        base=HitPolicy(thresholds={"default": FLOOR}),
-        target_precision=TARGET_PRECISION,
-        cut_candidates=candidates(sets.dev, vectors, adjust),
-        use=FEATURES,
-    )
-    qqp_found = candidates(sets.qqp, vectors, adjust)
-    points: list[dict[str, Any]] = []
-    for cut in [seen["cut"], *cuts]:
-        at = with_cut(policy, float(cut))
-        p = {
-            "cut": round(float(cut), 3),
-            "test": each_pair(sets.test, vectors, adjust, at),
-            "writer": each_pair(sets.writer, vectors, adjust, at),
-            "mrpc": each_pair(sets.mrpc, vectors, adjust, at),
-            "qqp": as_cache(sets.qqp, qqp_found, at),
-        }
-        points.append(p)
-        print(
-            f"{label} cut={p['cut']:.3f}  test kept {p['test']['kept']:5.1f} served "
-            f"{p['test']['served']:5.1f} | writer {p['writer']['kept']:5.1f} / "
-            f"{p['writer']['served']:5.1f} | qqp recall {p['qqp']['recall']:.3f} wrong "
-            f"{p['qqp']['wrong']:5.2f} | mrpc {p['mrpc']['kept']:5.1f} / "
-            f"{p['mrpc']['served']:5.1f}",
-            flush=True,
-        )
-    return {"vetoes": seen["vetoes"], "fitted_cut": seen["cut"], "points": points}
+    policy, seen = fitted(sets, vectors, adjust)
+    swept = points(sets, vectors, policy, [seen["cut"], *cuts], adjust, label=label)
+    return {"vetoes": seen["vetoes"], "fitted_cut": seen["cut"], "points": swept}
 
 
 def curve_at(points: list[dict], name: str, x: str, y: str, at: float) -> float | None:
