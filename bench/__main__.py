@@ -18,6 +18,7 @@ from bench import (
     tracing,
     transport,
     verifier,
+    verifier_veto,
     warm,
     wise,
 )
@@ -37,6 +38,7 @@ BENCHMARKS = {
     "tracing": tracing.main,
     "transport": transport.main,
     "verifier": verifier.main,
+    "verifier_veto": verifier_veto.main,
     "warm": warm.main,
 }
 
