@@ -40,7 +40,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -244,7 +244,11 @@ def select_queries(work: dict[str, Any]) -> dict[str, Any]:
     return _with_mesh(select)
 
 
-def _with_mesh(session: Callable[[LocalMesh], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+#: A measurement run against a started mesh (asyncio.run takes a coroutine).
+Session = Callable[[LocalMesh], Coroutine[Any, Any, dict[str, Any]]]
+
+
+def _with_mesh(session: Session) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as data:
         mesh = LocalMesh(
             shards=2, ports=free_ports(), data_dir=Path(data), echo_delay_ms=LLM_DELAY_MS

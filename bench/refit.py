@@ -73,7 +73,9 @@ class Sets:
     def load(cls) -> Sets:
         groups = data.load_pairs(ROOT / "data" / "pairs" / "groups")
         return cls(
-            *(data.select(groups, which) for which in ("train", "dev", "test")),
+            train=data.select(groups, "train"),
+            dev=data.select(groups, "dev"),
+            test=data.select(groups, "test"),
             writer=data.load_pairs(ROOT / "tests" / "data" / "pairs.jsonl"),
             qqp=data.select(data.load_pairs(SHARED / "qqp-dev.jsonl"), "test"),
             mrpc=data.load_pairs(SHARED / "mrpc-train.jsonl"),

@@ -25,6 +25,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -218,7 +219,7 @@ def main() -> None:
     scale = json.loads((RESULTS / "scale.json").read_text())
     mesh = json.loads((RESULTS / "mesh.json").read_text())
     costs = Costs(scale, mesh)
-    result = {
+    result: dict[str, Any] = {
         "benchmark": "simulate",
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine(),

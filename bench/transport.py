@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 SECONDS = float(os.environ.get("SEMCACHE_BENCH_SECONDS", "5"))
 SERVICE = "bench.Echo"
-Request, Reply = link_pb2.ForwardRequest, link_pb2.ForwardResponse
+Request = link_pb2.ForwardRequest
+Reply = link_pb2.ForwardResponse
 
 
 def _payload() -> Request:

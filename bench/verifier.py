@@ -28,6 +28,7 @@ import re
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -193,7 +194,7 @@ def main() -> None:
             name = f"cosine >= {t:.2f}, verifier >= {c:.2f} where overlap >= {j}"
             rules[name] = {k: (cosine[k] >= t) & (~near[j][k] | (verified[k] >= c)) for k in sets}
 
-    report: dict[str, object] = {
+    report: dict[str, Any] = {
         "machine": machine(),
         "verifier_layers": LAYERS,
         "traps_served_on_dev": TRAPS_SERVED,
@@ -201,13 +202,13 @@ def main() -> None:
     }
     print(f"verifier: {LAYERS} layers; rules chosen on dev for <= {TRAPS_SERVED:.0%} traps served")
     for name, hits in rules.items():
-        row = {
+        row: dict[str, dict[str, Any]] = {
             "test": rates(hits["test"], sets["test"]),
             "traps": rates(hits["traps"], sets["traps"]),
             "qqp": against_cosine(hits["qqp"], cosine["qqp"], sets["qqp"]),
             "mrpc": against_cosine(hits["mrpc"], cosine["mrpc"], sets["mrpc"]),
         }
-        report["rules"][name] = row  # type: ignore[index]
+        report["rules"][name] = row
         print(f"\n{name}")
         for k in ("test", "traps"):
             kept, served = row[k]["paraphrases_kept"], row[k]["traps_served"]
