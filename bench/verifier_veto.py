@@ -13,10 +13,11 @@ chance of being right is the cut), so that vetoing beats raising the cut.
 
 The vetoed policy's fitted point is set against the plain policy's swept curve at equal
 kept (equal recall on QQP, as a cache): `versus_policy`. Writes
-bench/results/verifier_veto.json.
+bench/results/verifier_veto.json (verifier_veto-N-layers.json for another size).
 
     SEMCACHE_BENCH_EMBEDDER=HOST:PORT   a running embedder of the tuned model (default: a
                                         private one)
+    SEMCACHE_BENCH_VERIFIER_LAYERS=3    transformer layers of the verifier (as `bench verifier`)
 """
 
 from __future__ import annotations
@@ -135,7 +136,8 @@ def main() -> None:
         }
         results |= {"vetoed": vetoed, "versus_policy": comparison, "verified_share": verified}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "verifier_veto.json").write_text(json.dumps(results, indent=1) + "\n")
+    name = "verifier_veto" + ("" if verifier.LAYERS == 3 else f"-{verifier.LAYERS}-layers")
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
