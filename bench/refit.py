@@ -180,7 +180,8 @@ def fitted(
 
 
 #: Per held-out set, hits a judge on top of the policy takes back: each pair of `test`,
-#: `writer` and `mrpc` alone, and QQP's candidates as a cache (`candidates(sets.qqp, ...)`).
+#: `writer` and `mrpc` alone, and QQP's candidates as a cache (in the order of the
+#: `qqp_found` passed to `points`).
 Vetoes = Mapping[str, np.ndarray]
 
 
@@ -191,12 +192,14 @@ def points(
     cuts: Sequence[float],
     adjust: Adjust = unchanged,
     *,
+    qqp_found: Sequence[Candidate] | None = None,
     vetoes: Vetoes | None = None,
     label: str = "",
 ) -> list[dict[str, Any]]:
     """`policy` at each of `cuts`, measured on the held-out sets (hits in `vetoes` taken
-    back). Prints each point after `label`."""
-    qqp_found = candidates(sets.qqp, vectors, adjust)
+    back; QQP's candidates found here unless given). Prints each point after `label`."""
+    if qqp_found is None:
+        qqp_found = candidates(sets.qqp, vectors, adjust)
     held_out = {"test": sets.test, "writer": sets.writer, "mrpc": sets.mrpc}
     found: list[dict[str, Any]] = []
     for cut in cuts:

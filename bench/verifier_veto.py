@@ -100,7 +100,9 @@ def main() -> None:
     choice = chosen_level(dev_hit, dev_right, p["dev"], seen["cut"])
     print(f"dev split, hits at the fitted cut {seen['cut']:.3f} vetoed per level: {choice}")
 
-    plain = refit.points(sets, vectors, policy, [seen["cut"], *CUTS], label="policy")
+    plain = refit.points(
+        sets, vectors, policy, [seen["cut"], *CUTS], qqp_found=qqp_found, label="policy"
+    )
     results: dict[str, Any] = {
         "machine": machine(),
         "model": vectors.model,
@@ -115,7 +117,9 @@ def main() -> None:
 
     results["levels"] = {}
     for level in SHOWN_LEVELS:
-        point = refit.points(sets, vectors, policy, [seen["cut"]], vetoes=vetoes(level))[0]
+        point = refit.points(
+            sets, vectors, policy, [seen["cut"]], qqp_found=qqp_found, vetoes=vetoes(level)
+        )[0]
         results["levels"][level] = refit.versus(point, plain, "policy")
         print(f"vetoed below {level}, against the policy: {results['levels'][level]}")
     if choice["chosen"] is not None:
@@ -124,6 +128,7 @@ def main() -> None:
             vectors,
             policy,
             [seen["cut"], *CUTS],
+            qqp_found=qqp_found,
             vetoes=vetoes(choice["chosen"]),
             label="vetoed",
         )
