@@ -304,6 +304,19 @@ def test_shipped_policies_are_one_per_model_and_chosen_by_model_id() -> None:
             ("number",),
         ),
         ("best food for an old cat", "best food for an old car", ("swap",)),
+        # One word in two forms is not a swap: a clipping or derived form, two negations,
+        # a number with and without its separator. One letter more is another word, and a
+        # name is never a form of another.
+        ("ipad pro m4 max brightness", "What's the maximum brightness of the iPad Pro M4?", ()),
+        ("descale my keurig with no vinegar", "descale my keurig without vinegar", ()),
+        ("how to invest 5000 dollars", "how to invest 5,000 dollars", ()),
+        (
+            "Can I deduct the mortgage interest on a second home?",
+            "Is the mortgage interest on a second home deductible?",
+            (),
+        ),
+        ("best deals on a new car today", "best deals on a new card today", ("swap",)),
+        ("is java good for backend work", "is JavaScript good for backend work", ("swap",)),
         # Two things trading places around a direction word, phrases included.
         ("flights from Paris to London", "flights from London to Paris", ("order",)),
         ("flights to Paris from London", "flights from London to Paris", ()),

@@ -18,7 +18,8 @@ small part of the sentence. Each guard compares the two prompts for one such dif
               to X), or anywhere the rest stays ("Can I use my PS4 controller on a PS5?"
               vs "my PS5 controller on a PS4")
     swap      exactly one content word replaced by another, the rest the same
-              ("side effects of ibuprofen" vs "side effects of aspirin")
+              ("side effects of ibuprofen" vs "side effects of aspirin"); not one
+              word in another form ("max" and "maximum", "no" and "without")
 
 Pure functions of the two texts, no model: cheap enough for every semantic candidate.
 The policy decides what a signal does (veto the hit, or demand a higher similarity).
@@ -651,10 +652,34 @@ def _swap(a: Text, b: Text) -> bool:
     only_a, only_b = sa - sb, sb - sa
     if len(only_a) != 1 or len(only_b) != 1 or len(sa & sb) < 2:
         return False
+    names = a.entities | b.entities
     return not any(
-        _one_word(x, y)
+        _one_word(x, y) or _same_in_other_form(x, y, names)
         for x in _forms(a, next(iter(only_a)))
         for y in _forms(b, next(iter(only_b)))
+    )
+
+
+def _same_in_other_form(x: str, y: str, names: frozenset[str]) -> bool:
+    """Whether `swap` reads `x` and `y` as one word written in two forms: two negations
+    ("don't" and "not": whether they negate the same thing is `negation`'s question), one
+    number with and without separators ("5,000" and "5000"), or a word and its clipping
+    or derived form ("prep" and "prepare", "temp" and "temperature", "conjugate" and
+    "conjugation", and the stemmer's "vot" and "vote"). One letter more is another word
+    ("star" and "start", "car" and "card") unless it is a final "e"; a name is never a
+    form of another ("Java" and "JavaScript")."""
+    if x in _NEGATIONS and y in _NEGATIONS:
+        return True
+    if x.replace(",", "") == y.replace(",", "") and x[:1].isdigit():
+        return True
+    longer, shorter = (x, y) if len(x) > len(y) else (y, x)
+    extra = longer[len(shorter) :]
+    return (
+        len(shorter) >= 3
+        and longer.startswith(shorter)
+        and (extra == "e" or len(extra) >= 2)
+        and x not in names
+        and y not in names
     )
 
 
