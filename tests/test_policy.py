@@ -310,6 +310,8 @@ def test_shipped_policies_are_one_per_model_and_chosen_by_model_id() -> None:
         ("ipad pro m4 max brightness", "What's the maximum brightness of the iPad Pro M4?", ()),
         ("descale my keurig with no vinegar", "descale my keurig without vinegar", ()),
         ("how to invest 5000 dollars", "how to invest 5,000 dollars", ()),
+        # ... and two numbers are never a misspelling of each other (a zero more or less).
+        ("how to invest 500 dollars", "how to invest 5000 dollars", ("number", "swap")),
         (
             "Can I deduct the mortgage interest on a second home?",
             "Is the mortgage interest on a second home deductible?",

@@ -335,7 +335,9 @@ def read(text: str) -> Text:
 
 def _content_stem(word: str, stem: str) -> str:
     """A content word as `swap`, `order` and `negation` compare it: its stem, a number word
-    as its digits."""
+    as its digits, a number without its separators ("5,000" as "5000")."""
+    if word[:1].isdigit():
+        return word.replace(",", "")
     return _NUMERALS.get(word) or stem
 
 
@@ -662,15 +664,12 @@ def _swap(a: Text, b: Text) -> bool:
 
 def _same_in_other_form(x: str, y: str, names: frozenset[str]) -> bool:
     """Whether `swap` reads `x` and `y` as one word written in two forms: two negations
-    ("don't" and "not": whether they negate the same thing is `negation`'s question), one
-    number with and without separators ("5,000" and "5000"), or a word and its clipping
-    or derived form ("prep" and "prepare", "temp" and "temperature", "conjugate" and
-    "conjugation", and the stemmer's "vot" and "vote"). One letter more is another word
-    ("star" and "start", "car" and "card") unless it is a final "e"; a name is never a
-    form of another ("Java" and "JavaScript")."""
+    ("don't" and "not": whether they negate the same thing is `negation`'s question), or a
+    word and its clipping or derived form ("prep" and "prepare", "temp" and "temperature",
+    "conjugate" and "conjugation"). One letter more is another word ("car" and "card")
+    unless it is a final "e" (the stemmer's "vot", from "voting", and "vote"); a name is
+    never a form of another ("Java" and "JavaScript")."""
     if x in _NEGATIONS and y in _NEGATIONS:
-        return True
-    if x.replace(",", "") == y.replace(",", "") and x[:1].isdigit():
         return True
     longer, shorter = (x, y) if len(x) > len(y) else (y, x)
     extra = longer[len(shorter) :]
@@ -691,7 +690,9 @@ def _one_word(x: str, y: str) -> bool:
     """Whether `swap` reads `x` and `y` as one word: `misspelled`, or in short words (which
     `misspelled` leaves alone) the slips that seldom make another word: two neighbouring
     letters swapped ("tset", "mkae"), a letter doubled or undoubled ("wal", "upp", "too"),
-    and the `_CONFUSED` pairs."""
+    and the `_CONFUSED` pairs. Never two numbers: "500" and "5000" differ by a zero."""
+    if x[:1].isdigit() and y[:1].isdigit():
+        return False
     if misspelled(x, y) or frozenset({x, y}) in _CONFUSED:
         return True
     if x[:1] != y[:1]:
